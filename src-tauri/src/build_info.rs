@@ -1,0 +1,28 @@
+//! What build is running: version, commit, platform, runtime versions.
+
+use confab_wire::app::AppInfo;
+
+pub const NAME: &str = "Confab";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Set by build.rs from `git rev-parse`.
+pub const COMMIT: &str = env!("CONFAB_COMMIT");
+
+pub fn current() -> AppInfo {
+    AppInfo {
+        name: NAME.to_owned(),
+        version: VERSION.to_owned(),
+        commit: COMMIT.to_owned(),
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+        tauri_version: tauri::VERSION.to_owned(),
+        // Asking the system webview for its version can fail on a broken install;
+        // the app still runs, so this is informative only.
+        webview_version: tauri::webview_version().ok(),
+    }
+}

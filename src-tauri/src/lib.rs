@@ -1,0 +1,58 @@
+//! Confab's desktop shell.
+//!
+//! This crate wires Tauri: the window, the official plugins, and the commands the
+//! UI may call. It stays thin: a command maps its arguments onto a module that can
+//! be tested without a window, and maps the result back. See ARCHITECTURE.md.
+
+pub mod build_info;
+pub mod commands;
+mod deep_link;
+mod logging;
+
+use tauri::{Manager, Runtime};
+
+/// Registers every command of the IPC contract ([`confab_wire::ipc::COMMANDS`]).
+/// Shared by the real app and the mock-runtime tests, so both see the same handler.
+pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder.invoke_handler(tauri::generate_handler![commands::app_info])
+}
+
+/// Builds and runs the app until its last window closes.
+///
+/// Must not run inside a Tokio runtime: the single-instance plugin starts its own
+/// D-Bus machinery and panics when nested.
+pub fn run() -> Result<(), tauri::Error> {
+    // Single-instance must be the first plugin: a second launch (for example the
+    // OS opening a deep link) hands its arguments to us and exits before anything
+    // else starts. With its deep-link feature it forwards the URL to the
+    // deep-link plugin's listeners.
+    let builder = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            log::info!(
+                "another launch was forwarded to this instance ({} arguments)",
+                argv.len()
+            );
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.show();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(logging::plugin())
+        .setup(|app| {
+            let info = build_info::current();
+            log::info!(
+                "Confab {} ({}, {}) on {}/{} starting",
+                info.version,
+                info.commit,
+                info.profile,
+                info.os,
+                info.arch
+            );
+            deep_link::install(app.handle());
+            Ok(())
+        });
+    with_commands(builder).run(tauri::generate_context!())
+}

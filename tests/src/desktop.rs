@@ -1,0 +1,278 @@
+//! A real desktop for the app: an X server (Xvfb), a private D-Bus session, and
+//! the app driven over WebDriver (tauri-driver in front of WebKitWebDriver).
+//!
+//! Each [`Desktop`] is isolated: its own display and bus, so single-instance, the
+//! keyring and deep links of one test never see another test's app.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use tempfile::TempDir;
+
+use crate::net::{free_port, wait_for_port};
+use crate::paths;
+use crate::process::Service;
+
+const STARTUP: Duration = Duration::from_secs(20);
+
+pub struct Desktop {
+    // Dropped in this order: the bus before the X server.
+    bus: Service,
+    xvfb: Service,
+    display: String,
+    bus_address: String,
+    runtime_dir: TempDir,
+    artifacts: PathBuf,
+}
+
+impl Desktop {
+    /// Starts Xvfb on a free display and a D-Bus session bus.
+    pub fn start(artifacts: &Path) -> anyhow::Result<Self> {
+        let mut xvfb = Command::new("Xvfb");
+        // -displayfd 1: Xvfb picks a free display and prints its number on stdout.
+        xvfb.args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ]);
+        let mut xvfb = Service::spawn(xvfb, "xvfb", artifacts)?;
+        let number = xvfb.wait_for_line(STARTUP, |l| l.trim().parse::<u32>().is_ok())?;
+        let display = format!(":{}", number.trim());
+
+        let runtime_dir = tempfile::Builder::new()
+            .prefix("confab-runtime-")
+            .tempdir()
+            .context("creating XDG_RUNTIME_DIR")?;
+        let mut bus = Command::new("dbus-daemon");
+        bus.args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!(
+                "--address=unix:path={}",
+                runtime_dir.path().join("bus").display()
+            ))
+            .env("DISPLAY", &display);
+        let mut bus = Service::spawn(bus, "dbus", artifacts)?;
+        let bus_address = bus.wait_for_line(STARTUP, |l| l.starts_with("unix:"))?;
+
+        Ok(Self {
+            bus,
+            xvfb,
+            display,
+            bus_address: bus_address.trim().to_owned(),
+            runtime_dir,
+            artifacts: artifacts.to_path_buf(),
+        })
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    pub fn bus_address(&self) -> &str {
+        &self.bus_address
+    }
+
+    /// The variables a program needs to live on this desktop.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DISPLAY".into(), self.display.clone()),
+            ("DBUS_SESSION_BUS_ADDRESS".into(), self.bus_address.clone()),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                self.runtime_dir.path().display().to_string(),
+            ),
+            ("GDK_BACKEND".into(), "x11".into()),
+            // WebKitGTK's DMA-BUF renderer draws nothing under Xvfb.
+            ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
+            ("LIBGL_ALWAYS_SOFTWARE".into(), "1".into()),
+        ]
+    }
+
+    /// Saves the whole screen as a PNG, the way a person would see it.
+    pub fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
+        let status = Command::new("import")
+            .args(["-window", "root", "-display", &self.display])
+            .arg(path)
+            .status()
+            .context("running imagemagick's import")?;
+        if !status.success() {
+            bail!("import failed with {status}");
+        }
+        Ok(())
+    }
+
+    pub fn artifacts(&self) -> &Path {
+        &self.artifacts
+    }
+
+    /// Whether the X server and the bus are still running.
+    pub fn is_alive(&self) -> bool {
+        [&self.xvfb, &self.bus]
+            .iter()
+            .all(|s| Path::new(&format!("/proc/{}", s.pid())).exists())
+    }
+}
+
+/// A user's home for the app: data, config, cache and state folders (XDG) that
+/// outlive one launch, so a test can restart the app on the same data.
+pub struct AppHome {
+    dir: TempDir,
+}
+
+impl AppHome {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("confab-home-")
+            .tempdir()
+            .context("creating the app's home")?;
+        for sub in ["data", "config", "cache", "state"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where Tauri keeps the app's data (`app_data_dir`) on Linux.
+    pub fn app_data_dir(&self) -> PathBuf {
+        self.dir.path().join("data").join("app.confab.desktop")
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        let p = self.dir.path();
+        vec![
+            ("XDG_DATA_HOME".into(), p.join("data").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                p.join("config").display().to_string(),
+            ),
+            ("XDG_CACHE_HOME".into(), p.join("cache").display().to_string()),
+            ("XDG_STATE_HOME".into(), p.join("state").display().to_string()),
+        ]
+    }
+}
+
+#[derive(Default)]
+pub struct AppOptions {
+    /// Extra command-line arguments for the app.
+    pub args: Vec<String>,
+    /// Extra environment variables for the app.
+    pub env: Vec<(String, String)>,
+}
+
+/// The desktop app running in a real window, driven over WebDriver.
+pub struct App {
+    pub client: Client,
+    display: String,
+    artifacts: PathBuf,
+    // Set by a clean `quit`; any other end (a panic, an early `?`) leaves a screenshot.
+    finished: bool,
+    // Stops tauri-driver, WebKitWebDriver and the app (one process group).
+    driver: Service,
+}
+
+impl App {
+    /// Launches the built app (`target/debug/confab`) on `desktop` with `home`.
+    pub async fn launch(
+        desktop: &Desktop,
+        home: &AppHome,
+        options: AppOptions,
+    ) -> anyhow::Result<Self> {
+        let binary = paths::binary("confab")?;
+        let port = free_port()?;
+        let native_port = free_port()?;
+        let mut driver = Command::new("tauri-driver");
+        driver
+            .args(["--port", &port.to_string()])
+            .args(["--native-port", &native_port.to_string()])
+            .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+            .env_remove("WAYLAND_DISPLAY")
+            .envs(desktop.env())
+            .envs(home.env())
+            .envs(options.env.iter().map(|(k, v)| (k, v)));
+        let driver = Service::spawn(driver, "tauri-driver", desktop.artifacts())?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        tokio::task::spawn_blocking(move || wait_for_port(addr, STARTUP)).await??;
+
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": binary, "args": options.args }),
+        );
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://{addr}"))
+            .await
+            .with_context(|| {
+                format!(
+                    "could not open a WebDriver session with the app; see {}",
+                    driver.log_path().display()
+                )
+            })?;
+        Ok(Self {
+            client,
+            display: desktop.display().to_owned(),
+            artifacts: desktop.artifacts().to_path_buf(),
+            finished: false,
+            driver,
+        })
+    }
+
+    /// Waits for an element matching `css` and returns its visible text.
+    pub async fn text(&self, css: &str) -> anyhow::Result<String> {
+        let element = self
+            .client
+            .wait()
+            .at_most(STARTUP)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css} appeared"))?;
+        Ok(element.text().await?)
+    }
+
+    /// Saves the webview's rendering as `<artifacts>/<name>.png`.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = self.artifacts.join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// Ends the WebDriver session (closing the app) and stops the driver.
+    pub async fn quit(mut self) -> anyhow::Result<()> {
+        let result = self.client.clone().close().await;
+        self.finished = result.is_ok();
+        drop(self);
+        result.context("closing the WebDriver session")
+    }
+
+    pub fn driver_log(&self) -> &Path {
+        self.driver.log_path()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // A failing test leaves the screen behind for whoever reads the CI log.
+        if !self.finished {
+            let path = self.artifacts.join("failure.png");
+            let _ = Command::new("import")
+                .args(["-window", "root", "-display", &self.display])
+                .arg(&path)
+                .status();
+            eprintln!(
+                "screenshot: {}; app and driver log: {}",
+                path.display(),
+                self.driver.log_path().display()
+            );
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Where things are: the workspace, the built binaries, test artifacts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+pub fn workspace_root() -> PathBuf {
+    // tests/ sits directly under the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// A binary of the workspace built in the debug profile, e.g. `confab` or
+/// `confab-proxy`. The test command builds them before running the suites.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = target_dir().join("debug").join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it first (`cargo build --workspace`, or run scripts/test)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A fresh folder for one test's screenshots and logs: `tests/artifacts/<test>/`.
+pub fn artifacts_dir(test: &str) -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("tests").join("artifacts").join(test);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("could not clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The short commit the build scripts embed, or "unknown" outside a checkout.
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

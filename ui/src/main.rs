@@ -1,0 +1,12 @@
+//! Confab's UI, running in the system webview.
+//!
+//! It knows nothing about tokens or the network: everything it shows comes from
+//! the desktop shell through the typed IPC module, [`ipc`].
+
+mod app;
+mod ipc;
+mod sign_in;
+
+fn main() {
+    yew::Renderer::<app::App>::new().render();
+}

@@ -1,0 +1,11 @@
+//! The types that cross Confab's boundaries.
+//!
+//! Everything here is plain data: no IO, no async, no platform code, so the same
+//! definitions compile into the Yew UI (wasm32), the desktop shell and the proxy.
+//! A type changes in one place and every side sees the change at compile time.
+
+pub mod app;
+pub mod error;
+pub mod ipc;
+
+pub use error::{ErrorBody, ErrorCode, HttpError};
