@@ -96,15 +96,7 @@ impl Desktop {
 
     /// Saves the whole screen as a PNG, the way a person would see it.
     pub fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
-        let status = Command::new("import")
-            .args(["-window", "root", "-display", &self.display])
-            .arg(path)
-            .status()
-            .context("running imagemagick's import")?;
-        if !status.success() {
-            bail!("import failed with {status}");
-        }
-        Ok(())
+        screenshot(&self.display, path)
     }
 
     pub fn artifacts(&self) -> &Path {
@@ -154,8 +146,14 @@ impl AppHome {
                 "XDG_CONFIG_HOME".into(),
                 p.join("config").display().to_string(),
             ),
-            ("XDG_CACHE_HOME".into(), p.join("cache").display().to_string()),
-            ("XDG_STATE_HOME".into(), p.join("state").display().to_string()),
+            (
+                "XDG_CACHE_HOME".into(),
+                p.join("cache").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME".into(),
+                p.join("state").display().to_string(),
+            ),
         ]
     }
 }
@@ -238,11 +236,12 @@ impl App {
         Ok(element.text().await?)
     }
 
-    /// Saves the webview's rendering as `<artifacts>/<name>.png`.
-    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let png = self.client.screenshot().await?;
+    /// Saves the screen as `<artifacts>/<name>.png`. Taken by the X server, not
+    /// over WebDriver: WebKitWebDriver's snapshot can hang under Xvfb, and the
+    /// screen is what a person sees.
+    pub fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
         let path = self.artifacts.join(format!("{name}.png"));
-        std::fs::write(&path, png)?;
+        screenshot(&self.display, &path)?;
         Ok(path)
     }
 
@@ -264,10 +263,7 @@ impl Drop for App {
         // A failing test leaves the screen behind for whoever reads the CI log.
         if !self.finished {
             let path = self.artifacts.join("failure.png");
-            let _ = Command::new("import")
-                .args(["-window", "root", "-display", &self.display])
-                .arg(&path)
-                .status();
+            let _ = screenshot(&self.display, &path);
             eprintln!(
                 "screenshot: {}; app and driver log: {}",
                 path.display(),
@@ -275,4 +271,16 @@ impl Drop for App {
             );
         }
     }
+}
+
+fn screenshot(display: &str, path: &Path) -> anyhow::Result<()> {
+    let status = Command::new("import")
+        .args(["-window", "root", "-display", display])
+        .arg(path)
+        .status()
+        .context("running imagemagick's import")?;
+    if !status.success() {
+        bail!("import failed with {status}");
+    }
+    Ok(())
 }

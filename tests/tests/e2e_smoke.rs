@@ -31,7 +31,7 @@ async fn first_screen_renders_with_build_info_from_the_shell() -> anyhow::Result
     );
     assert!(app.text("#app-runtime").await?.starts_with("Tauri 2."));
 
-    app.screenshot("first-screen").await?;
+    app.screenshot("first-screen")?;
     desktop.screenshot(&artifacts.join("desktop.png"))?;
     if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
         desktop.screenshot(&paths::workspace_root().join("docs/screenshot.png"))?;
@@ -45,7 +45,10 @@ async fn first_screen_renders_with_build_info_from_the_shell() -> anyhow::Result
     }
     let text = std::fs::read_to_string(&log)
         .map_err(|e| anyhow::anyhow!("no log at {}: {e}", log.display()))?;
-    assert!(text.contains("starting"), "log lacks the start line: {text}");
+    assert!(
+        text.contains("starting"),
+        "log lacks the start line: {text}"
+    );
 
     app.quit().await?;
     Ok(())
@@ -110,7 +113,10 @@ async fn webview_is_locked_down_by_csp_and_acl() -> anyhow::Result<()> {
         )
         .await?;
     assert!(
-        remote.as_str().unwrap_or_default().starts_with("violation:script-src"),
+        remote
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("violation:script-src"),
         "{remote}"
     );
 

@@ -45,6 +45,9 @@ fn proxy_refuses_a_bad_listen_address_naming_the_variable() -> anyhow::Result<()
         .output()?;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("CONFAB_LISTEN") || stderr.contains("--listen"), "{stderr}");
+    assert!(
+        stderr.contains("CONFAB_LISTEN") || stderr.contains("--listen"),
+        "{stderr}"
+    );
     Ok(())
 }

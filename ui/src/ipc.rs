@@ -76,7 +76,10 @@ pub async fn listen<E: Event + 'static>(
     let unlisten = unlisten.dyn_into::<js_sys::Function>().map_err(|_| {
         ErrorBody::new(
             ErrorCode::Internal,
-            format!("listening to {} did not return an unlisten function", E::NAME),
+            format!(
+                "listening to {} did not return an unlisten function",
+                E::NAME
+            ),
         )
     })?;
     Ok(Subscription {
@@ -96,9 +99,7 @@ fn error_from_js(name: &str, value: JsValue) -> ErrorBody {
     if let Ok(body) = serde_wasm_bindgen::from_value::<ErrorBody>(value.clone()) {
         return body;
     }
-    let detail = value
-        .as_string()
-        .unwrap_or_else(|| "no details".to_owned());
+    let detail = value.as_string().unwrap_or_else(|| "no details".to_owned());
     ErrorBody::new(
         ErrorCode::Internal,
         format!("the app could not run {name}: {detail}"),
