@@ -2,8 +2,13 @@
 //! with a message naming the variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use base64::Engine;
 use clap::{Args, Parser, Subcommand};
+
+use crate::auth::AuthConfig;
+use crate::identity::{CLERK_API, Identity};
 
 #[derive(Debug, Parser)]
 #[command(name = "confab-proxy", version, about = "Confab's backend proxy")]
@@ -15,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -24,20 +29,198 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
 
+    /// Where data lives: `sqlite:<path>` for the embedded store (the default,
+    /// `sqlite:confab-data/confab.db`) or `dynamodb`.
+    #[arg(long, env = "CONFAB_STORE")]
+    pub store: Option<String>,
+
+    /// DynamoDB table name.
+    #[arg(long, env = "CONFAB_TABLE", default_value = "confab")]
+    pub table: String,
+
+    /// The token issuer (Clerk's Frontend API URL). Derived from the publishable
+    /// key when unset.
+    #[arg(long, env = "CLERK_ISSUER")]
+    pub clerk_issuer: Option<String>,
+
+    /// Clerk publishable key (encodes the Frontend API domain).
+    #[arg(long, env = "CLERK_PUBLISHABLE_KEY", hide_env_values = true)]
+    pub clerk_publishable_key: Option<String>,
+
+    /// The template's name for the publishable key.
+    #[arg(
+        long,
+        env = "NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY",
+        hide_env_values = true
+    )]
+    pub next_public_clerk_publishable_key: Option<String>,
+
+    /// OAuth client ids whose access tokens are accepted (comma-separated).
+    #[arg(long, env = "CLERK_OAUTH_CLIENT_IDS", value_delimiter = ',')]
+    pub clerk_oauth_client_ids: Vec<String>,
+
+    /// Authorized parties (`azp`) whose session tokens are accepted (comma-separated).
+    #[arg(long, env = "CLERK_AUTHORIZED_PARTIES", value_delimiter = ',')]
+    pub clerk_authorized_parties: Vec<String>,
+
+    /// PEM public key to verify tokens without fetching the JWKS.
+    #[arg(long, env = "CLERK_JWT_KEY", hide_env_values = true)]
+    pub clerk_jwt_key: Option<String>,
+
+    /// Clerk secret key: profiles are then read from Clerk's Backend API.
+    #[arg(long, env = "CLERK_SECRET_KEY", hide_env_values = true)]
+    pub clerk_secret_key: Option<String>,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Sqlite(PathBuf),
+    DynamoDb { table: String },
+}
+
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub identity: Identity,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// `pk_test_<base64("clerk.example.com$")>` -> `https://clerk.example.com`.
+pub fn issuer_from_publishable_key(key: &str) -> Option<String> {
+    let encoded = key
+        .strip_prefix("pk_test_")
+        .or_else(|| key.strip_prefix("pk_live_"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let domain = text.strip_suffix('$')?;
+    let valid = !domain.is_empty()
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    valid.then(|| format!("https://{domain}"))
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {
+        let store = match self.store.as_deref() {
+            None | Some("") => StoreConfig::Sqlite(PathBuf::from("confab-data/confab.db")),
+            Some("dynamodb") => StoreConfig::DynamoDb {
+                table: self.table.clone(),
+            },
+            Some(other) => match other.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => StoreConfig::Sqlite(PathBuf::from(path)),
+                _ => {
+                    return Err(err("CONFAB_STORE", "use `sqlite:<path>` or `dynamodb`"));
+                }
+            },
+        };
+
+        let issuer = match (&self.clerk_issuer, self.publishable_key()) {
+            (Some(issuer), _) => issuer.clone(),
+            (None, Some((variable, key))) => issuer_from_publishable_key(key).ok_or_else(|| {
+                err(
+                    variable,
+                    "not a Clerk publishable key (pk_test_… or pk_live_…)",
+                )
+            })?,
+            (None, None) => {
+                return Err(err(
+                    "CLERK_ISSUER",
+                    "set it (or CLERK_PUBLISHABLE_KEY) so tokens can be verified",
+                ));
+            }
+        };
+        let parsed = reqwest::Url::parse(&issuer)
+            .map_err(|e| err("CLERK_ISSUER", format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(err("CLERK_ISSUER", "must be an http(s) URL"));
+        }
+
+        let clean = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let mut auth = AuthConfig::new(&issuer);
+        auth.allowed_client_ids = clean(&self.clerk_oauth_client_ids);
+        auth.allowed_parties = clean(&self.clerk_authorized_parties);
+        if auth.allowed_client_ids.is_empty() && auth.allowed_parties.is_empty() {
+            return Err(err(
+                "CLERK_OAUTH_CLIENT_IDS",
+                "list the OAuth client ids (or CLERK_AUTHORIZED_PARTIES) whose tokens are accepted",
+            ));
+        }
+        auth.static_key_pem = self.clerk_jwt_key.clone().filter(|k| !k.trim().is_empty());
+
+        let identity = match self.clerk_secret_key.as_deref().map(str::trim) {
+            Some(secret) if !secret.is_empty() => Identity::ClerkBackend {
+                api: CLERK_API.to_owned(),
+                secret: secret.to_owned(),
+            },
+            _ => Identity::Userinfo {
+                url: format!("{}/oauth/userinfo", auth.issuer),
+            },
+        };
+
+        Ok(ServeConfig {
+            listen: self.listen,
+            store,
+            auth,
+            identity,
+        })
+    }
+
+    fn publishable_key(&self) -> Option<(&'static str, &str)> {
+        self.clerk_publishable_key
+            .as_deref()
+            .map(|k| ("CLERK_PUBLISHABLE_KEY", k))
+            .or(self
+                .next_public_clerk_publishable_key
+                .as_deref()
+                .map(|k| ("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY", k)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["confab-proxy", "serve"];
+        argv.extend_from_slice(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command;
+        *args
+    }
+
     #[test]
     fn listen_defaults_to_loopback_8787() {
-        let cli = Cli::try_parse_from(["confab-proxy", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command;
-        assert_eq!(args.listen, "127.0.0.1:8787".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            args(&[]).listen,
+            "127.0.0.1:8787".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -46,5 +229,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn issuer_comes_from_the_publishable_key() {
+        // base64("clerk.example.com$")
+        let key = "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k";
+        assert_eq!(
+            issuer_from_publishable_key(key).as_deref(),
+            Some("https://clerk.example.com")
+        );
+        assert_eq!(issuer_from_publishable_key("pk_test_!!!"), None);
+        assert_eq!(
+            issuer_from_publishable_key("sk_test_Y2xlcmsuZXhhbXBsZS5jb20k"),
+            None
+        );
+        let cfg = args(&[
+            "--next-public-clerk-publishable-key",
+            key,
+            "--clerk-oauth-client-ids",
+            "abc, def",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.auth.issuer, "https://clerk.example.com");
+        assert_eq!(
+            cfg.auth.jwks_url,
+            "https://clerk.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(cfg.auth.allowed_client_ids, ["abc", "def"]);
+        assert_eq!(
+            cfg.store,
+            StoreConfig::Sqlite("confab-data/confab.db".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--clerk-oauth-client-ids", "x"], "CLERK_ISSUER"),
+            (
+                &[
+                    "--clerk-publishable-key",
+                    "pk_test_bm9wZQ",
+                    "--clerk-oauth-client-ids",
+                    "x",
+                ],
+                "CLERK_PUBLISHABLE_KEY",
+            ),
+            (
+                &["--clerk-issuer", "http://127.0.0.1:1"],
+                "CLERK_OAUTH_CLIENT_IDS",
+            ),
+            (
+                &["--clerk-issuer", "ftp://x", "--clerk-oauth-client-ids", "x"],
+                "CLERK_ISSUER",
+            ),
+            (
+                &[
+                    "--clerk-issuer",
+                    "http://x",
+                    "--clerk-oauth-client-ids",
+                    "x",
+                    "--store",
+                    "mysql:x",
+                ],
+                "CONFAB_STORE",
+            ),
+        ];
+        for (argv, variable) in cases {
+            let e = args(argv).resolve().unwrap_err();
+            assert_eq!(e.variable, *variable, "{argv:?}: {e}");
+        }
     }
 }

@@ -4,12 +4,25 @@
 //! only parses configuration, binds the socket and shuts down gracefully. Tests
 //! drive the router directly with `tower::ServiceExt::oneshot`.
 
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod limits;
 mod routes;
+pub mod store;
+mod validate;
+
+use std::sync::Arc;
 
 pub use routes::router;
 
-/// Everything the handlers share. Grows with the store and the token verifier.
-#[derive(Clone, Debug, Default)]
-pub struct AppState {}
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn store::Store>,
+    pub verifier: Arc<auth::Verifier>,
+    pub identity: Arc<identity::Identity>,
+    pub http: reqwest::Client,
+}

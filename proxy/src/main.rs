@@ -1,6 +1,10 @@
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Parser;
-use confab_proxy::config::{Cli, Command, ServeArgs};
+use confab_proxy::auth::Verifier;
+use confab_proxy::config::{Cli, Command, ServeArgs, StoreConfig};
+use confab_proxy::store::{SqliteStore, Store};
 use confab_proxy::{AppState, router};
 use tracing_subscriber::EnvFilter;
 
@@ -8,20 +12,39 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let config = args.resolve().context("invalid configuration")?;
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path).with_context(|| {
+            format!("cannot open the store at {} (CONFAB_STORE)", path.display())
+        })?),
+        StoreConfig::DynamoDb { .. } => anyhow::bail!(
+            "CONFAB_STORE: the DynamoDB store is not part of this build yet; use sqlite:<path>"
+        ),
+    };
+    let verifier = Verifier::new(config.auth.clone()).map_err(anyhow::Error::msg)?;
+    let state = AppState {
+        store,
+        verifier: Arc::new(verifier),
+        identity: Arc::new(config.identity),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("could not listen on {} (CONFAB_LISTEN)", args.listen))?;
+        .with_context(|| format!("could not listen on {} (CONFAB_LISTEN)", config.listen))?;
     let addr = listener.local_addr()?;
     // Printed on stdout so scripts and test harnesses learn the port when given :0.
     println!("confab-proxy listening on http://{addr}");
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router(AppState::default()))
+    tracing::info!(%addr, issuer = %config.auth.issuer, "listening");
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
@@ -31,7 +54,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_tracing(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

@@ -7,6 +7,7 @@
 
 pub mod desktop;
 pub mod net;
+pub mod oidc;
 pub mod paths;
 pub mod process;
 

@@ -10,7 +10,13 @@ use nix::sys::signal::Signal;
 async fn proxy_serves_healthz_and_stops_on_sigterm() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_process")?;
     let mut cmd = Command::new(paths::binary("confab-proxy")?);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--clerk-issuer", "http://127.0.0.1:9"])
+        .args(["--clerk-oauth-client-ids", "confab-desktop"])
+        .arg(format!(
+            "--store=sqlite:{}",
+            artifacts.join("confab.db").display()
+        ));
     let mut proxy = Service::spawn(cmd, "proxy", &artifacts)?;
     let line = proxy.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
     let base = line
@@ -49,5 +55,19 @@ fn proxy_refuses_a_bad_listen_address_naming_the_variable() -> anyhow::Result<()
         stderr.contains("CONFAB_LISTEN") || stderr.contains("--listen"),
         "{stderr}"
     );
+    Ok(())
+}
+
+#[test]
+fn proxy_refuses_to_start_without_an_issuer_naming_the_variable() -> anyhow::Result<()> {
+    let output = Command::new(paths::binary("confab-proxy")?)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("CLERK_ISSUER")
+        .env_remove("CLERK_PUBLISHABLE_KEY")
+        .env_remove("NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CLERK_ISSUER"), "{stderr}");
     Ok(())
 }

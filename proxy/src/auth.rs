@@ -1,0 +1,278 @@
+//! Bearer token verification (design section 4).
+//!
+//! Accepts only RS256 JWTs signed by a key of the issuer's JWKS (fetched and
+//! cached; refetched when a token names an unknown `kid`, at most once per
+//! [`REFETCH_INTERVAL`]) or by the configured static key (`CLERK_JWT_KEY`).
+//! Checks `iss`, `exp` and `nbf` with [`LEEWAY_SECS`] of leeway, and that the
+//! token was issued to an allowed OAuth client (`client_id`) or, for Clerk session
+//! tokens, an allowed authorized party (`azp`). The user id is `sub`.
+//!
+//! [`AuthUser`] is the only way a handler learns who is calling; it can only be
+//! made here, from a verified token.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, RwLock};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::ids::UserId;
+
+pub const LEEWAY_SECS: u64 = 5;
+/// An unknown `kid` triggers at most one JWKS fetch per interval, so forged
+/// tokens cannot turn the proxy into a load generator against the issuer.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The issuer, e.g. `https://clerk.example.com` (no trailing slash).
+    pub issuer: String,
+    /// Where the JWKS is; defaults to `{issuer}/.well-known/jwks.json`.
+    pub jwks_url: String,
+    pub allowed_client_ids: Vec<String>,
+    pub allowed_parties: Vec<String>,
+    /// A PEM public key that verifies tokens without fetching the JWKS.
+    pub static_key_pem: Option<String>,
+}
+
+impl AuthConfig {
+    pub fn new(issuer: &str) -> Self {
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        Self {
+            jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            issuer,
+            allowed_client_ids: Vec::new(),
+            allowed_parties: Vec::new(),
+            static_key_pem: None,
+        }
+    }
+}
+
+/// Why a token was refused. Logged (at debug, never with the token); the caller
+/// only learns that it is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("algorithm {0:?} is not accepted")]
+    Algorithm(Algorithm),
+    #[error("token names no key id")]
+    NoKeyId,
+    #[error("unknown signing key {0}")]
+    UnknownKey(String),
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token issued to a client or party that is not allowed")]
+    NotAllowed,
+    #[error("token subject is not a valid user id")]
+    BadSubject,
+    #[error("the issuer's keys could not be fetched: {0}")]
+    KeysUnavailable(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+}
+
+pub struct Verifier {
+    config: AuthConfig,
+    static_key: Option<DecodingKey>,
+    cache: RwLock<KeyCache>,
+    last_fetch: Mutex<Option<Instant>>,
+    http: reqwest::Client,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(config: AuthConfig) -> Result<Self, String> {
+        let static_key = config
+            .static_key_pem
+            .as_deref()
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+                    .map_err(|e| format!("CLERK_JWT_KEY is not an RSA public key in PEM: {e}"))
+            })
+            .transpose()?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.algorithms = vec![Algorithm::RS256];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            config,
+            static_key,
+            cache: RwLock::new(KeyCache::default()),
+            last_fetch: Mutex::new(None),
+            http,
+            validation,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// Verifies `token` and returns the user it was issued for.
+    pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm(header.alg));
+        }
+        // With a static key (CLERK_JWT_KEY) verification never touches the
+        // network: the JWKS is not consulted at all.
+        let claims = match (&self.static_key, header.kid) {
+            (Some(key), _) => self.decode(token, key)?,
+            (None, Some(kid)) => {
+                let key = self.key(&kid).await?;
+                self.decode(token, &key)?
+            }
+            (None, None) => return Err(AuthError::NoKeyId),
+        };
+        let allowed = match (&claims.client_id, &claims.azp) {
+            (Some(client), _) => self.config.allowed_client_ids.contains(client),
+            (None, Some(party)) => self.config.allowed_parties.contains(party),
+            (None, None) => false,
+        };
+        if !allowed {
+            return Err(AuthError::NotAllowed);
+        }
+        UserId::parse(&claims.sub).map_err(|_| AuthError::BadSubject)
+    }
+
+    fn decode(&self, token: &str, key: &DecodingKey) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
+        if let Some(key) = self.cache.read().await.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        {
+            // One fetch at a time, and none if the last one was recent.
+            let mut last = self.last_fetch.lock().await;
+            if let Some(key) = self.cache.read().await.keys.get(kid) {
+                return Ok(key.clone());
+            }
+            if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+                return Err(AuthError::UnknownKey(kid.to_owned()));
+            }
+            *last = Some(Instant::now());
+            let keys = self.fetch_keys().await?;
+            self.cache.write().await.keys = keys;
+        }
+        self.cache
+            .read()
+            .await
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| AuthError::UnknownKey(kid.to_owned()))
+    }
+
+    async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
+        let set: JwkSet = self
+            .http
+            .get(&self.config.jwks_url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| AuthError::KeysUnavailable(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| AuthError::KeysUnavailable(format!("malformed JWKS: {e}")))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            // Only RSA keys can verify RS256; others are skipped, not fatal.
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, key);
+            }
+        }
+        tracing::info!(count = keys.len(), "fetched the issuer's signing keys");
+        Ok(keys)
+    }
+}
+
+/// The verified caller. Handlers take it as an extractor; it cannot be built
+/// from anything but a verified token.
+#[derive(Debug, Clone)]
+pub struct AuthUser(UserId);
+
+impl AuthUser {
+    pub fn id(&self) -> &UserId {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| ApiError::unauthenticated(AuthError::Missing))?;
+        match state.verifier.verify(token).await {
+            Ok(user) => {
+                parts.extensions.insert(user.clone());
+                Ok(AuthUser(user))
+            }
+            Err(AuthError::KeysUnavailable(reason)) => {
+                tracing::warn!(%reason, "cannot verify tokens: the issuer's keys are unreachable");
+                Err(ApiError::unavailable(
+                    "sign-in cannot be checked right now; retry shortly",
+                ))
+            }
+            Err(err) => Err(ApiError::unauthenticated(err)),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}

@@ -1,0 +1,197 @@
+//! Conversation routes: thin mappings from HTTP onto the store.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use confab_wire::conversations::{
+    AppendedMessage, Conversation, CreateConversation, NewMessage, Page, UpdateConversation,
+};
+use serde::Deserialize;
+
+use super::extract::{ConversationId, JsonBody, QueryParams};
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::limits::{DEFAULT_PAGE, MAX_PAGE};
+use crate::validate;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Page<Conversation>>, ApiError> {
+    let limit = validate::page_limit(q.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
+    let page = state
+        .store
+        .list_conversations(user.id(), limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(page))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    JsonBody(body): JsonBody<CreateConversation>,
+) -> Result<Response, ApiError> {
+    let new = validate::create(body)?;
+    let created = state.store.create_conversation(user.id(), new).await?;
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let version = created.value.conversation.version;
+    Ok(with_etag(
+        (status, Json(created.value)).into_response(),
+        version,
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+) -> Result<Response, ApiError> {
+    let detail = state.store.get_conversation(user.id(), id).await?;
+    let version = detail.conversation.version;
+    Ok(with_etag(Json(detail).into_response(), version))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UpdateConversation>,
+) -> Result<Response, ApiError> {
+    if let Some(body_id) = &body.id
+        && validate::path_id(body_id)? != id
+    {
+        return Err(ApiError::invalid("id", "differs from the id in the path"));
+    }
+    apply_update(state, user, id, &headers, body).await
+}
+
+/// The template's `PUT /api/conversations` with the id in the body.
+pub async fn template_update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UpdateConversation>,
+) -> Result<Response, ApiError> {
+    let raw = body
+        .id
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("id", "is required"))?;
+    let id = validate::path_id(raw)?;
+    apply_update(state, user, id, &headers, body).await
+}
+
+async fn apply_update(
+    state: AppState,
+    user: AuthUser,
+    id: crate::ids::Id,
+    headers: &HeaderMap,
+    body: UpdateConversation,
+) -> Result<Response, ApiError> {
+    let patch = validate::patch(body, validate::if_match(headers)?)?;
+    let updated = state
+        .store
+        .update_conversation(user.id(), id, patch)
+        .await?;
+    let version = updated.version;
+    Ok(with_etag(Json(updated).into_response(), version))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = validate::if_match(&headers)?;
+    state
+        .store
+        .delete_conversation(user.id(), id, expected)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct TemplateDeleteQuery {
+    id: Option<String>,
+}
+
+/// The template's `DELETE /api/conversations?id=`.
+pub async fn template_delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    QueryParams(q): QueryParams<TemplateDeleteQuery>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let raw = q.id.ok_or_else(|| ApiError::invalid("id", "is required"))?;
+    let id = validate::path_id(&raw)?;
+    let expected = validate::if_match(&headers)?;
+    state
+        .store
+        .delete_conversation(user.id(), id, expected)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+) -> Result<Response, ApiError> {
+    let restored = state.store.restore_conversation(user.id(), id).await?;
+    let version = restored.version;
+    Ok(with_etag(Json(restored).into_response(), version))
+}
+
+pub async fn append(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+    JsonBody(body): JsonBody<NewMessage>,
+) -> Result<Response, ApiError> {
+    let message = validate::message("", body).map_err(|mut e| {
+        // Field names read "content", not ".content", for a single message.
+        e.message = e.message.trim_start_matches('.').to_owned();
+        e
+    })?;
+    let appended = state.store.append_message(user.id(), id, message).await?;
+    let status = if appended.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let (message, conversation) = appended.value;
+    let version = conversation.version;
+    Ok(with_etag(
+        (
+            status,
+            Json(AppendedMessage {
+                message,
+                conversation,
+            }),
+        )
+            .into_response(),
+        version,
+    ))
+}
+
+/// The version as an ETag, so clients can answer with `If-Match`.
+fn with_etag(mut response: Response, version: u64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}

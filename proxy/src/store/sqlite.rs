@@ -1,0 +1,705 @@
+//! The embedded store: one SQLite file (WAL), the same semantics as DynamoDB.
+//!
+//! One connection behind a mutex, used from Tokio's blocking pool: every
+//! operation is a short transaction, so serialising them costs little and makes
+//! per-user counters (version, message count, change sequence) race-free.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use confab_wire::conversations::{
+    Changes, Conversation, ConversationDetail, Deletion, Message, Page, Profile, Role,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::{
+    Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
+    change_of, now, preview,
+};
+use crate::ids::{Id, UserId};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    email TEXT, first_name TEXT, last_name TEXT, image_url TEXT,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversations (
+    user_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    message_count INTEGER NOT NULL,
+    last_message_preview TEXT,
+    pinned INTEGER NOT NULL,
+    archived INTEGER NOT NULL,
+    deleted_at INTEGER,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_recent
+    ON conversations (user_id, updated_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS messages (
+    user_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (user_id, conversation_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sequences (
+    user_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    user_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+"#;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(internal)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(internal)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(internal)?;
+        conn.execute_batch(SCHEMA).map_err(internal)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Internal("store lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(internal)?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+fn internal(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(code, _)
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            "timestamp out of range".into(),
+        )
+    })
+}
+
+const CONVERSATION_COLUMNS: &str = "id, title, created_at, updated_at, version, message_count, \
+     last_message_preview, pinned, archived, deleted_at";
+
+struct Row_ {
+    conversation: Conversation,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Row_> {
+    let deleted_at: Option<i64> = row.get(9)?;
+    Ok(Row_ {
+        conversation: Conversation {
+            id: row.get(0)?,
+            title: row.get(1)?,
+            created_at: from_ms(row.get(2)?)?,
+            updated_at: from_ms(row.get(3)?)?,
+            version: row.get::<_, i64>(4)?.try_into().unwrap_or_default(),
+            message_count: row.get::<_, i64>(5)?.try_into().unwrap_or_default(),
+            last_message_preview: row.get(6)?,
+            pinned: row.get(7)?,
+            archived: row.get(8)?,
+        },
+        deleted_at: deleted_at.map(from_ms).transpose()?,
+    })
+}
+
+fn load(tx: &Connection, user: &UserId, id: &str) -> Result<Option<Row_>> {
+    tx.query_row(
+        &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ?1 AND id = ?2"),
+        params![user.as_str(), id],
+        conversation_row,
+    )
+    .optional()
+    .map_err(internal)
+}
+
+/// The live conversation, or NotFound (absent or deleted).
+fn load_live(tx: &Connection, user: &UserId, id: &str) -> Result<Conversation> {
+    match load(tx, user, id)? {
+        Some(Row_ {
+            conversation,
+            deleted_at: None,
+        }) => Ok(conversation),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+fn messages_of(conn: &Connection, user: &UserId, id: &str) -> Result<Vec<Message>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, role, content, timestamp FROM messages \
+             WHERE user_id = ?1 AND conversation_id = ?2 ORDER BY id",
+        )
+        .map_err(internal)?;
+    let rows = stmt
+        .query_map(params![user.as_str(), id], |row| {
+            let role: String = row.get(1)?;
+            Ok(Message {
+                id: row.get(0)?,
+                role: Role::parse(&role).unwrap_or(Role::User),
+                content: row.get(2)?,
+                timestamp: from_ms(row.get(3)?)?,
+            })
+        })
+        .map_err(internal)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+}
+
+/// Records that `conversation` changed: the next per-user sequence number.
+fn record_change(tx: &Transaction<'_>, user: &UserId, conversation: &str) -> Result<u64> {
+    let seq: i64 = tx
+        .query_row(
+            "INSERT INTO sequences (user_id, seq) VALUES (?1, 1) \
+             ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1 RETURNING seq",
+            params![user.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(internal)?;
+    tx.execute(
+        "INSERT INTO changes (user_id, seq, conversation_id) VALUES (?1, ?2, ?3)",
+        params![user.as_str(), seq, conversation],
+    )
+    .map_err(internal)?;
+    Ok(seq.try_into().unwrap_or_default())
+}
+
+fn save(tx: &Transaction<'_>, user: &UserId, c: &Conversation) -> Result<()> {
+    tx.execute(
+        "UPDATE conversations SET title = ?3, updated_at = ?4, version = ?5, message_count = ?6, \
+         last_message_preview = ?7, pinned = ?8, archived = ?9, deleted_at = NULL \
+         WHERE user_id = ?1 AND id = ?2",
+        params![
+            user.as_str(),
+            c.id,
+            c.title,
+            ms(c.updated_at),
+            i64::try_from(c.version).unwrap_or(i64::MAX),
+            i64::try_from(c.message_count).unwrap_or(i64::MAX),
+            c.last_message_preview,
+            c.pinned,
+            c.archived
+        ],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn insert_message(
+    tx: &Transaction<'_>,
+    user: &UserId,
+    conversation: &str,
+    m: &Message,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO messages (user_id, conversation_id, id, role, content, timestamp) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            user.as_str(),
+            conversation,
+            m.id,
+            m.role.as_str(),
+            m.content,
+            ms(m.timestamp)
+        ],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message> {
+    messages
+        .into_iter()
+        .map(|m| Message {
+            id: m.id.to_string(),
+            role: m.role,
+            content: m.content,
+            timestamp: at,
+        })
+        .collect()
+}
+
+fn parse_list_cursor(cursor: &str) -> Result<(i64, String)> {
+    let (at, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    let at: i64 = at.parse().map_err(|_| StoreError::InvalidCursor)?;
+    let id = Id::parse(id).map_err(|_| StoreError::InvalidCursor)?;
+    Ok((at, id.to_string()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    async fn get_profile(&self, user: &UserId) -> Result<Option<Profile>> {
+        let user = user.clone();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT email, first_name, last_name, image_url, created_at, updated_at \
+                 FROM profiles WHERE user_id = ?1",
+                params![user.as_str()],
+                |row| {
+                    Ok(Profile {
+                        id: user.to_string(),
+                        clerk_id: user.to_string(),
+                        email: row.get(0)?,
+                        first_name: row.get(1)?,
+                        last_name: row.get(2)?,
+                        image_url: row.get(3)?,
+                        created_at: from_ms(row.get(4)?)?,
+                        updated_at: from_ms(row.get(5)?)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn put_profile(&self, user: &UserId, fields: ProfileFields) -> Result<Profile> {
+        let at = ms(now());
+        {
+            let user = user.clone();
+            self.write(move |tx| {
+                tx.execute(
+                    "INSERT INTO profiles (user_id, email, first_name, last_name, image_url, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+                     ON CONFLICT (user_id) DO UPDATE SET email = ?2, first_name = ?3, last_name = ?4, \
+                     image_url = ?5, updated_at = ?6",
+                    params![user.as_str(), fields.email, fields.first_name, fields.last_name, fields.image_url, at],
+                )
+                .map_err(internal)?;
+                Ok(())
+            })
+            .await?;
+        }
+        self.get_profile(user).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Conversation>> {
+        let user = user.clone();
+        let after = cursor.map(parse_list_cursor).transpose()?;
+        let limit = limit.max(1);
+        self.run(move |conn| {
+            let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+            let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations \
+                     WHERE user_id = ?1 AND deleted_at IS NULL \
+                     AND (updated_at < ?2 OR (updated_at = ?2 AND id < ?3) OR ?3 = '') \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?4"
+                ))
+                .map_err(internal)?;
+            let mut items = stmt
+                .query_map(params![user.as_str(), at, id, fetch], conversation_row)
+                .map_err(internal)?
+                .map(|r| r.map(|row| row.conversation))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)?;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items
+                    .last()
+                    .map(|c| format!("{}:{}", ms(c.updated_at), c.id))
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn create_conversation(
+        &self,
+        user: &UserId,
+        new: NewConversation,
+    ) -> Result<Created<ConversationDetail>> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let id = new.id.to_string();
+            if let Some(existing) = load(tx, &user, &id)? {
+                if existing.deleted_at.is_some() {
+                    return Err(StoreError::IdTaken(
+                        "a deleted conversation has this id: restore it instead",
+                    ));
+                }
+                let messages = messages_of(tx, &user, &id)?;
+                return Ok(Created {
+                    value: ConversationDetail {
+                        conversation: existing.conversation,
+                        messages,
+                    },
+                    created: false,
+                });
+            }
+            let at = now();
+            let messages = materialise(new.messages, at);
+            let conversation = Conversation {
+                id: id.clone(),
+                title: new.title,
+                created_at: at,
+                updated_at: at,
+                version: 1,
+                message_count: messages.len() as u64,
+                last_message_preview: messages.last().map(|m| preview(&m.content)),
+                pinned: false,
+                archived: false,
+            };
+            tx.execute(
+                "INSERT INTO conversations (user_id, id, title, created_at, updated_at, version, \
+                 message_count, last_message_preview, pinned, archived) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, 0, 0)",
+                params![
+                    user.as_str(),
+                    id,
+                    conversation.title,
+                    ms(at),
+                    i64::try_from(conversation.message_count).unwrap_or(i64::MAX),
+                    conversation.last_message_preview
+                ],
+            )
+            .map_err(internal)?;
+            for m in &messages {
+                insert_message(tx, &user, &id, m)?;
+            }
+            record_change(tx, &user, &id)?;
+            Ok(Created {
+                value: ConversationDetail {
+                    conversation,
+                    messages,
+                },
+                created: true,
+            })
+        })
+        .await
+    }
+
+    async fn get_conversation(&self, user: &UserId, id: Id) -> Result<ConversationDetail> {
+        let user = user.clone();
+        self.run(move |conn| {
+            let id = id.to_string();
+            let conversation = load_live(conn, &user, &id)?;
+            let messages = messages_of(conn, &user, &id)?;
+            Ok(ConversationDetail {
+                conversation,
+                messages,
+            })
+        })
+        .await
+    }
+
+    async fn update_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        patch: Patch,
+    ) -> Result<Conversation> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let id = id.to_string();
+            let mut c = load_live(tx, &user, &id)?;
+            if let Some(expected) = patch.expected_version
+                && expected != c.version
+            {
+                return Err(StoreError::Conflict(Box::new(c)));
+            }
+            let at = now();
+            if let Some(title) = patch.title {
+                c.title = title;
+            }
+            if let Some(pinned) = patch.pinned {
+                c.pinned = pinned;
+            }
+            if let Some(archived) = patch.archived {
+                c.archived = archived;
+            }
+            if let Some(messages) = patch.messages {
+                tx.execute(
+                    "DELETE FROM messages WHERE user_id = ?1 AND conversation_id = ?2",
+                    params![user.as_str(), id],
+                )
+                .map_err(internal)?;
+                let messages = materialise(messages, at);
+                for m in &messages {
+                    insert_message(tx, &user, &id, m)?;
+                }
+                c.message_count = messages.len() as u64;
+                c.last_message_preview = messages.last().map(|m| preview(&m.content));
+            }
+            c.version += 1;
+            c.updated_at = at;
+            save(tx, &user, &c)?;
+            record_change(tx, &user, &id)?;
+            Ok(c)
+        })
+        .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        expected_version: Option<u64>,
+    ) -> Result<Deletion> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let id = id.to_string();
+            let mut c = load_live(tx, &user, &id)?;
+            if let Some(expected) = expected_version
+                && expected != c.version
+            {
+                return Err(StoreError::Conflict(Box::new(c)));
+            }
+            c.version += 1;
+            c.updated_at = now();
+            tx.execute(
+                "UPDATE conversations SET version = ?3, updated_at = ?4, deleted_at = ?4 \
+                 WHERE user_id = ?1 AND id = ?2",
+                params![
+                    user.as_str(),
+                    id,
+                    i64::try_from(c.version).unwrap_or(i64::MAX),
+                    ms(c.updated_at)
+                ],
+            )
+            .map_err(internal)?;
+            record_change(tx, &user, &id)?;
+            Ok(Deletion {
+                id,
+                deleted: true,
+                version: c.version,
+                updated_at: c.updated_at,
+            })
+        })
+        .await
+    }
+
+    async fn restore_conversation(&self, user: &UserId, id: Id) -> Result<Conversation> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let id = id.to_string();
+            let Some(Row_ {
+                conversation: mut c,
+                deleted_at,
+            }) = load(tx, &user, &id)?
+            else {
+                return Err(StoreError::NotFound);
+            };
+            if deleted_at.is_none() {
+                // Restoring a live conversation is a harmless replay.
+                return Ok(c);
+            }
+            c.version += 1;
+            c.updated_at = now();
+            save(tx, &user, &c)?;
+            record_change(tx, &user, &id)?;
+            Ok(c)
+        })
+        .await
+    }
+
+    async fn append_message(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        message: NewMessage,
+    ) -> Result<Created<(Message, Conversation)>> {
+        let user = user.clone();
+        self.write(move |tx| {
+            let id = conversation.to_string();
+            let mut c = load_live(tx, &user, &id)?;
+            let message_id = message.id.to_string();
+            let existing = tx
+                .query_row(
+                    "SELECT role, content, timestamp FROM messages \
+                     WHERE user_id = ?1 AND conversation_id = ?2 AND id = ?3",
+                    params![user.as_str(), id, message_id],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            from_ms(row.get(2)?)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(internal)?;
+            if let Some((role, content, timestamp)) = existing {
+                if role != message.role.as_str() || content != message.content {
+                    return Err(StoreError::IdTaken(
+                        "this message id is already used for a different message",
+                    ));
+                }
+                let stored = Message {
+                    id: message_id,
+                    role: message.role,
+                    content,
+                    timestamp,
+                };
+                return Ok(Created {
+                    value: (stored, c),
+                    created: false,
+                });
+            }
+            let at = now();
+            let stored = Message {
+                id: message_id,
+                role: message.role,
+                content: message.content,
+                timestamp: at,
+            };
+            insert_message(tx, &user, &id, &stored)?;
+            c.message_count += 1;
+            c.last_message_preview = Some(preview(&stored.content));
+            c.version += 1;
+            c.updated_at = at;
+            save(tx, &user, &c)?;
+            record_change(tx, &user, &id)?;
+            Ok(Created {
+                value: (stored, c),
+                created: true,
+            })
+        })
+        .await
+    }
+
+    async fn changes(&self, user: &UserId, since: u64, limit: usize) -> Result<Changes> {
+        let user = user.clone();
+        let limit = limit.max(1);
+        self.run(move |conn| {
+            let since_i = i64::try_from(since).map_err(|_| StoreError::InvalidCursor)?;
+            let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+            // Each conversation once, at its latest change; ordered by that change,
+            // so whatever is cut off by the limit changed after the cursor we return.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT conversation_id, MAX(seq) AS last FROM changes \
+                     WHERE user_id = ?1 AND seq > ?2 \
+                     GROUP BY conversation_id ORDER BY last LIMIT ?3",
+                )
+                .map_err(internal)?;
+            let mut rows = stmt
+                .query_map(params![user.as_str(), since_i, fetch], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(internal)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)?;
+            let has_more = rows.len() > limit;
+            rows.truncate(limit);
+            let cursor = rows.last().map(|(_, seq)| *seq).unwrap_or(since_i);
+            let mut items = Vec::with_capacity(rows.len());
+            for (id, _) in rows {
+                // A purged conversation has no row left; its change is moot.
+                if let Some(row) = load(conn, &user, &id)? {
+                    items.push(change_of(row.conversation, row.deleted_at));
+                }
+            }
+            Ok(Changes {
+                items,
+                cursor: cursor.to_string(),
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn erase_user(&self, user: &UserId) -> Result<()> {
+        let user = user.clone();
+        self.write(move |tx| {
+            for table in [
+                "profiles",
+                "conversations",
+                "messages",
+                "sequences",
+                "changes",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                    params![user.as_str()],
+                )
+                .map_err(internal)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,537 @@
+//! The HTTP API through the router (`oneshot`), over a real SQLite store.
+
+#[path = "suite/api_support.rs"]
+mod api_support;
+
+use api_support::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_refused_without_touching_the_store() {
+    let api = Api::new();
+    let good = claims("user_ada");
+    let mut attacks: Vec<(&str, Option<String>)> = vec![("no token", None)];
+
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&good)
+    );
+    attacks.push(("alg none", Some(none)));
+
+    let hs256 = {
+        let key = jsonwebtoken::EncodingKey::from_secret(SIGNING_PUB_PEM.as_bytes());
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(KID.into());
+        jsonwebtoken::encode(&header, &good, &key).unwrap()
+    };
+    attacks.push(("HS256 signed with the public key", Some(hs256)));
+
+    let mut c = good.clone();
+    c["iss"] = json!("https://evil.example.com");
+    attacks.push(("wrong issuer", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c["exp"] = json!(now() - 60);
+    c["iat"] = json!(now() - 400);
+    attacks.push(("expired", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c["nbf"] = json!(now() + 60);
+    attacks.push(("not yet valid", Some(sign(&c))));
+
+    attacks.push((
+        "unknown key",
+        Some(sign_with(&good, OTHER_PEM, "test-key-other")),
+    ));
+    attacks.push((
+        "another key under our kid",
+        Some(sign_with(&good, OTHER_PEM, KID)),
+    ));
+
+    let tampered = {
+        let token = sign(&good);
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut c = good.clone();
+        c["sub"] = json!("user_bob");
+        format!("{}.{}.{}", parts[0], b64(&c), parts[2])
+    };
+    attacks.push(("tampered payload", Some(tampered)));
+
+    let mut c = good.clone();
+    c["client_id"] = json!("someone-else");
+    attacks.push(("wrong client_id", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c.as_object_mut().unwrap().remove("client_id");
+    c["azp"] = json!("https://evil.example.com");
+    attacks.push(("wrong azp", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c.as_object_mut().unwrap().remove("client_id");
+    attacks.push(("neither client_id nor azp", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c.as_object_mut().unwrap().remove("sub");
+    attacks.push(("missing sub", Some(sign(&c))));
+
+    let mut c = good.clone();
+    c["sub"] = json!("USER#other");
+    attacks.push(("sub that is not a user id", Some(sign(&c))));
+
+    attacks.push(("garbage", Some("not.a.jwt".into())));
+
+    for (name, token) in &attacks {
+        for (method, path) in [
+            ("GET", "/api/conversations"),
+            ("GET", "/api/user"),
+            ("GET", "/api/changes"),
+        ] {
+            let reply = api.call(method, path, token.as_deref(), None).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{name} on {path}");
+            assert_eq!(reply.code(), "unauthenticated", "{name}");
+            assert_eq!(
+                reply.headers["www-authenticate"], r#"Bearer error="invalid_token""#,
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(api.store_calls(), 0, "a refused request reached the store");
+
+    // The control: the same claims, properly signed, are accepted; so is a web
+    // session token with an allowed azp, and a token inside the 5 s leeway.
+    let ok = api
+        .call("GET", "/api/conversations", Some(&sign(&good)), None)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let mut web = good.clone();
+    web.as_object_mut().unwrap().remove("client_id");
+    web["azp"] = json!(WEB_PARTY);
+    let ok = api
+        .call("GET", "/api/conversations", Some(&sign(&web)), None)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let mut late = good.clone();
+    late["exp"] = json!(now() - 2);
+    let ok = api
+        .call("GET", "/api/conversations", Some(&sign(&late)), None)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+/// A's conversation, B's token: every route answers 404 and A's data is unchanged.
+#[tokio::test]
+async fn cross_user_matrix() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let bob = token_for("user_bob");
+    let created = api
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"title": "Ada's", "messages": [{"role": "user", "content": "secret"}]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let before = api
+        .call("GET", &format!("/api/conversations/{id}"), Some(&ada), None)
+        .await
+        .json;
+
+    let attempts: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", format!("/api/conversations/{id}"), None),
+        (
+            "PUT",
+            format!("/api/conversations/{id}"),
+            Some(json!({"title": "Bob's now"})),
+        ),
+        (
+            "PUT",
+            "/api/conversations".into(),
+            Some(json!({"id": id, "title": "Bob's now"})),
+        ),
+        ("DELETE", format!("/api/conversations/{id}"), None),
+        ("DELETE", format!("/api/conversations?id={id}"), None),
+        ("POST", format!("/api/conversations/{id}/restore"), None),
+        (
+            "POST",
+            format!("/api/conversations/{id}/messages"),
+            Some(json!({"role": "user", "content": "intrusion"})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let reply = api.call(method, &path, Some(&bob), body).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(reply.code(), "not_found", "{method} {path}");
+    }
+    let list = api
+        .call("GET", "/api/conversations", Some(&bob), None)
+        .await;
+    assert_eq!(list.json["items"], json!([]));
+    let changes = api.call("GET", "/api/changes", Some(&bob), None).await;
+    assert_eq!(changes.json["items"], json!([]));
+
+    let after = api
+        .call("GET", &format!("/api/conversations/{id}"), Some(&ada), None)
+        .await
+        .json;
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn hostile_input_never_yields_a_500() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let long_id = "A".repeat(10 * 1024);
+    for raw in [
+        "%23",
+        "a%2Fb",
+        "..",
+        "%2E%2E",
+        "%C3%BCn%C3%AFc%C3%B6de",
+        "01J0000000000000000000000%23",
+        long_id.as_str(),
+        "%FF%FE",
+    ] {
+        for (method, suffix) in [("GET", ""), ("DELETE", ""), ("POST", "/restore")] {
+            let reply = api
+                .call(
+                    method,
+                    &format!("/api/conversations/{raw}{suffix}"),
+                    Some(&ada),
+                    None,
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {raw}");
+        }
+    }
+
+    let cases: Vec<(&str, &str, String, StatusCode, &str)> = vec![
+        (
+            "POST",
+            "/api/conversations",
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"title": 42}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"title": "x", "userId": "user_bob"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"id": "x#y"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            format!(r#"{{"id": "{long_id}"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"title": ""}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"title": "   "}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            format!(r#"{{"title": "{}"}}"#, "t".repeat(501)),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            r#"{"messages": [{"role": "admin", "content": "x"}]}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            format!(
+                r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#,
+                "m".repeat(300 * 1024)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            format!(r#"{{"title": "{}"}}"#, "b".repeat(3 * 1024 * 1024)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            "[]".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/api/conversations",
+            "null".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "GET",
+            "/api/conversations?limit=0",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "GET",
+            "/api/conversations?limit=abc",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "GET",
+            "/api/conversations?cursor=%00%01",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "GET",
+            "/api/changes?since=-1",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "GET",
+            "/api/changes?since=99999999999999999999999",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "PUT",
+            "/api/conversations",
+            r#"{"title": "no id"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "DELETE",
+            "/api/conversations",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ada}"));
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let reply = api
+            .send(request.body(Body::from(body.clone())).unwrap())
+            .await;
+        let shown: String = body.chars().take(60).collect();
+        assert_eq!(
+            reply.status, status,
+            "{method} {path} {shown}: {:?}",
+            reply.json
+        );
+        assert_eq!(reply.code(), code, "{method} {path} {shown}");
+        assert!(
+            reply.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{method} {path}: no message"
+        );
+    }
+
+    // A body without the JSON content type is refused clearly, not parsed.
+    let reply = api
+        .send(
+            Request::post("/api/conversations")
+                .header("authorization", format!("Bearer {ada}"))
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // Nothing above created anything.
+    let list = api
+        .call("GET", "/api/conversations", Some(&ada), None)
+        .await;
+    assert_eq!(list.json["items"], json!([]));
+}
+
+#[tokio::test]
+async fn conversation_lifecycle_over_http() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let id = "01JDQ3ZJ6Y8W5X9V4T3S2R1Q0P";
+
+    let first = api
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"id": id, "title": "Trip"})),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(first.json["id"], id);
+    assert_eq!(first.json["version"], 1);
+    assert_eq!(first.json["messages"], json!([]));
+    assert_eq!(first.headers["etag"], "\"1\"");
+    let replay = api
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"id": id, "title": "Trip"})),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.json, first.json);
+
+    let appended = api
+        .call(
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            Some(&ada),
+            Some(json!({"role": "user", "content": "Where to?"})),
+        )
+        .await;
+    assert_eq!(appended.status, StatusCode::CREATED);
+    assert_eq!(appended.json["message"]["role"], "user");
+    assert_eq!(appended.json["conversation"]["messageCount"], 1);
+    assert_eq!(appended.json["conversation"]["version"], 2);
+
+    // Optimistic concurrency, by body version and by If-Match.
+    let stale = api
+        .call(
+            "PUT",
+            &format!("/api/conversations/{id}"),
+            Some(&ada),
+            Some(json!({"title": "Old view", "version": 1})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(stale.json["current"]["version"], 2);
+    let stale = api
+        .send(
+            Request::put(format!("/api/conversations/{id}"))
+                .header("authorization", format!("Bearer {ada}"))
+                .header("content-type", "application/json")
+                .header("if-match", "\"1\"")
+                .body(Body::from(r#"{"pinned": true}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    let renamed = api
+        .call(
+            "PUT",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"id": id, "title": "Lisbon", "pinned": true, "version": 2})),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.json);
+    assert_eq!(renamed.json["title"], "Lisbon");
+    assert_eq!(renamed.json["pinned"], true);
+
+    let deleted = api
+        .call(
+            "DELETE",
+            &format!("/api/conversations?id={id}"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = api
+        .call("GET", &format!("/api/conversations/{id}"), Some(&ada), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let changes = api
+        .call("GET", "/api/changes?since=0", Some(&ada), None)
+        .await;
+    assert_eq!(changes.json["items"][0]["deleted"], true);
+    assert_eq!(changes.json["hasMore"], false);
+    let restored = api
+        .call(
+            "POST",
+            &format!("/api/conversations/{id}/restore"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(restored.status, StatusCode::OK);
+    let back = api
+        .call("GET", &format!("/api/conversations/{id}"), Some(&ada), None)
+        .await;
+    assert_eq!(back.json["messages"][0]["content"], "Where to?");
+    assert_eq!(back.json["title"], "Lisbon");
+}
+
+#[tokio::test]
+async fn health_and_unknown_routes() {
+    let api = Api::new();
+    let health = api.call("GET", "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json["status"], "ok");
+    let ready = api.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json["status"], "ready");
+    for path in ["/nope", "/api/../etc/passwd", "/healthz/extra"] {
+        let reply = api.call("GET", path, None, None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(reply.code(), "not_found", "{path}");
+    }
+    let profile = api
+        .call("GET", "/api/user", Some(&token_for("user_new")), None)
+        .await;
+    assert_eq!(profile.status, StatusCode::NOT_FOUND);
+}

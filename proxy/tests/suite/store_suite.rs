@@ -1,0 +1,644 @@
+//! The store conformance suite: every `Store` implementation must pass all of it.
+//!
+//! `store_conformance!(factory)` expands to one `#[tokio::test]` per case, where
+//! `factory` is an async expression yielding a fresh, empty `Arc<dyn Store>`.
+
+// Test support: a failed setup step should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use confab_proxy::ids::{Id, UserId};
+use confab_proxy::store::{NewConversation, NewMessage, Patch, ProfileFields, Store, StoreError};
+use confab_wire::conversations::{Change, Role};
+
+pub type DynStore = Arc<dyn Store>;
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("valid test user")
+}
+
+pub fn msg(content: &str) -> NewMessage {
+    NewMessage {
+        id: Id::new(),
+        role: Role::User,
+        content: content.to_owned(),
+    }
+}
+
+pub fn conv(title: &str, messages: Vec<NewMessage>) -> NewConversation {
+    NewConversation {
+        id: Id::new(),
+        title: title.to_owned(),
+        messages,
+    }
+}
+
+pub async fn create_and_get_round_trip(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Plans", vec![msg("first"), msg("second")]);
+    let id = new.id;
+    let created = store.create_conversation(&ada, new).await.unwrap();
+    assert!(created.created);
+    assert_eq!(created.value.conversation.version, 1);
+    assert_eq!(created.value.conversation.message_count, 2);
+    assert_eq!(
+        created.value.conversation.last_message_preview.as_deref(),
+        Some("second")
+    );
+    let got = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(got, created.value);
+    let contents: Vec<_> = got.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["first", "second"]);
+}
+
+pub async fn replayed_create_returns_the_stored_one(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Once", vec![msg("hello")]);
+    let first = store.create_conversation(&ada, new.clone()).await.unwrap();
+    let mut replay = new.clone();
+    replay.title = "Different title".into();
+    let second = store.create_conversation(&ada, replay).await.unwrap();
+    assert!(!second.created);
+    assert_eq!(second.value, first.value);
+    let page = store.list_conversations(&ada, 50, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+}
+
+pub async fn users_never_see_each_other(store: DynStore) {
+    let ada = user("user_ada");
+    let bob = user("user_bob");
+    let new = conv("Ada's", vec![msg("secret")]);
+    let id = new.id;
+    let before = store.create_conversation(&ada, new).await.unwrap().value;
+
+    assert!(matches!(
+        store.get_conversation(&bob, id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .update_conversation(
+                &bob,
+                id,
+                Patch {
+                    title: Some("mine now".into()),
+                    ..Patch::default()
+                }
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.append_message(&bob, id, msg("intrusion")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_conversation(&bob, id, None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.restore_conversation(&bob, id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .list_conversations(&bob, 50, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(store.changes(&bob, 0, 50).await.unwrap().items.is_empty());
+    // Bob creating the same id makes his own conversation, not a replay of Ada's.
+    let bobs = store
+        .create_conversation(
+            &bob,
+            NewConversation {
+                id,
+                title: "Bob's".into(),
+                messages: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert!(bobs.created);
+    assert_eq!(store.get_conversation(&ada, id).await.unwrap(), before);
+}
+
+pub async fn list_pages_recent_first_without_gaps(store: DynStore) {
+    let ada = user("user_ada");
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        let new = conv(&format!("c{i}"), vec![]);
+        ids.push(new.id.to_string());
+        store.create_conversation(&ada, new).await.unwrap();
+    }
+    // Touch the first one: it becomes the most recent (timestamps are
+    // milliseconds: step past the creates' one).
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let first = Id::parse(&ids[0]).unwrap();
+    store
+        .append_message(&ada, first, msg("bump"))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_conversations(&ada, 10, cursor.as_deref())
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 10);
+        seen.extend(page.items.iter().map(|c| (c.updated_at, c.id.clone())));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen.len(), 23);
+    let unique: HashSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(unique.len(), 23);
+    assert_eq!(seen[0].1, ids[0], "the touched conversation comes first");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "recent first");
+}
+
+pub async fn bad_cursor_is_refused(store: DynStore) {
+    let ada = user("user_ada");
+    for bad in ["", "garbage", "12:not-an-id", "x:y:z"] {
+        assert!(
+            matches!(
+                store.list_conversations(&ada, 10, Some(bad)).await,
+                Err(StoreError::InvalidCursor)
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+pub async fn updates_bump_version_and_detect_conflicts(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Draft", vec![msg("a")]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let updated = store
+        .update_conversation(
+            &ada,
+            id,
+            Patch {
+                title: Some("Final".into()),
+                pinned: Some(true),
+                expected_version: Some(1),
+                ..Patch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.title, "Final");
+    assert!(updated.pinned && !updated.archived);
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.message_count, 1);
+
+    match store
+        .update_conversation(
+            &ada,
+            id,
+            Patch {
+                archived: Some(true),
+                expected_version: Some(1),
+                ..Patch::default()
+            },
+        )
+        .await
+    {
+        Err(StoreError::Conflict(current)) => assert_eq!(*current, updated),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+pub async fn concurrent_versioned_updates_one_wins(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Race", vec![]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let attempt = |title: &'static str| {
+        let store = Arc::clone(&store);
+        let ada = ada.clone();
+        tokio::spawn(async move {
+            store
+                .update_conversation(
+                    &ada,
+                    id,
+                    Patch {
+                        title: Some(title.into()),
+                        expected_version: Some(1),
+                        ..Patch::default()
+                    },
+                )
+                .await
+        })
+    };
+    let (a, b) = tokio::join!(attempt("A"), attempt("B"));
+    let results = [a.unwrap(), b.unwrap()];
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+        .count();
+    assert_eq!((wins, conflicts), (1, 1), "{results:?}");
+    assert_eq!(
+        store
+            .get_conversation(&ada, id)
+            .await
+            .unwrap()
+            .conversation
+            .version,
+        2
+    );
+}
+
+pub async fn parallel_appends_keep_every_message(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Busy", vec![]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let ada = ada.clone();
+            tokio::spawn(async move {
+                store
+                    .append_message(&ada, id, msg(&format!("message {i}")))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let detail = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(detail.messages.len(), 50);
+    assert_eq!(detail.conversation.message_count, 50);
+    assert_eq!(detail.conversation.version, 51);
+    let contents: HashSet<_> = detail.messages.iter().map(|m| m.content.clone()).collect();
+    assert_eq!(contents.len(), 50);
+}
+
+pub async fn appends_are_idempotent_by_message_id(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Replay", vec![]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let m = msg("only once");
+    let first = store.append_message(&ada, id, m.clone()).await.unwrap();
+    assert!(first.created);
+    let again = store.append_message(&ada, id, m.clone()).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.value.0, first.value.0);
+    let mut other = m.clone();
+    other.content = "something else".into();
+    assert!(matches!(
+        store.append_message(&ada, id, other).await,
+        Err(StoreError::IdTaken(_))
+    ));
+    let detail = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(detail.messages.len(), 1);
+    assert_eq!(detail.conversation.message_count, 1);
+}
+
+pub async fn delete_and_restore_keep_messages(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Keep me", vec![msg("one"), msg("two")]);
+    let id = new.id;
+    let created = store.create_conversation(&ada, new).await.unwrap().value;
+    let deletion = store.delete_conversation(&ada, id, Some(1)).await.unwrap();
+    assert!(deletion.deleted);
+    assert_eq!(deletion.version, 2);
+    assert!(matches!(
+        store.get_conversation(&ada, id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_conversation(&ada, id, None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.append_message(&ada, id, msg("ghost")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .list_conversations(&ada, 50, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let restored = store.restore_conversation(&ada, id).await.unwrap();
+    assert_eq!(restored.version, 3);
+    let detail = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(detail.messages, created.messages);
+    assert_eq!(detail.conversation.title, "Keep me");
+}
+
+pub async fn replace_messages_like_the_template(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Replace", vec![msg("old 1"), msg("old 2"), msg("old 3")]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let updated = store
+        .update_conversation(
+            &ada,
+            id,
+            Patch {
+                messages: Some(vec![msg("new")]),
+                ..Patch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.message_count, 1);
+    let detail = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(detail.messages.len(), 1);
+    assert_eq!(detail.messages[0].content, "new");
+}
+
+pub async fn changes_report_updates_and_deletions(store: DynStore) {
+    let ada = user("user_ada");
+    let a = conv("a", vec![]);
+    let b = conv("b", vec![]);
+    let (a_id, b_id) = (a.id, b.id);
+    store.create_conversation(&ada, a).await.unwrap();
+    store.create_conversation(&ada, b).await.unwrap();
+    let start = store.changes(&ada, 0, 100).await.unwrap();
+    assert_eq!(start.items.len(), 2);
+    assert!(!start.has_more);
+    let cursor: u64 = start.cursor.parse().unwrap();
+
+    store.delete_conversation(&ada, a_id, None).await.unwrap();
+    store.append_message(&ada, b_id, msg("news")).await.unwrap();
+    let next = store.changes(&ada, cursor, 100).await.unwrap();
+    assert_eq!(next.items.len(), 2);
+    let by_id: BTreeMap<_, _> = next.items.iter().map(|c| (c.id().to_owned(), c)).collect();
+    assert!(matches!(by_id[&a_id.to_string()], Change::Deleted(_)));
+    match by_id[&b_id.to_string()] {
+        Change::Updated(c) => assert_eq!(c.message_count, 1),
+        other => panic!("{other:?}"),
+    }
+    let idle = store
+        .changes(&ada, next.cursor.parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert!(idle.items.is_empty());
+    assert_eq!(idle.cursor, next.cursor);
+}
+
+pub async fn changes_page_with_limit(store: DynStore) {
+    let ada = user("user_ada");
+    for i in 0..7 {
+        store
+            .create_conversation(&ada, conv(&format!("{i}"), vec![]))
+            .await
+            .unwrap();
+    }
+    let mut cursor = 0;
+    let mut seen = HashSet::new();
+    loop {
+        let page = store.changes(&ada, cursor, 3).await.unwrap();
+        assert!(page.items.len() <= 3);
+        for item in &page.items {
+            assert!(seen.insert(item.id().to_owned()), "duplicate {}", item.id());
+        }
+        cursor = page.cursor.parse().unwrap();
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 7);
+}
+
+/// Writers and a puller run at once; whatever the puller assembled from the feed
+/// must equal the final state, conversation by conversation.
+pub async fn changes_never_miss_concurrent_writes(store: DynStore) {
+    let ada = user("user_ada");
+    let mut seeds = Vec::new();
+    for i in 0..5 {
+        let new = conv(&format!("seed {i}"), vec![]);
+        seeds.push(new.id);
+        store.create_conversation(&ada, new).await.unwrap();
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            let ada = ada.clone();
+            let seeds = seeds.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let target = seeds[(w + i) % seeds.len()];
+                    match i % 3 {
+                        0 => {
+                            store
+                                .create_conversation(&ada, conv(&format!("w{w} {i}"), vec![]))
+                                .await
+                                .unwrap();
+                        }
+                        1 => {
+                            store
+                                .append_message(&ada, target, msg(&format!("w{w} {i}")))
+                                .await
+                                .unwrap();
+                        }
+                        _ => {
+                            store
+                                .update_conversation(
+                                    &ada,
+                                    target,
+                                    Patch {
+                                        title: Some(format!("w{w} {i}")),
+                                        ..Patch::default()
+                                    },
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let puller = {
+        let store = Arc::clone(&store);
+        let ada = ada.clone();
+        tokio::spawn(async move {
+            let mut state: BTreeMap<String, u64> = BTreeMap::new();
+            let mut cursor = 0u64;
+            for _ in 0..200 {
+                let page = store.changes(&ada, cursor, 4).await.unwrap();
+                for item in page.items {
+                    let v = state.entry(item.id().to_owned()).or_default();
+                    *v = (*v).max(item.version());
+                }
+                cursor = page.cursor.parse().unwrap();
+                tokio::task::yield_now().await;
+            }
+            (state, cursor)
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (mut state, mut cursor) = puller.await.unwrap();
+    // Drain what was written after the puller's last round.
+    loop {
+        let page = store.changes(&ada, cursor, 4).await.unwrap();
+        for item in page.items {
+            let v = state.entry(item.id().to_owned()).or_default();
+            *v = (*v).max(item.version());
+        }
+        cursor = page.cursor.parse().unwrap();
+        if !page.has_more {
+            break;
+        }
+    }
+    let mut truth = BTreeMap::new();
+    let mut list_cursor = None;
+    loop {
+        let page = store
+            .list_conversations(&ada, 100, list_cursor.as_deref())
+            .await
+            .unwrap();
+        truth.extend(page.items.into_iter().map(|c| (c.id, c.version)));
+        match page.next_cursor {
+            Some(c) => list_cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(truth.len(), 5 + 4 * 4);
+    assert_eq!(state, truth);
+}
+
+pub async fn large_conversations_come_back_whole(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Big", vec![]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let chunk = "x".repeat(100 * 1024);
+    for i in 0..31 {
+        store
+            .append_message(&ada, id, msg(&format!("{i:03}{chunk}")))
+            .await
+            .unwrap();
+    }
+    let detail = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(detail.messages.len(), 31);
+    let total: usize = detail.messages.iter().map(|m| m.content.len()).sum();
+    assert!(total > 3 * 1024 * 1024, "{total}");
+    for (i, m) in detail.messages.iter().enumerate() {
+        assert!(m.content.starts_with(&format!("{i:03}")), "order at {i}");
+    }
+}
+
+pub async fn profiles_upsert_and_keep_created_at(store: DynStore) {
+    let ada = user("user_ada");
+    assert_eq!(store.get_profile(&ada).await.unwrap(), None);
+    let first = store
+        .put_profile(
+            &ada,
+            ProfileFields {
+                email: Some("ada@example.com".into()),
+                first_name: Some("Ada".into()),
+                ..ProfileFields::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.id, "user_ada");
+    assert_eq!(first.clerk_id, "user_ada");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = store
+        .put_profile(
+            &ada,
+            ProfileFields {
+                email: Some("ada@lovelace.org".into()),
+                last_name: Some("Lovelace".into()),
+                ..ProfileFields::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.created_at, first.created_at);
+    assert!(second.updated_at > first.updated_at);
+    assert_eq!(second.email.as_deref(), Some("ada@lovelace.org"));
+    assert_eq!(second.first_name, None);
+    assert_eq!(store.get_profile(&ada).await.unwrap(), Some(second));
+}
+
+pub async fn erasing_a_user_leaves_others(store: DynStore) {
+    let ada = user("user_ada");
+    let bob = user("user_bob");
+    store
+        .put_profile(&ada, ProfileFields::default())
+        .await
+        .unwrap();
+    let a = conv("a", vec![msg("x")]);
+    let a_id = a.id;
+    store.create_conversation(&ada, a).await.unwrap();
+    let b = conv("b", vec![msg("y")]);
+    let b_id = b.id;
+    store.create_conversation(&bob, b).await.unwrap();
+    store.erase_user(&ada).await.unwrap();
+    assert_eq!(store.get_profile(&ada).await.unwrap(), None);
+    assert!(matches!(
+        store.get_conversation(&ada, a_id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.changes(&ada, 0, 10).await.unwrap().items.is_empty());
+    assert_eq!(
+        store
+            .get_conversation(&bob, b_id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+}
+
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        $crate::store_conformance!(@cases $factory;
+            create_and_get_round_trip,
+            replayed_create_returns_the_stored_one,
+            users_never_see_each_other,
+            list_pages_recent_first_without_gaps,
+            bad_cursor_is_refused,
+            updates_bump_version_and_detect_conflicts,
+            concurrent_versioned_updates_one_wins,
+            parallel_appends_keep_every_message,
+            appends_are_idempotent_by_message_id,
+            delete_and_restore_keep_messages,
+            replace_messages_like_the_template,
+            changes_report_updates_and_deletions,
+            changes_page_with_limit,
+            changes_never_miss_concurrent_writes,
+            large_conversations_come_back_whole,
+            profiles_upsert_and_keep_created_at,
+            erasing_a_user_leaves_others
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $factory.await;
+                store_suite::$case(store).await;
+            }
+        )*
+    };
+}

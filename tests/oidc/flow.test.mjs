@@ -1,0 +1,316 @@
+// End-to-end checks of provider.mjs over plain HTTP (no cookies, no browser). Run: node --test
+import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+const CLIENT_ID = 'confab-desktop';
+const APP_REDIRECT = 'app.confab.desktop://oauth/callback';
+const LOOPBACK_REDIRECT = 'http://127.0.0.1/callback'; // registered without a port (RFC 8252 7.3)
+const RESOURCE = 'http://127.0.0.1:8787';
+const ACCESS_TTL = 120;
+
+let child;
+let issuer;
+let stderr = '';
+
+before(async () => {
+  child = spawn(process.execPath, [fileURLToPath(new URL('./provider.mjs', import.meta.url)), '--port', '0'], {
+    env: {
+      ...process.env,
+      OIDC_PORT: '',
+      OIDC_EXTRA_REDIRECTS: LOOPBACK_REDIRECT,
+      OIDC_ACCESS_TTL: String(ACCESS_TTL),
+      OIDC_RESOURCE: RESOURCE,
+      OIDC_CLIENT_ID: CLIENT_ID,
+      OIDC_JWKS_FILE: '',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+  let stdout = '';
+  child.stdout.setEncoding('utf8');
+  issuer = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no issuer line; stderr:\n${stderr}`)), 5000);
+    child.once('exit', (code) => reject(new Error(`provider exited ${code}; stderr:\n${stderr}`)));
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /^issuer=(http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  child.stdout.on('data', (d) => { stdout += d; });
+  stdoutSoFar = () => stdout;
+});
+
+let stdoutSoFar = () => '';
+
+after(async () => {
+  if (child.exitCode === null) {
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    const [code, signal] = await exited;
+    assert.equal(code, 0, `exit code ${code} signal ${signal}`);
+  }
+  // Exactly one line on stdout, ever.
+  assert.equal(stdoutSoFar(), `issuer=${issuer}\n`);
+});
+
+// ---------------------------------------------------------------- helpers
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+function pkce() {
+  const verifier = b64url(crypto.randomBytes(32));
+  const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
+  return { verifier, challenge };
+}
+
+async function get(url, init = {}) {
+  return fetch(url, { redirect: 'manual', ...init });
+}
+
+async function postForm(url, fields, headers = {}) {
+  return fetch(url, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+function location(res) {
+  assert.equal(res.status, 303, `expected 303, got ${res.status}`);
+  return new URL(res.headers.get('location'), issuer);
+}
+
+// The headless login protocol documented in README.md. Returns the final callback URL.
+async function signIn({
+  login = 'user_demo', deny = false, redirectUri = APP_REDIRECT, scope = 'openid profile email offline_access',
+} = {}) {
+  const { verifier, challenge } = pkce();
+  const state = b64url(crypto.randomBytes(12));
+  const nonce = b64url(crypto.randomBytes(12));
+  const auth = new URL('/oauth/authorize', issuer);
+  auth.search = new URLSearchParams({
+    client_id: CLIENT_ID,
+    response_type: 'code',
+    redirect_uri: redirectUri,
+    scope,
+    state,
+    nonce,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+  });
+  // 1. authorize -> 303 /interaction/:uid
+  const interaction = location(await get(auth));
+  const uid = /^\/interaction\/([\w-]+)$/.exec(interaction.pathname)?.[1];
+  assert.ok(uid, `unexpected interaction url ${interaction}`);
+  // 2. POST login (or abort) -> 303 /oauth/authorize/:uid
+  const resume = location(await postForm(
+    new URL(`/interaction/${uid}/${deny ? 'abort' : 'login'}`, issuer),
+    deny ? {} : { login },
+  ));
+  assert.equal(resume.pathname, `/oauth/authorize/${uid}`);
+  // 3. GET resume -> 303 redirect_uri?code=...&state=...
+  const callback = location(await get(resume));
+  assert.ok(callback.href.startsWith(`${redirectUri}?`), `callback ${callback.href}`);
+  assert.equal(callback.searchParams.get('state'), state);
+  return {
+    callback, verifier, nonce, redirectUri,
+  };
+}
+
+async function token(fields) {
+  const res = await postForm(new URL('/oauth/token', issuer), { client_id: CLIENT_ID, ...fields });
+  return { status: res.status, body: await res.json() };
+}
+
+async function exchange({ callback, verifier, redirectUri }) {
+  return token({
+    grant_type: 'authorization_code',
+    code: callback.searchParams.get('code'),
+    code_verifier: verifier,
+    redirect_uri: redirectUri,
+  });
+}
+
+let jwksCache;
+async function verifyJwt(jwt) {
+  jwksCache ??= await (await get(new URL('/.well-known/jwks.json', issuer))).json();
+  const [h, p, s] = jwt.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url'));
+  const payload = JSON.parse(Buffer.from(p, 'base64url'));
+  const jwk = jwksCache.keys.find((k) => k.kid === header.kid);
+  assert.ok(jwk, `kid ${header.kid} not in JWKS`);
+  assert.equal(jwk.d, undefined, 'JWKS must not publish private parts');
+  const key = await crypto.webcrypto.subtle.importKey(
+    'jwk',
+    jwk,
+    { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+    false,
+    ['verify'],
+  );
+  const ok = await crypto.webcrypto.subtle.verify(
+    'RSASSA-PKCS1-v1_5',
+    key,
+    Buffer.from(s, 'base64url'),
+    Buffer.from(`${h}.${p}`),
+  );
+  assert.ok(ok, 'signature does not verify');
+  return { header, payload };
+}
+
+function assertAccessToken({ header, payload }, sub) {
+  const now = Math.floor(Date.now() / 1000);
+  assert.equal(header.typ, 'at+jwt');
+  assert.equal(header.alg, 'RS256');
+  assert.equal(payload.iss, issuer);
+  assert.equal(payload.sub, sub);
+  assert.equal(payload.client_id, CLIENT_ID);
+  assert.equal(payload.aud, RESOURCE);
+  for (const s of ['openid', 'profile', 'email']) assert.ok(payload.scope.split(' ').includes(s), payload.scope);
+  assert.ok(Math.abs(payload.iat - now) <= 5, `iat ${payload.iat}`);
+  assert.equal(payload.exp - payload.iat, ACCESS_TTL);
+}
+
+// ---------------------------------------------------------------- tests
+
+describe('oidc stand-in', () => {
+  test('discovery advertises Clerk paths', async () => {
+    const res = await get(new URL('/.well-known/openid-configuration', issuer));
+    assert.equal(res.status, 200);
+    const d = await res.json();
+    assert.equal(d.issuer, issuer);
+    assert.equal(d.authorization_endpoint, `${issuer}/oauth/authorize`);
+    assert.equal(d.token_endpoint, `${issuer}/oauth/token`);
+    assert.equal(d.userinfo_endpoint, `${issuer}/oauth/userinfo`);
+    assert.equal(d.revocation_endpoint, `${issuer}/oauth/token/revoke`);
+    assert.equal(d.jwks_uri, `${issuer}/.well-known/jwks.json`);
+    assert.deepEqual(d.code_challenge_methods_supported, ['S256']);
+    assert.deepEqual(d.response_types_supported, ['code']);
+    for (const s of ['openid', 'profile', 'email', 'offline_access']) assert.ok(d.scopes_supported.includes(s));
+  });
+
+  test('human login page lists demo users and a cancel button', async () => {
+    const { challenge } = pkce();
+    const auth = new URL('/oauth/authorize', issuer);
+    auth.search = new URLSearchParams({
+      client_id: CLIENT_ID, response_type: 'code', redirect_uri: APP_REDIRECT, scope: 'openid', state: 's',
+      code_challenge: challenge, code_challenge_method: 'S256',
+    });
+    const res = await get(location(await get(auth)));
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    assert.match(html, /Ada Lovelace/);
+    assert.match(html, /Grace Hopper/);
+    assert.match(html, /name="login"/);
+    assert.match(html, /\/abort"/);
+  });
+
+  test('code flow with PKCE: id_token, JWT access token, refresh token, userinfo, rotation', async () => {
+    const signedIn = await signIn({ login: 'user_demo' });
+    assert.equal(signedIn.callback.protocol, 'app.confab.desktop:');
+    const { status, body } = await exchange(signedIn);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.token_type, 'Bearer');
+    assert.equal(body.expires_in, ACCESS_TTL);
+    assert.ok(body.refresh_token, 'refresh token issued');
+
+    const id = await verifyJwt(body.id_token);
+    assert.equal(id.header.alg, 'RS256');
+    assert.equal(id.payload.iss, issuer);
+    assert.equal(id.payload.aud, CLIENT_ID);
+    assert.equal(id.payload.sub, 'user_demo');
+    assert.equal(id.payload.nonce, signedIn.nonce);
+    assert.equal(id.payload.email, 'ada@example.com');
+
+    assertAccessToken(await verifyJwt(body.access_token), 'user_demo');
+
+    const info = await get(new URL('/oauth/userinfo', issuer), {
+      headers: { authorization: `Bearer ${body.access_token}` },
+    });
+    assert.equal(info.status, 200);
+    const claims = await info.json();
+    assert.equal(claims.sub, 'user_demo');
+    assert.equal(claims.email, 'ada@example.com');
+    assert.equal(claims.email_verified, true);
+    assert.equal(claims.name, 'Ada Lovelace');
+
+    const bad = await get(new URL('/oauth/userinfo', issuer), {
+      headers: { authorization: `Bearer ${body.access_token.slice(0, -4)}AAAA` },
+    });
+    assert.equal(bad.status, 401);
+
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: body.refresh_token });
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    assert.ok(refreshed.body.refresh_token);
+    assert.notEqual(refreshed.body.refresh_token, body.refresh_token, 'refresh token rotates');
+    assertAccessToken(await verifyJwt(refreshed.body.access_token), 'user_demo');
+
+    const reused = await token({ grant_type: 'refresh_token', refresh_token: body.refresh_token });
+    assert.equal(reused.status, 400);
+    assert.equal(reused.body.error, 'invalid_grant');
+  });
+
+  test('wrong code_verifier fails, reused code fails', async () => {
+    const signedIn = await signIn({ login: 'user_second' });
+    const wrong = await exchange({ ...signedIn, verifier: pkce().verifier });
+    assert.equal(wrong.status, 400);
+    assert.equal(wrong.body.error, 'invalid_grant');
+
+    const ok = await exchange(signedIn);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assertAccessToken(await verifyJwt(ok.body.access_token), 'user_second');
+
+    const again = await exchange(signedIn);
+    assert.equal(again.status, 400);
+    assert.equal(again.body.error, 'invalid_grant');
+
+    // The real reasons are logged server-side.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.match(stderr, /grant\.error: .*code_verifier does not match code_challenge/);
+    assert.match(stderr, /grant\.error: .*already consumed/);
+  });
+
+  test('cancel ends with error=access_denied', async () => {
+    const { callback } = await signIn({ deny: true });
+    assert.equal(callback.searchParams.get('error'), 'access_denied');
+    assert.equal(callback.searchParams.get('code'), null);
+  });
+
+  test('revoking the refresh token makes the next refresh fail', async () => {
+    const { body } = await exchange(await signIn({ login: 'user_demo' }));
+    const revoke = await postForm(new URL('/oauth/token/revoke', issuer), {
+      client_id: CLIENT_ID, token: body.refresh_token, token_type_hint: 'refresh_token',
+    });
+    assert.equal(revoke.status, 200);
+    const after = await token({ grant_type: 'refresh_token', refresh_token: body.refresh_token });
+    assert.equal(after.status, 400);
+    assert.equal(after.body.error, 'invalid_grant');
+  });
+
+  test('loopback redirect on any port, and unknown user ids are created on the fly', async () => {
+    const redirectUri = 'http://127.0.0.1:49152/callback';
+    const signedIn = await signIn({ login: 'user_2xTestAbc', redirectUri });
+    assert.equal(signedIn.callback.origin, 'http://127.0.0.1:49152');
+    const { status, body } = await exchange(signedIn);
+    assert.equal(status, 200, JSON.stringify(body));
+    assertAccessToken(await verifyJwt(body.access_token), 'user_2xTestAbc');
+  });
+
+  test('PKCE is required', async () => {
+    const auth = new URL('/oauth/authorize', issuer);
+    auth.search = new URLSearchParams({
+      client_id: CLIENT_ID, response_type: 'code', redirect_uri: APP_REDIRECT, scope: 'openid', state: 'x',
+    });
+    const cb = location(await get(auth));
+    assert.equal(cb.protocol, 'app.confab.desktop:');
+    assert.equal(cb.searchParams.get('error'), 'invalid_request');
+  });
+});

@@ -1,0 +1,173 @@
+//! The proxy against a real OpenID provider: tokens from a real sign-in (PKCE),
+//! verified through the provider's JWKS; profiles from its userinfo endpoint.
+
+use std::process::Command;
+use std::time::Duration;
+
+use confab_tests::oidc::{CLIENT_ID, Provider};
+use confab_tests::{Service, paths};
+use serde_json::{Value, json};
+
+struct Proxy {
+    base: String,
+    _service: Service,
+}
+
+fn start_proxy(issuer: &str, artifacts: &std::path::Path) -> anyhow::Result<Proxy> {
+    let mut cmd = Command::new(paths::binary("confab-proxy")?);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--clerk-issuer", issuer])
+        .args(["--clerk-oauth-client-ids", CLIENT_ID])
+        .arg(format!(
+            "--store=sqlite:{}",
+            artifacts.join("proxy.db").display()
+        ))
+        .env("RUST_LOG", "info,confab_proxy=debug");
+    let mut service = Service::spawn(cmd, "proxy", artifacts)?;
+    let line = service.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
+    let base = line
+        .rsplit(' ')
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
+        .to_owned();
+    Ok(Proxy {
+        base,
+        _service: service,
+    })
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)?
+    };
+    Ok((status, json))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_provider_tokens_profiles_and_isolation() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("proxy_oidc")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let proxy = start_proxy(&provider.issuer, &artifacts)?;
+    let api = |path: &str| format!("{}{path}", proxy.base);
+
+    let ada = provider.sign_in("user_demo").await?;
+    let grace = provider.sign_in("user_second").await?;
+    assert!(
+        ada.refresh_token.is_some(),
+        "the provider issues refresh tokens"
+    );
+
+    // No profile until POST /api/user makes one from the provider's userinfo.
+    let (status, _) = call(
+        reqwest::Method::GET,
+        api("/api/user"),
+        &ada.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    let (status, profile) = call(
+        reqwest::Method::POST,
+        api("/api/user"),
+        &ada.access_token,
+        // Whatever the body says is ignored: the provider is the source.
+        Some(json!({"email": "mallory@example.com", "firstName": "Mallory"})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{profile}");
+    assert_eq!(profile["id"], "user_demo");
+    assert_eq!(profile["email"], "ada@example.com");
+    assert_eq!(profile["firstName"], "Ada");
+    assert_eq!(profile["lastName"], "Lovelace");
+    let (status, again) = call(
+        reqwest::Method::POST,
+        api("/api/user"),
+        &ada.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(again["createdAt"], profile["createdAt"]);
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        api("/api/conversations"),
+        &ada.access_token,
+        Some(json!({"title": "Engines", "messages": [{"role": "user", "content": "Note G"}]})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+
+    // Another real user sees nothing of Ada's.
+    let (status, list) = call(
+        reqwest::Method::GET,
+        api("/api/conversations"),
+        &grace.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"], json!([]));
+    let (status, _) = call(
+        reqwest::Method::GET,
+        api(&format!("/api/conversations/{id}")),
+        &grace.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404);
+
+    // A real token with one byte of its signature changed is refused.
+    let mut forged = ada.access_token.clone();
+    let last = forged.pop().unwrap_or('A');
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = call(
+        reqwest::Method::GET,
+        api("/api/conversations"),
+        &forged,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 401, "{body}");
+
+    // The ID token is not an access token: no client_id claim, refused.
+    if let Some(id_token) = &ada.id_token {
+        let (status, _) = call(
+            reqwest::Method::GET,
+            api("/api/conversations"),
+            id_token,
+            None,
+        )
+        .await?;
+        assert_eq!(status, 401);
+    }
+
+    let (status, list) = call(
+        reqwest::Method::GET,
+        api("/api/conversations"),
+        &ada.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    assert_eq!(list["items"][0]["lastMessagePreview"], "Note G");
+    Ok(())
+}
