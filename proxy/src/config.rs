@@ -21,6 +21,15 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Create the DynamoDB table, its index and TTL (idempotent).
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// DynamoDB table name.
+    #[arg(long, env = "CONFAB_TABLE", default_value = "confab")]
+    pub table: String,
 }
 
 #[derive(Debug, Args)]
@@ -29,8 +38,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
 
-    /// Where data lives: `sqlite:<path>` for the embedded store (the default,
-    /// `sqlite:confab-data/confab.db`) or `dynamodb`.
+    /// Where data lives: `dynamodb`, or `sqlite:<path>` for the embedded store.
+    /// Default: `dynamodb` when AWS is configured (AWS_REGION,
+    /// AWS_DEFAULT_REGION or AWS_ENDPOINT_URL_DYNAMODB), else
+    /// `sqlite:confab-data/confab.db`.
     #[arg(long, env = "CONFAB_STORE")]
     pub store: Option<String>,
 
@@ -124,7 +135,17 @@ pub fn issuer_from_publishable_key(key: &str) -> Option<String> {
 
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {
+        let aws_configured = [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
         let store = match self.store.as_deref() {
+            None | Some("") if aws_configured => StoreConfig::DynamoDb {
+                table: self.table.clone(),
+            },
             None | Some("") => StoreConfig::Sqlite(PathBuf::from("confab-data/confab.db")),
             Some("dynamodb") => StoreConfig::DynamoDb {
                 table: self.table.clone(),
@@ -211,8 +232,10 @@ mod tests {
     fn args(extra: &[&str]) -> ServeArgs {
         let mut argv = vec!["confab-proxy", "serve"];
         argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command;
-        *args
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => *args,
+            Command::Setup(_) => unreachable!(),
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use confab_proxy::auth::Verifier;
-use confab_proxy::config::{Cli, Command, ServeArgs, StoreConfig};
-use confab_proxy::store::{SqliteStore, Store};
+use confab_proxy::config::{Cli, Command, ServeArgs, SetupArgs, StoreConfig};
+use confab_proxy::store::{DynamoStore, SqliteStore, Store};
 use confab_proxy::{AppState, router};
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +13,25 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args).await,
+        Command::Setup(args) => setup(args).await,
     }
+}
+
+/// The template's setup-dynamodb.js: create the table if it is missing.
+async fn setup(args: SetupArgs) -> anyhow::Result<()> {
+    init_tracing("text");
+    DynamoStore::from_env(&args.table)
+        .await
+        .setup()
+        .await
+        .with_context(|| {
+            format!(
+                "could not set up the DynamoDB table {} (CONFAB_TABLE)",
+                args.table
+            )
+        })?;
+    println!("table {} is ready", args.table);
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -23,9 +41,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path).with_context(|| {
             format!("cannot open the store at {} (CONFAB_STORE)", path.display())
         })?),
-        StoreConfig::DynamoDb { .. } => anyhow::bail!(
-            "CONFAB_STORE: the DynamoDB store is not part of this build yet; use sqlite:<path>"
-        ),
+        StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
     };
     let verifier = Verifier::new(config.auth.clone()).map_err(anyhow::Error::msg)?;
     let state = AppState {

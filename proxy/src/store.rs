@@ -6,6 +6,7 @@
 //! implementation builds keys from those only, so one user can never name
 //! another's data. Anything not the caller's is [`StoreError::NotFound`].
 
+pub mod dynamodb;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use confab_wire::conversations::{
 
 use crate::ids::{Id, UserId};
 
+pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
 
 /// How long deleted conversations stay restorable (and visible as deletions in

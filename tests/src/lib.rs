@@ -6,6 +6,7 @@
 //! that panics leaves a screenshot and logs under `tests/artifacts/<test>/`.
 
 pub mod desktop;
+pub mod moto;
 pub mod net;
 pub mod oidc;
 pub mod paths;

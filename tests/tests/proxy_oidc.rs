@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use confab_tests::moto::Moto;
 use confab_tests::oidc::{CLIENT_ID, Provider};
 use confab_tests::{Service, paths};
 use serde_json::{Value, json};
@@ -14,14 +15,46 @@ struct Proxy {
 }
 
 fn start_proxy(issuer: &str, artifacts: &std::path::Path) -> anyhow::Result<Proxy> {
+    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+    start_proxy_with(issuer, artifacts, &store, &[])
+}
+
+/// AWS settings for the proxy to use moto through the standard AWS chain.
+fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("CONFAB_TABLE", "confab-e2e".into()),
+    ]
+}
+
+fn setup_table(moto: &Moto) -> anyhow::Result<()> {
+    let output = Command::new(paths::binary("confab-proxy")?)
+        .arg("setup")
+        .envs(aws_env(moto))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "setup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn start_proxy_with(
+    issuer: &str,
+    artifacts: &std::path::Path,
+    store: &str,
+    env: &[(&'static str, String)],
+) -> anyhow::Result<Proxy> {
     let mut cmd = Command::new(paths::binary("confab-proxy")?);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(["--clerk-issuer", issuer])
         .args(["--clerk-oauth-client-ids", CLIENT_ID])
-        .arg(format!(
-            "--store=sqlite:{}",
-            artifacts.join("proxy.db").display()
-        ))
+        .arg(store)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info,confab_proxy=debug");
     let mut service = Service::spawn(cmd, "proxy", artifacts)?;
     let line = service.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
@@ -169,5 +202,62 @@ async fn real_provider_tokens_profiles_and_isolation() -> anyhow::Result<()> {
     assert_eq!(status, 200);
     assert_eq!(list["items"][0]["id"], id.as_str());
     assert_eq!(list["items"][0]["lastMessagePreview"], "Note G");
+    Ok(())
+}
+
+/// The proxy on DynamoDB (moto) through the standard AWS configuration; the
+/// store goes away mid-test: 503 with Retry-After, then recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_store_outage_answers_503_then_recovers() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("proxy_dynamodb_outage")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let mut moto = Moto::start(&artifacts)?;
+    setup_table(&moto)?;
+    setup_table(&moto)?; // idempotent
+    let proxy = start_proxy_with(
+        &provider.issuer,
+        &artifacts,
+        "--store=dynamodb",
+        &aws_env(&moto),
+    )?;
+    let api = |path: &str| format!("{}{path}", proxy.base);
+    let ada = provider.sign_in("user_demo").await?;
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        api("/api/conversations"),
+        &ada.access_token,
+        Some(json!({"title": "On DynamoDB"})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{created}");
+    let ready = reqwest::get(api("/readyz")).await?;
+    assert_eq!(ready.status(), 200);
+
+    moto.stop();
+    let response = reqwest::Client::new()
+        .get(api("/api/conversations"))
+        .bearer_auth(&ada.access_token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(reqwest::get(api("/readyz")).await?.status(), 503);
+    // Liveness does not depend on the store.
+    assert_eq!(reqwest::get(api("/healthz")).await?.status(), 200);
+
+    moto.resume()?;
+    setup_table(&moto)?;
+    let (status, list) = call(
+        reqwest::Method::GET,
+        api("/api/conversations"),
+        &ada.access_token,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(reqwest::get(api("/readyz")).await?.status(), 200);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The store conformance suite: every `Store` implementation must pass all of it.
 //!
 //! `store_conformance!(factory)` expands to one `#[tokio::test]` per case, where
-//! `factory` is an async expression yielding a fresh, empty `Arc<dyn Store>`.
+//! `factory` is an async expression yielding a fresh, empty `Arc<dyn Store>` and
+//! a guard that keeps its server running.
 
 // Test support: a failed setup step should panic with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -636,7 +637,8 @@ macro_rules! store_conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                let store = $factory.await;
+                // The guard keeps whatever serves the store alive for the test.
+                let (store, _guard) = $factory.await;
                 store_suite::$case(store).await;
             }
         )*

@@ -1,0 +1,1216 @@
+//! The DynamoDB store: one table (design section 2).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | profile | `USER#{user}` | `PROFILE#{user}` |
+//! | conversation | `USER#{user}` | `CONV#{id}` |
+//! | message | `USER#{user}` | `MSG#{conversation}#{id}` |
+//! | change sequence | `USER#{user}` | `SEQ` |
+//! | change entry | `USER#{user}` | `CHG#{seq, 20 digits}` |
+//!
+//! Live conversations carry `gsi1pk`/`gsi1sk` (`USER#{user}` /
+//! `{updatedAt millis, 15 digits}#{id}`): the sparse index `gsi1` lists them
+//! most recently changed first; a tombstone drops those attributes and gets an
+//! `expiresAt` TTL. Every change writes the conversation, bumps `SEQ` under a
+//! condition on its previous value and puts the `CHG#` entry, in one transaction:
+//! sequence numbers therefore commit in order, and a strongly consistent query of
+//! `CHG#` entries never skips one that commits later (the change feed's
+//! guarantee). Conflicting transactions are retried with jittered backoff.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, PutRequest,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+use confab_wire::conversations::{
+    Changes, Conversation, ConversationDetail, Deletion, Message, Page, Profile, Role,
+};
+
+use super::{
+    Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
+    TOMBSTONE_TTL_DAYS, change_of, now, preview,
+};
+use crate::ids::{Id, UserId};
+
+pub const GSI: &str = "gsi1";
+/// Attempts of one write before giving up with 503. Every write of a user goes
+/// through their sequence item, so 50 devices appending at once need up to 50
+/// rounds; real users are far below that.
+const MAX_ATTEMPTS: u32 = 100;
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    /// Writes of one user from this process take turns (striped by user id).
+    /// Correctness never depends on it (the conditions do, across instances),
+    /// but it spares conflicting transactions their retry rounds, and moto,
+    /// whose failed-transaction rollback can undo a concurrent commit.
+    stripes: std::sync::Arc<Vec<tokio::sync::Mutex<()>>>,
+}
+
+const STRIPES: usize = 256;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn pk(user: &UserId) -> AttributeValue {
+    s(format!("USER#{user}"))
+}
+
+fn key(user: &UserId, sk: String) -> Item {
+    HashMap::from([("pk".to_owned(), pk(user)), ("sk".to_owned(), s(sk))])
+}
+
+fn conv_sk(id: &str) -> String {
+    format!("CONV#{id}")
+}
+
+fn msg_sk(conversation: &str, id: &str) -> String {
+    format!("MSG#{conversation}#{id}")
+}
+
+fn chg_sk(seq: u64) -> String {
+    format!("CHG#{seq:020}")
+}
+
+fn gsi_sk(updated_at: DateTime<Utc>, id: &str) -> String {
+    format!("{:015}#{id}", updated_at.timestamp_millis().max(0))
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn get_bool(item: &Item, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
+fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>> {
+    get_s(item, name)
+        .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| StoreError::Internal(format!("item lacks a valid {name}")))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct Stored {
+    conversation: Conversation,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+fn conversation_from(item: &Item) -> Result<Stored> {
+    let id = get_s(item, "sk")
+        .and_then(|sk| sk.strip_prefix("CONV#").map(str::to_owned))
+        .ok_or_else(|| StoreError::Internal("conversation item without id".into()))?;
+    Ok(Stored {
+        conversation: Conversation {
+            id,
+            title: get_s(item, "title").unwrap_or_default(),
+            created_at: get_time(item, "createdAt")?,
+            updated_at: get_time(item, "updatedAt")?,
+            version: get_n(item, "version").unwrap_or(1),
+            message_count: get_n(item, "messageCount").unwrap_or(0),
+            last_message_preview: get_s(item, "lastMessagePreview"),
+            pinned: get_bool(item, "pinned"),
+            archived: get_bool(item, "archived"),
+        },
+        deleted_at: match item.get("deletedAt") {
+            Some(_) => Some(get_time(item, "deletedAt")?),
+            None => None,
+        },
+    })
+}
+
+fn conversation_item(user: &UserId, c: &Conversation, deleted_at: Option<DateTime<Utc>>) -> Item {
+    let mut item = key(user, conv_sk(&c.id));
+    item.insert("type".into(), s("conversation"));
+    item.insert("title".into(), s(c.title.clone()));
+    item.insert("createdAt".into(), s(rfc3339(c.created_at)));
+    item.insert("updatedAt".into(), s(rfc3339(c.updated_at)));
+    item.insert("version".into(), n(c.version));
+    item.insert("messageCount".into(), n(c.message_count));
+    if let Some(preview) = &c.last_message_preview {
+        item.insert("lastMessagePreview".into(), s(preview.clone()));
+    }
+    item.insert("pinned".into(), AttributeValue::Bool(c.pinned));
+    item.insert("archived".into(), AttributeValue::Bool(c.archived));
+    match deleted_at {
+        None => {
+            item.insert("gsi1pk".into(), pk(user));
+            item.insert("gsi1sk".into(), s(gsi_sk(c.updated_at, &c.id)));
+        }
+        Some(at) => {
+            item.insert("deletedAt".into(), s(rfc3339(at)));
+            let expires = at + chrono::Duration::days(TOMBSTONE_TTL_DAYS);
+            item.insert("expiresAt".into(), n(expires.timestamp()));
+        }
+    }
+    item
+}
+
+fn message_from(item: &Item) -> Result<Message> {
+    let id = get_s(item, "sk")
+        .and_then(|sk| sk.rsplit('#').next().map(str::to_owned))
+        .ok_or_else(|| StoreError::Internal("message item without id".into()))?;
+    Ok(Message {
+        id,
+        role: get_s(item, "role")
+            .and_then(|r| Role::parse(&r))
+            .unwrap_or(Role::User),
+        content: get_s(item, "content").unwrap_or_default(),
+        timestamp: get_time(item, "timestamp")?,
+    })
+}
+
+fn message_item(user: &UserId, conversation: &str, m: &Message) -> Item {
+    let mut item = key(user, msg_sk(conversation, &m.id));
+    item.insert("type".into(), s("message"));
+    item.insert("role".into(), s(m.role.as_str()));
+    item.insert("content".into(), s(m.content.clone()));
+    item.insert("timestamp".into(), s(rfc3339(m.timestamp)));
+    item
+}
+
+/// Network failures, timeouts, throttling and 5xx are `Unavailable` (retry
+/// later); anything else is a bug or a misconfiguration.
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable(
+            format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&err)),
+        ),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            if code.contains("Throttl")
+                || code == "ProvisionedThroughputExceededException"
+                || code == "RequestLimitExceeded"
+                || code == "InternalServerError"
+                || code == "ServiceUnavailable"
+            {
+                StoreError::Unavailable(code.to_owned())
+            } else if code == "ResourceNotFoundException" {
+                StoreError::Unavailable(
+                    "the DynamoDB table does not exist: run `confab-proxy setup`".into(),
+                )
+            } else {
+                StoreError::Internal(format!(
+                    "{code}: {}",
+                    service.err().message().unwrap_or_default()
+                ))
+            }
+        }
+        _ => StoreError::Unavailable(format!(
+            "{}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+        )),
+    }
+}
+
+/// Whether a failed transaction lost a race (retry) rather than failed.
+fn lost_race(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match err.as_service_error() {
+        Some(E::TransactionCanceledException(e)) => e.cancellation_reasons().iter().any(|r| {
+            matches!(
+                r.code(),
+                Some("ConditionalCheckFailed") | Some("TransactionConflict")
+            )
+        }),
+        _ => false,
+    }
+}
+
+async fn backoff(attempt: u32) {
+    // Exponential with full jitter, capped: contention on one user's sequence
+    // clears within a few rounds.
+    let cap = 5u64 * (1u64 << attempt.min(5));
+    let jitter = u64::from(ulid::Ulid::new().random() as u16) % cap.max(1);
+    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+}
+
+fn build<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> Result<T> {
+    r.map_err(|e| StoreError::Internal(format!("request build failed: {e}")))
+}
+
+impl DynamoStore {
+    /// A store on `table`, configured from the standard AWS chain (and
+    /// `AWS_ENDPOINT_URL_DYNAMODB`).
+    pub async fn from_env(table: &str) -> Self {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            // Fail fast into a 503 rather than hold a request for minutes.
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            )
+            // Throttling and transient errors are retried with backoff by the SDK.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
+            .load()
+            .await;
+        Self::new(Client::new(&config), table)
+    }
+
+    pub fn new(client: Client, table: &str) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            stripes: std::sync::Arc::new(
+                (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            ),
+        }
+    }
+
+    async fn turn(&self, user: &UserId) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut hasher);
+        let index = usize::try_from(hasher.finish() % STRIPES as u64).unwrap_or(0);
+        match self.stripes.get(index) {
+            Some(stripe) => Some(stripe.lock().await),
+            None => None,
+        }
+    }
+
+    /// Creates the table, its index and TTL if missing (idempotent), and waits
+    /// until the table is active.
+    pub async fn setup(&self) -> Result<()> {
+        let attr = |name: &str| {
+            build(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build(),
+            )
+        };
+        let key_el = |name: &str, kind: KeyType| {
+            build(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build(),
+            )
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .attribute_definitions(attr("gsi1pk")?)
+            .attribute_definitions(attr("gsi1sk")?)
+            .key_schema(key_el("pk", KeyType::Hash)?)
+            .key_schema(key_el("sk", KeyType::Range)?)
+            .global_secondary_indexes(build(
+                GlobalSecondaryIndex::builder()
+                    .index_name(GSI)
+                    .key_schema(key_el("gsi1pk", KeyType::Hash)?)
+                    .key_schema(key_el("gsi1sk", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build(),
+            )?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => tracing::info!(table = %self.table, "created the table"),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                tracing::info!(table = %self.table, "the table exists")
+            }
+            Err(err) => return Err(classify(err)),
+        }
+        // Poll rather than use the SDK waiter (20 s minimum delay).
+        for _ in 0..600 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(classify)?;
+            let active = described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE");
+            if active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ttl = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(build(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expiresAt")
+                    .enabled(true)
+                    .build(),
+            )?)
+            .send()
+            .await;
+        if let Err(err) = ttl {
+            // Enabling TTL twice is refused; that is the idempotent case.
+            let already = err
+                .as_service_error()
+                .and_then(|e| e.message())
+                .is_some_and(|m| m.contains("already enabled"));
+            if !already {
+                return Err(classify(err));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item)
+    }
+
+    async fn load(&self, user: &UserId, id: &str) -> Result<Option<Stored>> {
+        self.get(key(user, conv_sk(id)))
+            .await?
+            .map(|item| conversation_from(&item))
+            .transpose()
+    }
+
+    async fn load_live(&self, user: &UserId, id: &str) -> Result<Conversation> {
+        match self.load(user, id).await? {
+            Some(Stored {
+                conversation,
+                deleted_at: None,
+            }) => Ok(conversation),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn seq(&self, user: &UserId) -> Result<u64> {
+        Ok(self
+            .get(key(user, "SEQ".into()))
+            .await?
+            .and_then(|item| get_n(&item, "seq"))
+            .unwrap_or(0))
+    }
+
+    /// Every item under `pk` whose sort key starts with `prefix`, all pages.
+    /// An empty prefix means every item of the user.
+    async fn query_prefix(&self, user: &UserId, prefix: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", pk(user));
+            query = if prefix.is_empty() {
+                query.key_condition_expression("pk = :pk")
+            } else {
+                query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let out = query
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Batch writes in chunks of 25, resending what DynamoDB left unprocessed.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<()> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB keeps throttling writes".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The change-recording half of every write transaction.
+    fn change_items(
+        &self,
+        user: &UserId,
+        seq_before: u64,
+        conversation: &str,
+    ) -> Result<[TransactWriteItem; 2]> {
+        let next = seq_before + 1;
+        let bump = if seq_before == 0 {
+            build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(user, "SEQ".into())))
+                    .update_expression("SET seq = :next")
+                    .condition_expression("attribute_not_exists(seq)")
+                    .expression_attribute_values(":next", n(next))
+                    .build(),
+            )?
+        } else {
+            build(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(user, "SEQ".into())))
+                    .update_expression("SET seq = :next")
+                    .condition_expression("seq = :prev")
+                    .expression_attribute_values(":next", n(next))
+                    .expression_attribute_values(":prev", n(seq_before))
+                    .build(),
+            )?
+        };
+        let mut entry = key(user, chg_sk(next));
+        entry.insert("conversationId".into(), s(conversation));
+        let expires = Utc::now() + chrono::Duration::days(TOMBSTONE_TTL_DAYS);
+        entry.insert("expiresAt".into(), n(expires.timestamp()));
+        let put = build(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(entry))
+                .build(),
+        )?;
+        Ok([
+            TransactWriteItem::builder().update(bump).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ])
+    }
+
+    /// Puts the conversation (conditioned on the version read, or on absence)
+    /// plus `extra` items and the change record, as one transaction.
+    async fn commit(
+        &self,
+        user: &UserId,
+        seq_before: u64,
+        item: Item,
+        previous_version: Option<u64>,
+        extra: Vec<TransactWriteItem>,
+    ) -> Result<std::result::Result<(), ()>> {
+        let id = get_s(&item, "sk")
+            .and_then(|sk| sk.strip_prefix("CONV#").map(str::to_owned))
+            .unwrap_or_default();
+        let put = match previous_version {
+            Some(v) => Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+            None => Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)"),
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(build(put.build())?)
+                .build(),
+        ];
+        items.extend(extra);
+        items.extend(self.change_items(user, seq_before, &id)?);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(err) if lost_race(&err) => Ok(Err(())),
+            Err(err) => Err(classify(err)),
+        }
+    }
+
+    /// Read-modify-write of a live conversation, retried when it loses a race.
+    async fn modify(
+        &self,
+        user: &UserId,
+        id: &str,
+        f: impl Fn(Conversation) -> Result<(Conversation, Option<DateTime<Utc>>)> + Send,
+    ) -> Result<Conversation> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let seq = self.seq(user).await?;
+            let current = self.load_live(user, id).await?;
+            let version = current.version;
+            let (next, deleted_at) = f(current)?;
+            let item = conversation_item(user, &next, deleted_at);
+            if self
+                .commit(user, seq, item, Some(version), vec![])
+                .await?
+                .is_ok()
+            {
+                return Ok(next);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "too much contention on this conversation".into(),
+        ))
+    }
+}
+
+fn parse_list_cursor(cursor: &str) -> Result<(i64, String)> {
+    let (at, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    let at: i64 = at.parse().map_err(|_| StoreError::InvalidCursor)?;
+    let id = Id::parse(id).map_err(|_| StoreError::InvalidCursor)?;
+    if at < 0 {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok((at, id.to_string()))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_profile(&self, user: &UserId) -> Result<Option<Profile>> {
+        let Some(item) = self.get(key(user, format!("PROFILE#{user}"))).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Profile {
+            id: user.to_string(),
+            clerk_id: user.to_string(),
+            email: get_s(&item, "email"),
+            first_name: get_s(&item, "firstName"),
+            last_name: get_s(&item, "lastName"),
+            image_url: get_s(&item, "imageUrl"),
+            created_at: get_time(&item, "createdAt")?,
+            updated_at: get_time(&item, "updatedAt")?,
+        }))
+    }
+
+    async fn put_profile(&self, user: &UserId, fields: ProfileFields) -> Result<Profile> {
+        let at = rfc3339(now());
+        // SET the provider's fields, REMOVE the ones it no longer has, and keep
+        // createdAt from the first write.
+        let mut sets = vec![
+            "clerkId = :id".to_owned(),
+            "#type = :type".to_owned(),
+            "updatedAt = :at".to_owned(),
+            "createdAt = if_not_exists(createdAt, :at)".to_owned(),
+        ];
+        let mut removes = Vec::new();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user, format!("PROFILE#{user}"))))
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_values(":id", s(user.to_string()))
+            .expression_attribute_values(":type", s("profile"))
+            .expression_attribute_values(":at", s(at));
+        for (name, value) in [
+            ("email", fields.email),
+            ("firstName", fields.first_name),
+            ("lastName", fields.last_name),
+            ("imageUrl", fields.image_url),
+        ] {
+            match value {
+                Some(v) => {
+                    sets.push(format!("{name} = :{name}"));
+                    update = update.expression_attribute_values(format!(":{name}"), s(v));
+                }
+                None => removes.push(name),
+            }
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        update
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(classify)?;
+        self.get_profile(user).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Conversation>> {
+        let limit = limit.max(1);
+        let mut start = match cursor {
+            Some(raw) => {
+                let (at, id) = parse_list_cursor(raw)?;
+                let updated =
+                    DateTime::from_timestamp_millis(at).ok_or(StoreError::InvalidCursor)?;
+                let mut k = key(user, conv_sk(&id));
+                k.insert("gsi1pk".into(), pk(user));
+                k.insert("gsi1sk".into(), s(gsi_sk(updated, &id)));
+                Some(k)
+            }
+            None => None,
+        };
+        // Ask for one more than the page: whether it exists decides nextCursor,
+        // without trusting LastEvaluatedKey at the end of the data.
+        let mut items = Vec::new();
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", pk(user))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit + 1 - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let stored = conversation_from(&item)?;
+                if stored.deleted_at.is_none() {
+                    items.push(stored.conversation);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && items.len() <= limit => start = Some(key),
+                _ => break,
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|c| format!("{}:{}", c.updated_at.timestamp_millis(), c.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn create_conversation(
+        &self,
+        user: &UserId,
+        new: NewConversation,
+    ) -> Result<Created<ConversationDetail>> {
+        let _turn = self.turn(user).await;
+        let id = new.id.to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Some(existing) = self.load(user, &id).await? {
+                if existing.deleted_at.is_some() {
+                    return Err(StoreError::IdTaken(
+                        "a deleted conversation has this id: restore it instead",
+                    ));
+                }
+                let messages = self.messages(user, &id).await?;
+                return Ok(Created {
+                    value: ConversationDetail {
+                        conversation: existing.conversation,
+                        messages,
+                    },
+                    created: false,
+                });
+            }
+            let at = now();
+            let messages: Vec<Message> = new
+                .messages
+                .iter()
+                .map(|m| Message {
+                    id: m.id.to_string(),
+                    role: m.role,
+                    content: m.content.clone(),
+                    timestamp: at,
+                })
+                .collect();
+            // Messages first (they are invisible until the conversation exists);
+            // a replay of the same create rewrites the same items.
+            self.batch_write(
+                messages
+                    .iter()
+                    .map(|m| {
+                        build(
+                            PutRequest::builder()
+                                .set_item(Some(message_item(user, &id, m)))
+                                .build(),
+                        )
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            )
+            .await?;
+            let conversation = Conversation {
+                id: id.clone(),
+                title: new.title.clone(),
+                created_at: at,
+                updated_at: at,
+                version: 1,
+                message_count: messages.len() as u64,
+                last_message_preview: messages.last().map(|m| preview(&m.content)),
+                pinned: false,
+                archived: false,
+            };
+            let seq = self.seq(user).await?;
+            let item = conversation_item(user, &conversation, None);
+            if self.commit(user, seq, item, None, vec![]).await?.is_ok() {
+                return Ok(Created {
+                    value: ConversationDetail {
+                        conversation,
+                        messages,
+                    },
+                    created: true,
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "too much contention creating this conversation".into(),
+        ))
+    }
+
+    async fn get_conversation(&self, user: &UserId, id: Id) -> Result<ConversationDetail> {
+        let id = id.to_string();
+        let conversation = self.load_live(user, &id).await?;
+        let messages = self.messages(user, &id).await?;
+        Ok(ConversationDetail {
+            conversation,
+            messages,
+        })
+    }
+
+    async fn update_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        patch: Patch,
+    ) -> Result<Conversation> {
+        let _turn = self.turn(user).await;
+        let id = id.to_string();
+        if let Some(messages) = &patch.messages {
+            // Template compatibility: replace every message. Too many items for
+            // one transaction, so: check the version, swap the messages, then
+            // commit the conversation (a lost race there is a 409).
+            let current = self.load_live(user, &id).await?;
+            if let Some(expected) = patch.expected_version
+                && expected != current.version
+            {
+                return Err(StoreError::Conflict(Box::new(current)));
+            }
+            let old = self.query_prefix(user, &format!("MSG#{id}#")).await?;
+            let mut requests = Vec::new();
+            for item in old {
+                let key = HashMap::from([
+                    (
+                        "pk".to_owned(),
+                        item.get("pk").cloned().unwrap_or_else(|| pk(user)),
+                    ),
+                    (
+                        "sk".to_owned(),
+                        item.get("sk").cloned().unwrap_or_else(|| s("")),
+                    ),
+                ]);
+                requests.push(
+                    WriteRequest::builder()
+                        .delete_request(build(DeleteRequest::builder().set_key(Some(key)).build())?)
+                        .build(),
+                );
+            }
+            self.batch_write(requests).await?;
+            let at = now();
+            let fresh: Vec<Message> = messages
+                .iter()
+                .map(|m| Message {
+                    id: m.id.to_string(),
+                    role: m.role,
+                    content: m.content.clone(),
+                    timestamp: at,
+                })
+                .collect();
+            self.batch_write(
+                fresh
+                    .iter()
+                    .map(|m| {
+                        build(
+                            PutRequest::builder()
+                                .set_item(Some(message_item(user, &id, m)))
+                                .build(),
+                        )
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            )
+            .await?;
+            let count = fresh.len() as u64;
+            let last = fresh.last().map(|m| preview(&m.content));
+            let patch = Patch {
+                messages: None,
+                ..patch
+            };
+            return self
+                .modify(user, &id, move |mut c| {
+                    apply(&mut c, &patch)?;
+                    c.message_count = count;
+                    c.last_message_preview = last.clone();
+                    Ok((c, None))
+                })
+                .await;
+        }
+        self.modify(user, &id, move |mut c| {
+            apply(&mut c, &patch)?;
+            Ok((c, None))
+        })
+        .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        expected_version: Option<u64>,
+    ) -> Result<Deletion> {
+        let _turn = self.turn(user).await;
+        let id = id.to_string();
+        let deleted = self
+            .modify(user, &id, move |mut c| {
+                if let Some(expected) = expected_version
+                    && expected != c.version
+                {
+                    return Err(StoreError::Conflict(Box::new(c)));
+                }
+                c.version += 1;
+                c.updated_at = now();
+                let at = c.updated_at;
+                Ok((c, Some(at)))
+            })
+            .await?;
+        Ok(Deletion {
+            id,
+            deleted: true,
+            version: deleted.version,
+            updated_at: deleted.updated_at,
+        })
+    }
+
+    async fn restore_conversation(&self, user: &UserId, id: Id) -> Result<Conversation> {
+        let _turn = self.turn(user).await;
+        let id = id.to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            let seq = self.seq(user).await?;
+            let Some(Stored {
+                conversation: mut c,
+                deleted_at,
+            }) = self.load(user, &id).await?
+            else {
+                return Err(StoreError::NotFound);
+            };
+            if deleted_at.is_none() {
+                return Ok(c);
+            }
+            let version = c.version;
+            c.version += 1;
+            c.updated_at = now();
+            let item = conversation_item(user, &c, None);
+            if self
+                .commit(user, seq, item, Some(version), vec![])
+                .await?
+                .is_ok()
+            {
+                return Ok(c);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "too much contention on this conversation".into(),
+        ))
+    }
+
+    async fn append_message(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        message: NewMessage,
+    ) -> Result<Created<(Message, Conversation)>> {
+        let _turn = self.turn(user).await;
+        let id = conversation.to_string();
+        let message_id = message.id.to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            let seq = self.seq(user).await?;
+            let mut c = self.load_live(user, &id).await?;
+            if let Some(existing) = self.get(key(user, msg_sk(&id, &message_id))).await? {
+                let stored = message_from(&existing)?;
+                if stored.role != message.role || stored.content != message.content {
+                    return Err(StoreError::IdTaken(
+                        "this message id is already used for a different message",
+                    ));
+                }
+                return Ok(Created {
+                    value: (stored, c),
+                    created: false,
+                });
+            }
+            let at = now();
+            let stored = Message {
+                id: message_id.clone(),
+                role: message.role,
+                content: message.content.clone(),
+                timestamp: at,
+            };
+            let version = c.version;
+            c.message_count += 1;
+            c.last_message_preview = Some(preview(&stored.content));
+            c.version += 1;
+            c.updated_at = at;
+            let put_message = build(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(message_item(user, &id, &stored)))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build(),
+            )?;
+            let item = conversation_item(user, &c, None);
+            let extra = vec![TransactWriteItem::builder().put(put_message).build()];
+            if self
+                .commit(user, seq, item, Some(version), extra)
+                .await?
+                .is_ok()
+            {
+                return Ok(Created {
+                    value: (stored, c),
+                    created: true,
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "too much contention on this conversation".into(),
+        ))
+    }
+
+    async fn changes(&self, user: &UserId, since: u64, limit: usize) -> Result<Changes> {
+        let limit = limit.max(1);
+        // Walk the change log in order; stop at the first entry of the
+        // (limit+1)-th distinct conversation: everything before it is answered
+        // (in current state), everything from it on is left for the next call.
+        let mut order: Vec<String> = Vec::new();
+        let mut cursor = since;
+        let mut has_more = false;
+        let mut start = None;
+        'pages: loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", pk(user))
+                .expression_attribute_values(":lo", s(chg_sk(since.saturating_add(1))))
+                .expression_attribute_values(":hi", s("CHG#~"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let seq = get_s(&item, "sk")
+                    .and_then(|sk| sk.strip_prefix("CHG#").and_then(|n| n.parse::<u64>().ok()))
+                    .ok_or_else(|| StoreError::Internal("malformed change entry".into()))?;
+                let conversation = get_s(&item, "conversationId").unwrap_or_default();
+                if !order.contains(&conversation) {
+                    if order.len() == limit {
+                        has_more = true;
+                        break 'pages;
+                    }
+                    order.push(conversation);
+                }
+                cursor = seq;
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        let mut items = Vec::with_capacity(order.len());
+        let mut found: HashMap<String, Stored> = HashMap::new();
+        for chunk in order.chunks(100) {
+            let mut keys: Vec<Item> = chunk.iter().map(|id| key(user, conv_sk(id))).collect();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(
+                        &self.table,
+                        build(
+                            KeysAndAttributes::builder()
+                                .set_keys(Some(keys))
+                                .consistent_read(true)
+                                .build(),
+                        )?,
+                    )
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let stored = conversation_from(&item)?;
+                    found.insert(stored.conversation.id.clone(), stored);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    attempt += 1;
+                    if attempt > MAX_ATTEMPTS {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB keeps throttling reads".into(),
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        for id in &order {
+            // A purged conversation has nothing left to report.
+            if let Some(stored) = found.remove(id) {
+                items.push(change_of(stored.conversation, stored.deleted_at));
+            }
+        }
+        Ok(Changes {
+            items,
+            cursor: cursor.to_string(),
+            has_more,
+        })
+    }
+
+    async fn erase_user(&self, user: &UserId) -> Result<()> {
+        let _turn = self.turn(user).await;
+        let items = self.query_prefix(user, "").await?;
+        let mut requests = Vec::with_capacity(items.len());
+        for item in items {
+            let key = HashMap::from([
+                (
+                    "pk".to_owned(),
+                    item.get("pk").cloned().unwrap_or_else(|| pk(user)),
+                ),
+                (
+                    "sk".to_owned(),
+                    item.get("sk").cloned().unwrap_or_else(|| s("")),
+                ),
+            ]);
+            requests.push(
+                WriteRequest::builder()
+                    .delete_request(build(DeleteRequest::builder().set_key(Some(key)).build())?)
+                    .build(),
+            );
+        }
+        self.batch_write(requests).await
+    }
+}
+
+impl DynamoStore {
+    async fn messages(&self, user: &UserId, id: &str) -> Result<Vec<Message>> {
+        self.query_prefix(user, &format!("MSG#{id}#"))
+            .await?
+            .iter()
+            .map(message_from)
+            .collect()
+    }
+}
+
+fn apply(c: &mut Conversation, patch: &Patch) -> Result<()> {
+    if let Some(expected) = patch.expected_version
+        && expected != c.version
+    {
+        return Err(StoreError::Conflict(Box::new(c.clone())));
+    }
+    if let Some(title) = &patch.title {
+        c.title = title.clone();
+    }
+    if let Some(pinned) = patch.pinned {
+        c.pinned = pinned;
+    }
+    if let Some(archived) = patch.archived {
+        c.archived = archived;
+    }
+    c.version += 1;
+    c.updated_at = now();
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! moto's DynamoDB-compatible server, a real process on a loopback port.
+//! scripts/setup installs it (pinned) into a virtual environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::net::{free_port, wait_for_port};
+use crate::process::Service;
+
+pub const VERSION: &str = "5.2.5";
+
+pub fn server_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONFAB_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache")
+        .join("confab")
+        .join(format!("moto-{VERSION}"))
+        .join("bin")
+        .join("moto_server")
+}
+
+pub struct Moto {
+    pub port: u16,
+    artifacts: PathBuf,
+    service: Option<Service>,
+}
+
+impl Moto {
+    pub fn start(artifacts: &Path) -> anyhow::Result<Self> {
+        let mut moto = Self {
+            port: free_port()?,
+            artifacts: artifacts.to_path_buf(),
+            service: None,
+        };
+        moto.resume()?;
+        Ok(moto)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (its data is lost: moto keeps it in memory).
+    pub fn stop(&mut self) {
+        self.service = None;
+    }
+
+    /// Starts the server again on the same port.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        let path = server_path();
+        if !path.is_file() {
+            bail!(
+                "{} is missing: run scripts/setup (it installs moto {VERSION})",
+                path.display()
+            );
+        }
+        let mut cmd = Command::new(path);
+        cmd.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+        let service = Service::spawn(cmd, &format!("moto-{}", self.port), &self.artifacts)?;
+        wait_for_port(([127, 0, 0, 1], self.port).into(), Duration::from_secs(30))?;
+        self.service = Some(service);
+        Ok(())
+    }
+}
