@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod limits;
@@ -25,4 +26,5 @@ pub struct AppState {
     pub verifier: Arc<auth::Verifier>,
     pub identity: Arc<identity::Identity>,
     pub http: reqwest::Client,
+    pub events: events::Hub,
 }

@@ -52,6 +52,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .context("cannot build the HTTP client")?,
+        events: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

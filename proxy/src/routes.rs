@@ -2,6 +2,7 @@
 
 mod changes;
 mod conversations;
+mod events;
 mod extract;
 mod health;
 mod user;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             post(conversations::append),
         )
         .route("/api/changes", get(changes::changes))
+        .route("/api/events", get(events::events))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -535,3 +535,83 @@ async fn health_and_unknown_routes() {
         .await;
     assert_eq!(profile.status, StatusCode::NOT_FOUND);
 }
+
+/// Reads the next SSE event (skipping heartbeat comments) from a streaming body.
+async fn next_event(body: &mut axum::body::Body) -> Option<String> {
+    use http_body_util::BodyExt;
+    let mut text = String::new();
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_millis(500), body.frame())
+            .await
+            .ok()??
+            .ok()?;
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+            if text.contains("\n\n") {
+                if text.starts_with(':') {
+                    text.clear();
+                    continue;
+                }
+                return Some(text);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_notify_the_callers_other_connections_only() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let bob = token_for("user_bob");
+    let open = |token: String| {
+        let router = api.router.clone();
+        async move {
+            use tower::ServiceExt;
+            router
+                .oneshot(
+                    Request::get("/api/events")
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let ada_stream = open(ada.clone()).await;
+    assert_eq!(ada_stream.status(), StatusCode::OK);
+    assert_eq!(ada_stream.headers()["content-type"], "text/event-stream");
+    let mut ada_body = ada_stream.into_body();
+    assert!(next_event(&mut ada_body).await.unwrap().contains("event: ready"));
+    let mut bob_body = open(bob.clone()).await.into_body();
+    assert!(next_event(&mut bob_body).await.unwrap().contains("event: ready"));
+
+    let created = api
+        .call("POST", "/api/conversations", Some(&ada), Some(json!({"title": "Live"})))
+        .await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let event = next_event(&mut ada_body).await.expect("a change event");
+    assert!(event.contains("event: change"), "{event}");
+    assert!(event.contains(&id), "{event}");
+    assert!(event.contains(r#""version":1"#), "{event}");
+    assert_eq!(next_event(&mut bob_body).await, None, "Bob heard Ada's change");
+
+    // A replayed create changes nothing and announces nothing.
+    api.call("POST", "/api/conversations", Some(&ada), Some(json!({"id": id, "title": "Live"})))
+        .await;
+    assert_eq!(next_event(&mut ada_body).await, None);
+
+    // Streams per user are capped; the refusal says when to retry.
+    let mut extra = Vec::new();
+    for _ in 1..confab_proxy::events::MAX_STREAMS_PER_USER {
+        let response = open(ada.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        extra.push(response);
+    }
+    let refused = open(ada.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    drop(extra);
+    drop(ada_body);
+    assert_eq!(open(ada).await.status(), StatusCode::OK);
+}

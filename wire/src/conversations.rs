@@ -184,14 +184,15 @@ pub struct Changes {
     pub has_more: bool,
 }
 
-/// A server-sent event: something of the caller's changed.
+/// The data of a `change` server-sent event: something of the caller's
+/// changed; pull `GET /api/changes` to learn what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeNotice {
     /// The conversation that changed, when the change concerns one.
     pub conversation_id: Option<String>,
-    /// The change feed's cursor after this change.
-    pub cursor: String,
+    /// Its version after the change.
+    pub version: Option<u64>,
 }
 
 #[cfg(test)]

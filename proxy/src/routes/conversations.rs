@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use confab_wire::conversations::{
-    AppendedMessage, Conversation, CreateConversation, NewMessage, Page, UpdateConversation,
+    AppendedMessage, ChangeNotice, Conversation, CreateConversation, NewMessage, Page,
+    UpdateConversation,
 };
 use serde::Deserialize;
 
@@ -42,12 +43,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let new = validate::create(body)?;
     let created = state.store.create_conversation(user.id(), new).await?;
+    let version = created.value.conversation.version;
     let status = if created.created {
+        announce(&state, &user, &created.value.conversation.id, version);
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let version = created.value.conversation.version;
     Ok(with_etag(
         (status, Json(created.value)).into_response(),
         version,
@@ -107,6 +109,7 @@ async fn apply_update(
         .update_conversation(user.id(), id, patch)
         .await?;
     let version = updated.version;
+    announce(&state, &user, &updated.id, version);
     Ok(with_etag(Json(updated).into_response(), version))
 }
 
@@ -117,10 +120,11 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = validate::if_match(&headers)?;
-    state
+    let deletion = state
         .store
         .delete_conversation(user.id(), id, expected)
         .await?;
+    announce(&state, &user, &deletion.id, deletion.version);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,10 +143,11 @@ pub async fn template_delete(
     let raw = q.id.ok_or_else(|| ApiError::invalid("id", "is required"))?;
     let id = validate::path_id(&raw)?;
     let expected = validate::if_match(&headers)?;
-    state
+    let deletion = state
         .store
         .delete_conversation(user.id(), id, expected)
         .await?;
+    announce(&state, &user, &deletion.id, deletion.version);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -153,6 +158,7 @@ pub async fn restore(
 ) -> Result<Response, ApiError> {
     let restored = state.store.restore_conversation(user.id(), id).await?;
     let version = restored.version;
+    announce(&state, &user, &restored.id, version);
     Ok(with_etag(Json(restored).into_response(), version))
 }
 
@@ -168,13 +174,14 @@ pub async fn append(
         e
     })?;
     let appended = state.store.append_message(user.id(), id, message).await?;
+    let (message, conversation) = appended.value;
+    let version = conversation.version;
     let status = if appended.created {
+        announce(&state, &user, &conversation.id, version);
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let (message, conversation) = appended.value;
-    let version = conversation.version;
     Ok(with_etag(
         (
             status,
@@ -186,6 +193,17 @@ pub async fn append(
             .into_response(),
         version,
     ))
+}
+
+/// Tells the caller's other devices (their open event streams).
+fn announce(state: &AppState, user: &AuthUser, id: &str, version: u64) {
+    state.events.publish(
+        user.id(),
+        ChangeNotice {
+            conversation_id: Some(id.to_owned()),
+            version: Some(version),
+        },
+    );
 }
 
 /// The version as an ETag, so clients can answer with `If-Match`.

@@ -138,6 +138,7 @@ impl Api {
                 url: "http://127.0.0.1:9/oauth/userinfo".into(),
             }),
             http: reqwest::Client::new(),
+            events: Default::default(),
         };
         Self {
             router: router(state),

@@ -1,0 +1,128 @@
+//! Change notices for `GET /api/events`: each write of a user's data is
+//! announced to that user's open event streams (their other devices).
+//!
+//! Delivery is in-process: every proxy instance notifies the streams it holds.
+//! Streams are capped per user ([`MAX_STREAMS_PER_USER`]); a stream that falls
+//! behind gets a `resync` event instead of the notices it missed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use confab_wire::conversations::ChangeNotice;
+use tokio::sync::broadcast;
+
+use crate::ids::UserId;
+
+pub const MAX_STREAMS_PER_USER: usize = 8;
+const BUFFER: usize = 64;
+
+#[derive(Default)]
+struct Channel {
+    sender: Option<broadcast::Sender<ChangeNotice>>,
+    streams: usize,
+}
+
+#[derive(Default, Clone)]
+pub struct Hub {
+    channels: Arc<Mutex<HashMap<UserId, Channel>>>,
+}
+
+/// One open stream: receives the user's notices; dropping it frees its slot.
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<ChangeNotice>,
+    user: UserId,
+    hub: Hub,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut channels) = self.hub.channels.lock() {
+            let empty = channels.get_mut(&self.user).is_some_and(|c| {
+                c.streams = c.streams.saturating_sub(1);
+                c.streams == 0
+            });
+            if empty {
+                channels.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many open event streams")]
+pub struct TooManyStreams;
+
+impl Hub {
+    pub fn subscribe(&self, user: &UserId) -> Result<Subscription, TooManyStreams> {
+        let mut channels = self.channels.lock().map_err(|_| TooManyStreams)?;
+        let channel = channels.entry(user.clone()).or_default();
+        if channel.streams >= MAX_STREAMS_PER_USER {
+            return Err(TooManyStreams);
+        }
+        channel.streams += 1;
+        let receiver = channel
+            .sender
+            .get_or_insert_with(|| broadcast::channel(BUFFER).0)
+            .subscribe();
+        Ok(Subscription {
+            receiver,
+            user: user.clone(),
+            hub: self.clone(),
+        })
+    }
+
+    /// Announces a change to the user's open streams (none open: nothing to do).
+    pub fn publish(&self, user: &UserId, notice: ChangeNotice) {
+        let Ok(channels) = self.channels.lock() else {
+            return;
+        };
+        if let Some(sender) = channels.get(user).and_then(|c| c.sender.as_ref()) {
+            let _ = sender.send(notice);
+        }
+    }
+
+    pub fn open_streams(&self, user: &UserId) -> usize {
+        self.channels
+            .lock()
+            .ok()
+            .and_then(|c| c.get(user).map(|c| c.streams))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(id: &str) -> ChangeNotice {
+        ChangeNotice {
+            conversation_id: Some(id.into()),
+            version: Some(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn notices_reach_only_their_user() {
+        let hub = Hub::default();
+        let ada = UserId::parse("user_ada").unwrap();
+        let bob = UserId::parse("user_bob").unwrap();
+        let mut a = hub.subscribe(&ada).unwrap();
+        let mut b = hub.subscribe(&bob).unwrap();
+        hub.publish(&ada, notice("x"));
+        assert_eq!(a.receiver.recv().await.unwrap(), notice("x"));
+        assert!(b.receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn streams_are_capped_and_freed() {
+        let hub = Hub::default();
+        let ada = UserId::parse("user_ada").unwrap();
+        let streams: Vec<_> = (0..MAX_STREAMS_PER_USER)
+            .map(|_| hub.subscribe(&ada).unwrap())
+            .collect();
+        assert!(hub.subscribe(&ada).is_err());
+        drop(streams);
+        assert_eq!(hub.open_streams(&ada), 0);
+        assert!(hub.subscribe(&ada).is_ok());
+    }
+}

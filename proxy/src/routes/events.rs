@@ -1,0 +1,45 @@
+//! `GET /api/events`: server-sent events, one `change` per change of the caller's
+//! data, a `ready` event first, `resync` when notices were missed, and a
+//! heartbeat comment every [`HEARTBEAT`].
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::events::MAX_STREAMS_PER_USER;
+
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let subscription = state.events.subscribe(user.id()).map_err(|_| {
+        let mut err = ApiError::rate_limited(30);
+        err.message = format!(
+            "at most {MAX_STREAMS_PER_USER} event streams per user: close another device's stream or retry later"
+        );
+        err
+    })?;
+    let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
+    let changes = stream::unfold(subscription, |mut subscription| async move {
+        let event = match subscription.receiver.recv().await {
+            Ok(notice) => Event::default()
+                .event("change")
+                .json_data(&notice)
+                .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
+            Err(RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), subscription))
+    });
+    Ok(Sse::new(ready.chain(changes))
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
+}
