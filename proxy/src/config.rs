@@ -82,6 +82,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CLERK_SECRET_KEY", hide_env_values = true)]
     pub clerk_secret_key: Option<String>,
 
+    /// Signing secret of the Clerk webhook endpoint (`whsec_…`).
+    #[arg(long, env = "CLERK_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
+    pub clerk_webhook_signing_secret: Option<String>,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -99,6 +103,7 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub identity: Identity,
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,11 +211,21 @@ impl ServeArgs {
             },
         };
 
+        let webhook_secret = self
+            .clerk_webhook_signing_secret
+            .clone()
+            .filter(|s| !s.trim().is_empty());
+        if let Some(secret) = &webhook_secret {
+            crate::webhooks::WebhookVerifier::new(secret)
+                .map_err(|_| err("CLERK_WEBHOOK_SIGNING_SECRET", "not a whsec_… secret"))?;
+        }
+
         Ok(ServeConfig {
             listen: self.listen,
             store,
             auth,
             identity,
+            webhook_secret,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod limits;
 mod routes;
 pub mod store;
 mod validate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,4 +28,6 @@ pub struct AppState {
     pub identity: Arc<identity::Identity>,
     pub http: reqwest::Client,
     pub events: events::Hub,
+    /// Present when CLERK_WEBHOOK_SIGNING_SECRET is set.
+    pub webhooks: Option<Arc<webhooks::WebhookVerifier>>,
 }

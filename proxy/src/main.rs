@@ -5,6 +5,7 @@ use clap::Parser;
 use confab_proxy::auth::Verifier;
 use confab_proxy::config::{Cli, Command, ServeArgs, SetupArgs, StoreConfig};
 use confab_proxy::store::{DynamoStore, SqliteStore, Store};
+use confab_proxy::webhooks::WebhookVerifier;
 use confab_proxy::{AppState, router};
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +54,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .build()
             .context("cannot build the HTTP client")?,
         events: Default::default(),
+        webhooks: config
+            .webhook_secret
+            .as_deref()
+            .map(WebhookVerifier::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

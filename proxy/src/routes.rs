@@ -6,6 +6,7 @@ mod events;
 mod extract;
 mod health;
 mod user;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/changes", get(changes::changes))
         .route("/api/events", get(events::events))
+        .route("/api/webhooks/clerk", post(webhooks::clerk))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -582,23 +582,47 @@ async fn events_notify_the_callers_other_connections_only() {
     assert_eq!(ada_stream.status(), StatusCode::OK);
     assert_eq!(ada_stream.headers()["content-type"], "text/event-stream");
     let mut ada_body = ada_stream.into_body();
-    assert!(next_event(&mut ada_body).await.unwrap().contains("event: ready"));
+    assert!(
+        next_event(&mut ada_body)
+            .await
+            .unwrap()
+            .contains("event: ready")
+    );
     let mut bob_body = open(bob.clone()).await.into_body();
-    assert!(next_event(&mut bob_body).await.unwrap().contains("event: ready"));
+    assert!(
+        next_event(&mut bob_body)
+            .await
+            .unwrap()
+            .contains("event: ready")
+    );
 
     let created = api
-        .call("POST", "/api/conversations", Some(&ada), Some(json!({"title": "Live"})))
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"title": "Live"})),
+        )
         .await;
     let id = created.json["id"].as_str().unwrap().to_owned();
     let event = next_event(&mut ada_body).await.expect("a change event");
     assert!(event.contains("event: change"), "{event}");
     assert!(event.contains(&id), "{event}");
     assert!(event.contains(r#""version":1"#), "{event}");
-    assert_eq!(next_event(&mut bob_body).await, None, "Bob heard Ada's change");
+    assert_eq!(
+        next_event(&mut bob_body).await,
+        None,
+        "Bob heard Ada's change"
+    );
 
     // A replayed create changes nothing and announces nothing.
-    api.call("POST", "/api/conversations", Some(&ada), Some(json!({"id": id, "title": "Live"})))
-        .await;
+    api.call(
+        "POST",
+        "/api/conversations",
+        Some(&ada),
+        Some(json!({"id": id, "title": "Live"})),
+    )
+    .await;
     assert_eq!(next_event(&mut ada_body).await, None);
 
     // Streams per user are capped; the refusal says when to retry.
@@ -614,4 +638,154 @@ async fn events_notify_the_callers_other_connections_only() {
     drop(extra);
     drop(ada_body);
     assert_eq!(open(ada).await.status(), StatusCode::OK);
+}
+
+async fn deliver(api: &Api, id: &str, body: &Value, signature: Option<String>) -> Reply {
+    let verifier = confab_proxy::webhooks::WebhookVerifier::new(WEBHOOK_SECRET).unwrap();
+    let bytes = body.to_string();
+    let ts = now();
+    let signature = signature.unwrap_or_else(|| verifier.sign(id, ts, bytes.as_bytes()));
+    api.send(
+        Request::post("/api/webhooks/clerk")
+            .header("content-type", "application/json")
+            .header("svix-id", id)
+            .header("svix-timestamp", ts.to_string())
+            .header("svix-signature", signature)
+            .body(Body::from(bytes))
+            .unwrap(),
+    )
+    .await
+}
+
+fn clerk_user(id: &str, email: &str, first: &str) -> Value {
+    json!({
+        "id": id,
+        "first_name": first,
+        "last_name": "Lovelace",
+        "image_url": "https://img.clerk.com/x.png",
+        "primary_email_address_id": "idn_2",
+        "email_addresses": [
+            {"id": "idn_1", "email_address": "old@example.com"},
+            {"id": "idn_2", "email_address": email}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn clerk_webhooks_sync_profiles_and_erase_users() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let bob = token_for("user_bob");
+
+    let created = deliver(
+        &api,
+        "msg_1",
+        &json!({"type": "user.created", "data": clerk_user("user_ada", "ada@example.com", "Ada")}),
+        None,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::NO_CONTENT, "{:?}", created.json);
+    let profile = api.call("GET", "/api/user", Some(&ada), None).await;
+    assert_eq!(profile.json["email"], "ada@example.com");
+    assert_eq!(profile.json["firstName"], "Ada");
+
+    // The same delivery again is a replay.
+    let replay = deliver(
+        &api,
+        "msg_1",
+        &json!({"type": "user.created", "data": clerk_user("user_ada", "ada@example.com", "Ada")}),
+        None,
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::CONFLICT);
+
+    // A forged signature changes nothing.
+    let forged = deliver(
+        &api,
+        "msg_2",
+        &json!({"type": "user.updated", "data": clerk_user("user_ada", "evil@example.com", "Eve")}),
+        Some("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let missing = api
+        .send(
+            Request::post("/api/webhooks/clerk")
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    let profile = api.call("GET", "/api/user", Some(&ada), None).await;
+    assert_eq!(profile.json["firstName"], "Ada");
+
+    let updated = deliver(
+        &api,
+        "msg_3",
+        &json!({"type": "user.updated", "data": clerk_user("user_ada", "ada@lovelace.org", "Augusta")}),
+        None,
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::NO_CONTENT);
+    let profile = api.call("GET", "/api/user", Some(&ada), None).await;
+    assert_eq!(profile.json["firstName"], "Augusta");
+    assert_eq!(profile.json["email"], "ada@lovelace.org");
+
+    // Hostile payloads are 400, never a 500.
+    for (i, data) in [json!({"id": "USER#x"}), json!("nope"), json!({"id": 5})]
+        .iter()
+        .enumerate()
+    {
+        let reply = deliver(
+            &api,
+            &format!("msg_bad_{i}"),
+            &json!({"type": "user.deleted", "data": data}),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{data}");
+    }
+
+    for token in [&ada, &bob] {
+        api.call(
+            "POST",
+            "/api/conversations",
+            Some(token),
+            Some(json!({"messages": [{"role": "user", "content": "hello"}]})),
+        )
+        .await;
+    }
+    let deleted = deliver(
+        &api,
+        "msg_4",
+        &json!({"type": "user.deleted", "data": {"id": "user_ada", "deleted": true}}),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.call("GET", "/api/user", Some(&ada), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let list = api
+        .call("GET", "/api/conversations", Some(&ada), None)
+        .await;
+    assert_eq!(list.json["items"], json!([]));
+    let changes = api.call("GET", "/api/changes", Some(&ada), None).await;
+    assert_eq!(changes.json["items"], json!([]));
+    let bobs = api
+        .call("GET", "/api/conversations", Some(&bob), None)
+        .await;
+    assert_eq!(bobs.json["items"].as_array().map(Vec::len), Some(1));
+
+    // Other event types are acknowledged and ignored.
+    let other = deliver(
+        &api,
+        "msg_5",
+        &json!({"type": "session.created", "data": {}}),
+        None,
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::NO_CONTENT);
 }

@@ -31,6 +31,7 @@ pub const WEB_PARTY: &str = "https://app.confab.test";
 pub const KID: &str = "test-key-1";
 pub const SIGNING_PEM: &str = include_str!("../fixtures/signing.pem");
 pub const SIGNING_PUB_PEM: &str = include_str!("../fixtures/signing.pub.pem");
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const OTHER_PEM: &str = include_str!("../fixtures/other.pem");
 
 /// Counts every store call, so tests can assert that refused requests never
@@ -139,6 +140,9 @@ impl Api {
             }),
             http: reqwest::Client::new(),
             events: Default::default(),
+            webhooks: Some(Arc::new(
+                confab_proxy::webhooks::WebhookVerifier::new(WEBHOOK_SECRET).expect("secret"),
+            )),
         };
         Self {
             router: router(state),

@@ -1,0 +1,76 @@
+//! `POST /api/webhooks/clerk`: user.created / user.updated upsert the profile,
+//! user.deleted erases every item of the user. Other event types are
+//! acknowledged and ignored.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use confab_wire::ErrorCode;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::identity::fields_from_clerk_user;
+use crate::ids::UserId;
+use crate::webhooks::WebhookError;
+
+#[derive(Deserialize)]
+struct Delivery {
+    #[serde(rename = "type")]
+    kind: String,
+    data: serde_json::Value,
+}
+
+pub async fn clerk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let Some(verifier) = &state.webhooks else {
+        return Err(ApiError::unavailable(
+            "webhooks are not configured on this proxy (CLERK_WEBHOOK_SIGNING_SECRET)",
+        ));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    verifier
+        .verify(
+            header("svix-id"),
+            header("svix-timestamp"),
+            header("svix-signature"),
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|err| match err {
+            WebhookError::Header(name) => ApiError::invalid(name, "missing or malformed"),
+            WebhookError::Replay => {
+                ApiError::new(ErrorCode::Conflict, "this delivery was already processed")
+            }
+            other => {
+                tracing::warn!(reason = %other, "webhook refused");
+                ApiError::new(ErrorCode::Unauthenticated, "webhook signature is not valid")
+            }
+        })?;
+    let delivery: Delivery = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a Clerk event: {e}")))?;
+    match delivery.kind.as_str() {
+        "user.created" | "user.updated" => {
+            let (id, fields) =
+                fields_from_clerk_user(delivery.data).map_err(|e| ApiError::invalid("data", e))?;
+            let user = UserId::parse(&id).map_err(|e| ApiError::invalid("data.id", e))?;
+            state.store.put_profile(&user, fields).await?;
+            tracing::info!(event = %delivery.kind, "profile synced from Clerk");
+        }
+        "user.deleted" => {
+            let id = delivery
+                .data
+                .get("id")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| ApiError::invalid("data.id", "is required"))?;
+            let user = UserId::parse(id).map_err(|e| ApiError::invalid("data.id", e))?;
+            state.store.erase_user(&user).await?;
+            tracing::info!("user erased on Clerk's user.deleted");
+        }
+        other => tracing::debug!(event = %other, "webhook event ignored"),
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,258 @@
+//! Svix-signed Clerk webhooks: signature, freshness and replay checks.
+//!
+//! Clerk signs `{svix-id}.{svix-timestamp}.{body}` with HMAC-SHA256 under the
+//! endpoint's `whsec_…` secret and sends `v1,<base64>` signatures (several,
+//! space-separated, during a secret rotation). A delivery is accepted when one
+//! signature matches (compared in constant time), its timestamp is within
+//! [`TOLERANCE_SECS`] of now, and its id was not seen in that window.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const TOLERANCE_SECS: i64 = 5 * 60;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("missing or malformed {0} header")]
+    Header(&'static str),
+    #[error("timestamp outside the 5 minute tolerance")]
+    Stale,
+    #[error("no valid signature")]
+    Signature,
+    #[error("delivery already processed")]
+    Replay,
+}
+
+pub struct WebhookVerifier {
+    key: Vec<u8>,
+    /// svix-id -> its timestamp, pruned as entries leave the window.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookVerifier")
+    }
+}
+
+impl WebhookVerifier {
+    /// `secret` is the endpoint's signing secret, `whsec_<base64>`.
+    pub fn new(secret: &str) -> Result<Self, String> {
+        let encoded = secret
+            .trim()
+            .strip_prefix("whsec_")
+            .unwrap_or(secret.trim());
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| "CLERK_WEBHOOK_SIGNING_SECRET: not a whsec_… secret".to_owned())?;
+        if key.is_empty() {
+            return Err("CLERK_WEBHOOK_SIGNING_SECRET: empty secret".into());
+        }
+        Ok(Self {
+            key,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The signature for a delivery (what Svix computes); used by tests.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    pub fn verify(
+        &self,
+        id: Option<&str>,
+        timestamp: Option<&str>,
+        signatures: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), WebhookError> {
+        let id = id
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+            .ok_or(WebhookError::Header("svix-id"))?;
+        let timestamp: i64 = timestamp
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(WebhookError::Header("svix-timestamp"))?;
+        let signatures = signatures.ok_or(WebhookError::Header("svix-signature"))?;
+        if (now - timestamp).abs() > TOLERANCE_SECS {
+            return Err(WebhookError::Stale);
+        }
+        let valid = signatures.split_whitespace().any(|candidate| {
+            let Some(encoded) = candidate.strip_prefix("v1,") else {
+                return false;
+            };
+            let Ok(expected) = STANDARD.decode(encoded) else {
+                return false;
+            };
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+                return false;
+            };
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
+            mac.update(body);
+            // Constant-time comparison.
+            mac.verify_slice(&expected).is_ok()
+        });
+        if !valid {
+            return Err(WebhookError::Signature);
+        }
+        let mut seen = self.seen.lock().map_err(|_| WebhookError::Replay)?;
+        seen.retain(|_, at| (now - *at).abs() <= TOLERANCE_SECS);
+        if seen.insert(id.to_owned(), timestamp).is_some() {
+            return Err(WebhookError::Replay);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn accepts_a_fresh_signed_delivery_once() {
+        let v = WebhookVerifier::new(SECRET).unwrap();
+        let body = br#"{"type":"user.created"}"#;
+        let sig = v.sign("msg_1", 1_000, body);
+        assert_eq!(
+            v.verify(Some("msg_1"), Some("1000"), Some(&sig), body, 1_010),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(Some("msg_1"), Some("1000"), Some(&sig), body, 1_010),
+            Err(WebhookError::Replay)
+        );
+    }
+
+    #[test]
+    fn refuses_tampering_staleness_and_missing_headers() {
+        let v = WebhookVerifier::new(SECRET).unwrap();
+        let body = br#"{"type":"user.deleted","data":{"id":"user_a"}}"#;
+        let sig = v.sign("msg_2", 5_000, body);
+        let other = WebhookVerifier::new("whsec_c2VjcmV0LW9mLWFub3RoZXItZW5kcG9pbnQ=").unwrap();
+        let foreign = other.sign("msg_2", 5_000, body);
+        let cases: Vec<(
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+            &[u8],
+            i64,
+            WebhookError,
+        )> = vec![
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some(&sig),
+                b"{}",
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_3"),
+                Some("5000"),
+                Some(&sig),
+                body,
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_2"),
+                Some("5001"),
+                Some(&sig),
+                body,
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some(&foreign),
+                body,
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some("v1,!!!"),
+                body,
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some("v2,abc"),
+                body,
+                5_000,
+                WebhookError::Signature,
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some(&sig),
+                body,
+                5_000 + 301,
+                WebhookError::Stale,
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                Some(&sig),
+                body,
+                5_000 - 301,
+                WebhookError::Stale,
+            ),
+            (
+                None,
+                Some("5000"),
+                Some(&sig),
+                body,
+                5_000,
+                WebhookError::Header("svix-id"),
+            ),
+            (
+                Some("msg_2"),
+                Some("soon"),
+                Some(&sig),
+                body,
+                5_000,
+                WebhookError::Header("svix-timestamp"),
+            ),
+            (
+                Some("msg_2"),
+                Some("5000"),
+                None,
+                body,
+                5_000,
+                WebhookError::Header("svix-signature"),
+            ),
+        ];
+        for (id, ts, s, b, now, want) in cases {
+            assert_eq!(v.verify(id, ts, s, b, now), Err(want.clone()), "{want}");
+        }
+        // Rotation: any one valid signature among several is enough.
+        let both = format!("{foreign} {sig}");
+        assert_eq!(
+            v.verify(Some("msg_2"), Some("5000"), Some(&both), body, 5_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn secrets_must_decode() {
+        assert!(WebhookVerifier::new("whsec_***").is_err());
+        assert!(WebhookVerifier::new("whsec_").is_err());
+    }
+}
