@@ -120,6 +120,16 @@ mod tests {
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+    /// svix-id, svix-timestamp, svix-signature, body, now, expected error.
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a [u8],
+        i64,
+        WebhookError,
+    );
+
     #[test]
     fn accepts_a_fresh_signed_delivery_once() {
         let v = WebhookVerifier::new(SECRET).unwrap();
@@ -142,14 +152,7 @@ mod tests {
         let sig = v.sign("msg_2", 5_000, body);
         let other = WebhookVerifier::new("whsec_c2VjcmV0LW9mLWFub3RoZXItZW5kcG9pbnQ=").unwrap();
         let foreign = other.sign("msg_2", 5_000, body);
-        let cases: Vec<(
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
-            &[u8],
-            i64,
-            WebhookError,
-        )> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (
                 Some("msg_2"),
                 Some("5000"),
