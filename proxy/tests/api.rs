@@ -1,5 +1,8 @@
 //! The HTTP API through the router (`oneshot`), over a real SQLite store.
 
+// Helpers here are test code: a failed step should panic with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "suite/api_support.rs"]
 mod api_support;
 
