@@ -254,6 +254,11 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = bearer(parts).ok_or_else(|| ApiError::unauthenticated(AuthError::Missing))?;
         match state.verifier.verify(token).await {
             Ok(user) => {
+                if let Some(limiter) = &state.limiter
+                    && let Err(wait) = limiter.check(&user)
+                {
+                    return Err(ApiError::rate_limited(wait));
+                }
                 parts.extensions.insert(user.clone());
                 Ok(AuthUser(user))
             }

@@ -86,6 +86,14 @@ pub struct ServeArgs {
     #[arg(long, env = "CLERK_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
     pub clerk_webhook_signing_secret: Option<String>,
 
+    /// Requests per second each user may make (sustained); 0 disables the limit.
+    #[arg(long, env = "CONFAB_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+
+    /// Requests each user may make in a burst above the sustained rate.
+    #[arg(long, env = "CONFAB_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -104,6 +112,7 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     pub identity: Identity,
     pub webhook_secret: Option<String>,
+    pub rate_limit: crate::limits::RateLimit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +235,10 @@ impl ServeArgs {
             auth,
             identity,
             webhook_secret,
+            rate_limit: crate::limits::RateLimit {
+                per_second: self.rate_limit,
+                burst: self.rate_burst,
+            },
         })
     }
 

@@ -30,4 +30,31 @@ pub struct AppState {
     pub events: events::Hub,
     /// Present when CLERK_WEBHOOK_SIGNING_SECRET is set.
     pub webhooks: Option<Arc<webhooks::WebhookVerifier>>,
+    /// Per-user rate limit; `None` when disabled.
+    pub limiter: Option<Arc<limits::UserLimiter>>,
+    /// Becomes true when the server shuts down: event streams end so that
+    /// in-flight requests can drain.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// A state with default events, the default rate limit, no webhooks, and
+    /// no shutdown signal.
+    pub fn new(
+        store: Arc<dyn store::Store>,
+        verifier: auth::Verifier,
+        identity: identity::Identity,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            store,
+            verifier: Arc::new(verifier),
+            identity: Arc::new(identity),
+            http,
+            events: events::Hub::default(),
+            webhooks: None,
+            limiter: limits::UserLimiter::new(limits::RateLimit::default()).map(Arc::new),
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
 }

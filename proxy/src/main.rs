@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use confab_proxy::auth::Verifier;
 use confab_proxy::config::{Cli, Command, ServeArgs, SetupArgs, StoreConfig};
+use confab_proxy::limits::UserLimiter;
 use confab_proxy::store::{DynamoStore, SqliteStore, Store};
 use confab_proxy::webhooks::WebhookVerifier;
 use confab_proxy::{AppState, router};
@@ -45,23 +46,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
     };
     let verifier = Verifier::new(config.auth.clone()).map_err(anyhow::Error::msg)?;
-    let state = AppState {
-        store,
-        verifier: Arc::new(verifier),
-        identity: Arc::new(config.identity),
-        http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("cannot build the HTTP client")?,
-        events: Default::default(),
-        webhooks: config
-            .webhook_secret
-            .as_deref()
-            .map(WebhookVerifier::new)
-            .transpose()
-            .map_err(anyhow::Error::msg)?
-            .map(Arc::new),
-    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut state = AppState::new(store, verifier, config.identity, http);
+    state.webhooks = config
+        .webhook_secret
+        .as_deref()
+        .map(WebhookVerifier::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
+    state.limiter = UserLimiter::new(config.rate_limit).map(Arc::new);
+    if let Some(limiter) = state.limiter.clone() {
+        // Forget idle users' buckets so memory follows active users only.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.prune();
+            }
+        });
+    }
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    state.shutdown = shutdown_rx;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {} (CONFAB_LISTEN)", config.listen))?;
@@ -70,7 +79,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("confab-proxy listening on http://{addr}");
     tracing::info!(%addr, issuer = %config.auth.issuer, "listening");
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = shutdown_tx.send(true);
+        })
         .await
         .context("server failed")?;
     tracing::info!("stopped");

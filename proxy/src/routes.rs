@@ -9,16 +9,22 @@ mod user;
 mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderName;
 use axum::routing::{get, post};
 use confab_wire::ErrorCode;
+use tower::timeout::TimeoutLayer;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::limits::MAX_BODY_BYTES;
+use crate::limits::{MAX_BODY_BYTES, REQUEST_TIMEOUT};
 
 pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -45,11 +51,35 @@ pub fn router(state: AppState) -> Router {
             post(conversations::append),
         )
         .route("/api/changes", get(changes::changes))
-        .route("/api/events", get(events::events))
         .route("/api/webhooks/clerk", post(webhooks::clerk))
         .fallback(not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async {
+                    ApiError::unavailable("the request took too long; retry shortly")
+                }))
+                .layer(TimeoutLayer::new(REQUEST_TIMEOUT)),
+        )
+        // Event streams are long-lived: outside the timeout.
+        .route("/api/events", get(events::events))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    // Method and path only: query strings and headers (tokens)
+                    // stay out of the logs.
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
         .with_state(state)
 }
 

@@ -792,3 +792,56 @@ async fn clerk_webhooks_sync_profiles_and_erase_users() {
     .await;
     assert_eq!(other.status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn per_user_rate_limit_answers_429_with_retry_after() {
+    let api = Api::with_limit(Some(confab_proxy::limits::RateLimit {
+        per_second: 1,
+        burst: 2,
+    }));
+    let ada = token_for("user_ada");
+    for _ in 0..2 {
+        let ok = api
+            .call("GET", "/api/conversations", Some(&ada), None)
+            .await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    let limited = api
+        .call("GET", "/api/conversations", Some(&ada), None)
+        .await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Another user is not affected.
+    let bob = api
+        .call(
+            "GET",
+            "/api/conversations",
+            Some(&token_for("user_bob")),
+            None,
+        )
+        .await;
+    assert_eq!(bob.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let api = Api::new();
+    let reply = api.call("GET", "/healthz", None, None).await;
+    let id = reply.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "{id}");
+    let given = api
+        .send(
+            Request::get("/nope")
+                .header("x-request-id", "trace-me-123")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(given.headers["x-request-id"], "trace-me-123");
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 struct Proxy {
     base: String,
-    _service: Service,
+    service: Service,
 }
 
 fn start_proxy(issuer: &str, artifacts: &std::path::Path) -> anyhow::Result<Proxy> {
@@ -63,10 +63,7 @@ fn start_proxy_with(
         .next()
         .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
         .to_owned();
-    Ok(Proxy {
-        base,
-        _service: service,
-    })
+    Ok(Proxy { base, service })
 }
 
 async fn call(
@@ -259,5 +256,40 @@ async fn dynamodb_store_outage_answers_503_then_recovers() -> anyhow::Result<()>
     .await?;
     assert_eq!(status, 200, "{list}");
     assert_eq!(reqwest::get(api("/readyz")).await?.status(), 200);
+    Ok(())
+}
+
+/// SIGTERM with an event stream open: the stream ends and the proxy exits
+/// cleanly instead of waiting forever for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_ends_event_streams() -> anyhow::Result<()> {
+    use nix::sys::signal::Signal;
+    let artifacts = paths::artifacts_dir("proxy_shutdown")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let mut proxy = start_proxy(&provider.issuer, &artifacts)?;
+    let ada = provider.sign_in("user_demo").await?;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/api/events", proxy.base))
+        .bearer_auth(&ada.access_token)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let first = stream.chunk().await?.unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("event: ready"));
+
+    proxy.service.signal(Signal::SIGTERM)?;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.service.wait_exit(Duration::from_secs(10));
+        (status, proxy)
+    })
+    .await?;
+    let exit = status.0?;
+    assert!(exit.success(), "proxy exited with {exit}");
+    // The stream ended rather than hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the event stream did not end");
     Ok(())
 }

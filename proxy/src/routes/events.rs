@@ -40,6 +40,14 @@ pub async fn events(
         };
         Some((Ok(event), subscription))
     });
-    Ok(Sse::new(ready.chain(changes))
+    // End the stream when the server shuts down, so draining can finish.
+    let mut shutdown = state.shutdown.clone();
+    let stopped = async move {
+        if shutdown.wait_for(|down| *down).await.is_err() {
+            // No shutdown signal exists (its sender is gone): never stop.
+            std::future::pending::<()>().await;
+        }
+    };
+    Ok(Sse::new(ready.chain(changes).take_until(stopped))
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")))
 }

@@ -119,6 +119,10 @@ pub struct Api {
 
 impl Api {
     pub fn new() -> Self {
+        Self::with_limit(None)
+    }
+
+    pub fn with_limit(limit: Option<confab_proxy::limits::RateLimit>) -> Self {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("temp dir")
             .keep();
@@ -132,18 +136,21 @@ impl Api {
         auth.static_key_pem = Some(SIGNING_PUB_PEM.into());
         // Nothing listens there: the JWKS is never needed with the static key.
         auth.jwks_url = "http://127.0.0.1:9/.well-known/jwks.json".into();
-        let state = AppState {
-            store: store.clone(),
-            verifier: Arc::new(Verifier::new(auth).expect("verifier")),
-            identity: Arc::new(Identity::Userinfo {
+        let mut state = AppState::new(
+            store.clone(),
+            Verifier::new(auth).expect("verifier"),
+            Identity::Userinfo {
                 url: "http://127.0.0.1:9/oauth/userinfo".into(),
-            }),
-            http: reqwest::Client::new(),
-            events: Default::default(),
-            webhooks: Some(Arc::new(
-                confab_proxy::webhooks::WebhookVerifier::new(WEBHOOK_SECRET).expect("secret"),
-            )),
-        };
+            },
+            reqwest::Client::new(),
+        );
+        state.webhooks = Some(Arc::new(
+            confab_proxy::webhooks::WebhookVerifier::new(WEBHOOK_SECRET).expect("secret"),
+        ));
+        // Tests make many requests quickly; the limit has its own test.
+        state.limiter = limit
+            .and_then(confab_proxy::limits::UserLimiter::new)
+            .map(Arc::new);
         Self {
             router: router(state),
             store,
