@@ -83,6 +83,7 @@ pub enum AuthError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     #[serde(default)]
     client_id: Option<String>,
     #[serde(default)]
@@ -94,7 +95,19 @@ struct KeyCache {
     keys: HashMap<String, DecodingKey>,
 }
 
+/// Tokens already verified, by SHA-256 of the token: a client sends the same
+/// access token with every request until it refreshes, and an RSA verification
+/// costs more than the rest of a request. An entry lives until the token's
+/// `exp` (plus leeway), exactly as long as a fresh verification would pass.
+const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+
+#[derive(Default)]
+struct VerifiedCache {
+    entries: HashMap<[u8; 32], (UserId, i64)>,
+}
+
 pub struct Verifier {
+    verified: std::sync::Mutex<VerifiedCache>,
     config: AuthConfig,
     static_key: Option<DecodingKey>,
     cache: RwLock<KeyCache>,
@@ -134,6 +147,7 @@ impl Verifier {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
+            verified: std::sync::Mutex::new(VerifiedCache::default()),
             config,
             static_key,
             cache: RwLock::new(KeyCache::default()),
@@ -149,6 +163,32 @@ impl Verifier {
 
     /// Verifies `token` and returns the user it was issued for.
     pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        if let Ok(mut cache) = self.verified.lock()
+            && let Some((user, exp)) = cache.entries.get(&digest)
+        {
+            if now <= exp + leeway {
+                return Ok(user.clone());
+            }
+            cache.entries.remove(&digest);
+        }
+        let (user, exp) = self.verify_uncached(token).await?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.entries.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.entries.retain(|_, (_, exp)| now <= *exp + leeway);
+                if cache.entries.len() >= VERIFIED_CACHE_ENTRIES {
+                    cache.entries.clear();
+                }
+            }
+            cache.entries.insert(digest, (user.clone(), exp));
+        }
+        Ok(user)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(UserId, i64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -172,7 +212,8 @@ impl Verifier {
         if !allowed {
             return Err(AuthError::NotAllowed);
         }
-        UserId::parse(&claims.sub).map_err(|_| AuthError::BadSubject)
+        let user = UserId::parse(&claims.sub).map_err(|_| AuthError::BadSubject)?;
+        Ok((user, claims.exp))
     }
 
     fn decode(&self, token: &str, key: &DecodingKey) -> Result<Claims, AuthError> {

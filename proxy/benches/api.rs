@@ -1,0 +1,273 @@
+//! Load benchmark of the proxy (design section 7), run with
+//! `cargo bench -p confab-proxy --bench api` (add `-- --moto` to include DynamoDB
+//! on a moto server; scripts/setup installs it).
+//!
+//! Reports, for an authenticated list (50 conversations) and an append:
+//! - the proxy's own added latency: the same store call through the router
+//!   (JWT check, routing, JSON) minus the store call alone, p50;
+//! - throughput and latency over real HTTP on loopback: the server on one
+//!   worker thread (one core), clients on another.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up should stop
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use confab_proxy::auth::{AuthConfig, Verifier};
+use confab_proxy::identity::Identity;
+use confab_proxy::ids::{Id, UserId};
+use confab_proxy::store::{DynamoStore, NewConversation, NewMessage, SqliteStore, Store};
+use confab_proxy::{AppState, router};
+use confab_wire::conversations::Role;
+use serde_json::json;
+use tower::ServiceExt;
+
+const ISSUER: &str = "https://clerk.confab.bench";
+const SIGNING_PEM: &str = include_str!("../tests/fixtures/signing.pem");
+const SIGNING_PUB_PEM: &str = include_str!("../tests/fixtures/signing.pub.pem");
+
+fn token(sub: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"iss": ISSUER, "sub": sub, "client_id": "confab-desktop", "iat": now, "exp": now + 3600});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(SIGNING_PEM.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn state(store: Arc<dyn Store>) -> AppState {
+    let mut auth = AuthConfig::new(ISSUER);
+    auth.allowed_client_ids = vec!["confab-desktop".into()];
+    auth.static_key_pem = Some(SIGNING_PUB_PEM.into());
+    let mut state = AppState::new(
+        store,
+        Verifier::new(auth).unwrap(),
+        Identity::Userinfo {
+            url: "http://127.0.0.1:9/".into(),
+        },
+        reqwest::Client::new(),
+    );
+    state.limiter = None; // measuring the proxy, not the limiter's refusals
+    state
+}
+
+async fn seed(store: &dyn Store, user: &UserId) -> Id {
+    let mut last = Id::new();
+    for i in 0..50 {
+        let id = Id::new();
+        store
+            .create_conversation(
+                user,
+                NewConversation {
+                    id,
+                    title: format!("Conversation {i}"),
+                    messages: vec![NewMessage {
+                        id: Id::new(),
+                        role: Role::User,
+                        content: "hello there".into(),
+                    }],
+                },
+            )
+            .await
+            .unwrap();
+        last = id;
+    }
+    last
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// p50 of the router minus p50 of the bare store call, same work.
+async fn added_latency(name: &str, store: Arc<dyn Store>, rounds: usize) {
+    let user = UserId::parse("user_bench").unwrap();
+    let conversation = seed(store.as_ref(), &user).await;
+    let app = router(state(store.clone()));
+    let bearer = format!("Bearer {}", token("user_bench"));
+
+    let mut bare = Vec::with_capacity(rounds);
+    let mut routed = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        store.list_conversations(&user, 50, None).await.unwrap();
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/api/conversations?limit=50")
+                    .header("authorization", &bearer)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let _ = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        routed.push(t.elapsed());
+    }
+    bare.sort();
+    routed.sort();
+    let (b, r) = (percentile(&bare, 0.5), percentile(&routed, 0.5));
+    println!(
+        "{name:<8} list   store p50 {:>8.1} µs   through proxy p50 {:>8.1} µs   added p50 {:>7.1} µs",
+        micros(b),
+        micros(r),
+        micros(r.saturating_sub(b))
+    );
+
+    let mut bare = Vec::with_capacity(rounds);
+    let mut routed = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        store
+            .append_message(
+                &user,
+                conversation,
+                NewMessage {
+                    id: Id::new(),
+                    role: Role::User,
+                    content: "bench".into(),
+                },
+            )
+            .await
+            .unwrap();
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        let response = app
+            .clone()
+            .oneshot(
+                Request::post(format!("/api/conversations/{conversation}/messages"))
+                    .header("authorization", &bearer)
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"role":"user","content":"bench"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let _ = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        routed.push(t.elapsed());
+    }
+    bare.sort();
+    routed.sort();
+    let (b, r) = (percentile(&bare, 0.5), percentile(&routed, 0.5));
+    println!(
+        "{name:<8} append store p50 {:>8.1} µs   through proxy p50 {:>8.1} µs   added p50 {:>7.1} µs",
+        micros(b),
+        micros(r),
+        micros(r.saturating_sub(b))
+    );
+}
+
+/// Authenticated list requests over loopback HTTP for `duration`.
+fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: Duration) {
+    // The server: one worker thread = one core.
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let user = UserId::parse("user_load").unwrap();
+    server.block_on(seed(store.as_ref(), &user));
+    let app = router(state(store));
+    let listener = server
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.spawn(async move { axum::serve(listener, app).await });
+
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/api/conversations?limit=50");
+    let bearer = token("user_load");
+    let latencies = clients.block_on(async move {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + duration;
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let http = http.clone();
+                let url = url.clone();
+                let bearer = bearer.clone();
+                tokio::spawn(async move {
+                    let mut local = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let response = http.get(&url).bearer_auth(&bearer).send().await.unwrap();
+                        assert!(response.status().is_success());
+                        let _ = response.bytes().await.unwrap();
+                        local.push(t.elapsed());
+                    }
+                    local
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
+    });
+    let mut latencies = latencies;
+    latencies.sort();
+    println!(
+        "{name:<8} list over HTTP, server on 1 core, {concurrency} connections: {:>7.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+        latencies.len() as f64 / duration.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+    drop(server);
+}
+
+fn main() {
+    let with_moto = std::env::args().any(|a| a == "--moto");
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(added_latency("sqlite", sqlite, 2000));
+    let sqlite2: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("load.db")).unwrap());
+    throughput("sqlite", sqlite2, 32, Duration::from_secs(5));
+
+    if with_moto {
+        let artifacts = dir.path().join("moto");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let moto = confab_tests::moto::Moto::start(&artifacts).expect("moto (run scripts/setup)");
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "b", "b", None, None, "bench",
+            ))
+            .build();
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), "confab-bench");
+        rt.block_on(store.setup()).unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        rt.block_on(added_latency("moto", store.clone(), 200));
+        throughput("moto", store, 8, Duration::from_secs(5));
+    }
+}
