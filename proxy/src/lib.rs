@@ -11,6 +11,7 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod openapi;
 mod routes;
 pub mod store;
 mod validate;

@@ -1,12 +1,12 @@
 //! The HTTP surface. Each route's contract is in ../shared/design.md section 3.
 
-mod changes;
-mod conversations;
-mod events;
+pub(crate) mod changes;
+pub(crate) mod conversations;
+pub(crate) mod events;
 mod extract;
-mod health;
-mod user;
-mod webhooks;
+pub(crate) mod health;
+pub(crate) mod user;
+pub(crate) mod webhooks;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/openapi.json", get(crate::openapi::document))
         .route("/api/user", get(user::get).post(user::post))
         .route(
             "/api/conversations",

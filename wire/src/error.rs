@@ -10,6 +10,7 @@ use std::fmt;
 /// Machine-readable error codes. New codes are added as features need them;
 /// a peer that does not know a code yet reads it as [`ErrorCode::Unknown`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -58,6 +59,7 @@ impl fmt::Display for ErrorCode {
 
 /// `{code, message}`: what every failing command and HTTP route answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -82,6 +84,7 @@ impl std::error::Error for ErrorBody {}
 
 /// The HTTP envelope: `{"error": {code, message}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HttpError {
     pub error: ErrorBody,
 }

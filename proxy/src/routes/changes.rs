@@ -1,5 +1,6 @@
 use axum::Json;
 use axum::extract::State;
+use confab_wire::HttpError;
 use confab_wire::conversations::Changes;
 use serde::Deserialize;
 
@@ -18,6 +19,7 @@ pub struct ChangesQuery {
 
 /// Everything of the caller's that changed after `since` (a cursor from an
 /// earlier answer; absent = from the beginning).
+#[utoipa::path(get, path = "/api/changes", tag = "changes", params(("since" = Option<String>, Query, description = "Cursor from an earlier answer; absent = from the beginning"), ("limit" = Option<u32>, Query, description = "1-500, default 100")), responses((status = 200, body = Changes), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn changes(
     State(state): State<AppState>,
     user: AuthUser,

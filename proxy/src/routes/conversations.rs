@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use confab_wire::HttpError;
+use confab_wire::conversations::ConversationDetail;
 use confab_wire::conversations::{
     AppendedMessage, ChangeNotice, Conversation, CreateConversation, NewMessage, Page,
     UpdateConversation,
@@ -23,6 +25,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(("limit" = Option<u32>, Query, description = "1-200, default 50"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")), responses((status = 200, description = "Most recently changed first", body = Page<Conversation>), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -36,6 +39,7 @@ pub async fn list(
     Ok(Json(page))
 }
 
+#[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = CreateConversation, responses((status = 201, body = ConversationDetail), (status = 200, description = "The id was replayed: the stored conversation", body = ConversationDetail), (status = 409, body = HttpError), (status = 413, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -56,6 +60,7 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID")), responses((status = 200, body = ConversationDetail), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -66,6 +71,7 @@ pub async fn get(
     Ok(with_etag(Json(detail).into_response(), version))
 }
 
+#[utoipa::path(put, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID"), ("If-Match" = Option<String>, Header, description = "Expected version")), request_body = UpdateConversation, responses((status = 200, body = Conversation), (status = 404, body = HttpError), (status = 409, description = "Version mismatch; `current` holds the stored conversation", body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -82,6 +88,7 @@ pub async fn update(
 }
 
 /// The template's `PUT /api/conversations` with the id in the body.
+#[utoipa::path(put, path = "/api/conversations", tag = "template", request_body = UpdateConversation, responses((status = 200, body = Conversation), (status = 404, body = HttpError), (status = 409, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn template_update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -113,6 +120,7 @@ async fn apply_update(
     Ok(with_etag(Json(updated).into_response(), version))
 }
 
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID"), ("If-Match" = Option<String>, Header, description = "Expected version")), responses((status = 204, description = "Deleted (restorable)"), (status = 404, body = HttpError), (status = 409, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
@@ -134,6 +142,7 @@ pub struct TemplateDeleteQuery {
 }
 
 /// The template's `DELETE /api/conversations?id=`.
+#[utoipa::path(delete, path = "/api/conversations", tag = "template", params(("id" = String, Query, description = "ULID")), responses((status = 204, description = "Deleted (restorable)"), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn template_delete(
     State(state): State<AppState>,
     user: AuthUser,
@@ -151,6 +160,7 @@ pub async fn template_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/restore", tag = "conversations", params(("id" = String, Path, description = "ULID")), responses((status = 200, body = Conversation), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn restore(
     State(state): State<AppState>,
     user: AuthUser,
@@ -162,6 +172,7 @@ pub async fn restore(
     Ok(with_etag(Json(restored).into_response(), version))
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path, description = "ULID")), request_body = NewMessage, responses((status = 201, body = AppendedMessage), (status = 200, description = "The message id was replayed", body = AppendedMessage), (status = 404, body = HttpError), (status = 409, body = HttpError), (status = 413, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn append(
     State(state): State<AppState>,
     user: AuthUser,

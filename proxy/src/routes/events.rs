@@ -2,6 +2,8 @@
 //! data, a `ready` event first, `resync` when notices were missed, and a
 //! heartbeat comment every [`HEARTBEAT`].
 
+use confab_wire::HttpError;
+use confab_wire::conversations::ChangeNotice;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use crate::events::MAX_STREAMS_PER_USER;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+#[utoipa::path(get, path = "/api/events", tag = "changes", responses((status = 200, description = "text/event-stream: `ready`, then `change` events (data: ChangeNotice), `resync`, heartbeats", content_type = "text/event-stream", body = ChangeNotice), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
     user: AuthUser,

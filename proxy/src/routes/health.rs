@@ -1,5 +1,6 @@
 use axum::Json;
 use axum::extract::State;
+use confab_wire::HttpError;
 use serde::Serialize;
 
 use crate::AppState;
@@ -12,6 +13,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process answers")))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -20,6 +22,7 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the store answers too.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The store answers too"), (status = 503, body = HttpError)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store.ping().await?;
     Ok(Json(Health {

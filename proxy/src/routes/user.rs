@@ -2,12 +2,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use confab_wire::HttpError;
 use confab_wire::conversations::Profile;
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 
+#[utoipa::path(get, path = "/api/user", tag = "user", responses((status = 200, body = Profile), (status = 404, description = "No profile yet", body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, user: AuthUser) -> Result<Json<Profile>, ApiError> {
     state
         .store
@@ -19,6 +21,7 @@ pub async fn get(State(state): State<AppState>, user: AuthUser) -> Result<Json<P
 
 /// Creates or refreshes the caller's profile from the identity provider. The
 /// body, if any, is ignored: nothing in a request can set these fields.
+#[utoipa::path(post, path = "/api/user", tag = "user", responses((status = 201, description = "Created from the identity provider", body = Profile), (status = 200, description = "Refreshed", body = Profile), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn post(
     State(state): State<AppState>,
     user: AuthUser,

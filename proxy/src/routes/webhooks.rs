@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use confab_wire::ErrorCode;
+use confab_wire::HttpError;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -21,6 +22,7 @@ struct Delivery {
     data: serde_json::Value,
 }
 
+#[utoipa::path(post, path = "/api/webhooks/clerk", tag = "webhooks", params(("svix-id" = String, Header), ("svix-timestamp" = String, Header), ("svix-signature" = String, Header)), responses((status = 204, description = "Processed"), (status = 400, body = HttpError), (status = 401, description = "Bad signature or stale", body = HttpError), (status = 409, description = "Replayed delivery", body = HttpError), (status = 503, description = "Webhooks not configured", body = HttpError)))]
 pub async fn clerk(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -170,12 +170,15 @@ impl Api {
             .expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        // A body that never ends (an event stream) fails the test, never hangs it.
+        let bytes = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            response.into_body().collect(),
+        )
+        .await
+        .expect("the response body did not end within 30 s")
+        .expect("body")
+        .to_bytes();
         let json = if bytes.is_empty() {
             Value::Null
         } else {
