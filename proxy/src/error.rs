@@ -98,6 +98,7 @@ impl ApiError {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::CursorExpired => StatusCode::GONE,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +145,13 @@ impl From<StoreError> for ApiError {
                 serde_json::to_value(&*current).ok(),
             ),
             StoreError::IdTaken(why) => ApiError::conflict(why, None),
+            StoreError::CursorExpired { current } => ApiError {
+                current: Some(serde_json::json!({ "cursor": current.to_string() })),
+                ..ApiError::new(
+                    ErrorCode::CursorExpired,
+                    "this cursor is older than the kept change history: list the conversations again, then pull changes from current.cursor",
+                )
+            },
             StoreError::InvalidCursor => {
                 ApiError::invalid("cursor", "not a cursor this API issued")
             }

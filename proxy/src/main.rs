@@ -45,6 +45,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?),
         StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
     };
+    {
+        // Deleted conversations and change history older than the retention go
+        // (DynamoDB does this itself with TTL; this is a no-op there).
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                match store.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "purged expired history"),
+                    Err(err) => tracing::warn!(error = %err, "purge failed; retrying in an hour"),
+                }
+            }
+        });
+    }
     let verifier = Verifier::new(config.auth.clone()).map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))

@@ -37,6 +37,10 @@ pub enum StoreError {
     IdTaken(&'static str),
     #[error("invalid cursor")]
     InvalidCursor,
+    /// The change history after this cursor was pruned (older than
+    /// [`TOMBSTONE_TTL_DAYS`]); `current` is where a client resumes after listing.
+    #[error("cursor expired")]
+    CursorExpired { current: u64 },
     /// The store cannot be reached or is overloaded; the request may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -147,6 +151,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Erases every item of the user (Clerk's user.deleted).
     async fn erase_user(&self, user: &UserId) -> Result<()>;
+
+    /// Removes tombstones and change entries older than [`TOMBSTONE_TTL_DAYS`];
+    /// returns how many items went. DynamoDB does this itself (TTL).
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// The list cursor both stores issue: `{updatedAt millis}:{id}`.
+pub fn parse_list_cursor(cursor: &str) -> Result<(i64, Id)> {
+    let (at, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    let at: i64 = at.parse().map_err(|_| StoreError::InvalidCursor)?;
+    let id = Id::parse(id).map_err(|_| StoreError::InvalidCursor)?;
+    if at < 0 {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok((at, id))
+}
+
+pub fn list_cursor(c: &Conversation) -> String {
+    format!("{}:{}", c.updated_at.timestamp_millis(), c.id)
+}
+
+/// The change-feed rule shared by both stores. `first_after` is the first
+/// retained entry after `since`, `current` the user's latest sequence number.
+/// Sequence numbers are contiguous, so a gap right after `since` means the
+/// history there was pruned.
+pub fn check_cursor(since: u64, first_after: Option<u64>, current: u64) -> Result<()> {
+    if since > current {
+        return Err(StoreError::InvalidCursor);
+    }
+    match first_after {
+        Some(first) if first != since + 1 => Err(StoreError::CursorExpired { current }),
+        None if since < current => Err(StoreError::CursorExpired { current }),
+        _ => Ok(()),
+    }
 }
 
 /// Timestamps are kept to the millisecond, as JavaScript clients see them.
@@ -184,6 +224,25 @@ pub fn change_of(conversation: Conversation, deleted_at: Option<DateTime<Utc>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursor_rule() {
+        assert!(check_cursor(0, None, 0).is_ok());
+        assert!(check_cursor(3, Some(4), 9).is_ok());
+        assert!(check_cursor(9, None, 9).is_ok());
+        assert!(matches!(
+            check_cursor(0, Some(5), 9),
+            Err(StoreError::CursorExpired { current: 9 })
+        ));
+        assert!(matches!(
+            check_cursor(2, None, 9),
+            Err(StoreError::CursorExpired { current: 9 })
+        ));
+        assert!(matches!(
+            check_cursor(10, None, 9),
+            Err(StoreError::InvalidCursor)
+        ));
+    }
 
     #[test]
     fn preview_flattens_and_cuts() {

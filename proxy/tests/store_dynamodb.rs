@@ -21,7 +21,7 @@ pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 #[allow(clippy::expect_used)] // a test that cannot start its server should stop there
-async fn fresh() -> (store_suite::DynStore, Moto) {
+pub async fn fresh() -> (store_suite::DynStore, Moto) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("temp dir")
         .keep();
@@ -34,3 +34,34 @@ async fn fresh() -> (store_suite::DynStore, Moto) {
 }
 
 store_conformance!(fresh());
+
+/// TTL pruned the start of the change history: a cursor into it is refused
+/// with the cursor to resume from.
+#[tokio::test]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+async fn pruned_history_expires_old_cursors() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use confab_proxy::store::StoreError;
+    let (store, moto) = fresh().await;
+    let ada = store_suite::user("user_ada");
+    for i in 0..3 {
+        store
+            .create_conversation(&ada, store_suite::conv(&format!("{i}"), vec![]))
+            .await
+            .unwrap();
+    }
+    // What DynamoDB's TTL does after 30 days: the oldest entry disappears.
+    client(&moto.endpoint())
+        .delete_item()
+        .table_name("confab")
+        .key("pk", AttributeValue::S("USER#user_ada".into()))
+        .key("sk", AttributeValue::S(format!("CHG#{:020}", 1)))
+        .send()
+        .await
+        .unwrap();
+    match store.changes(&ada, 0, 10).await {
+        Err(StoreError::CursorExpired { current }) => assert_eq!(current, 3),
+        other => panic!("expected an expired cursor, got {other:?}"),
+    }
+    assert_eq!(store.changes(&ada, 1, 10).await.unwrap().items.len(), 2);
+}

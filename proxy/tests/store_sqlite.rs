@@ -21,3 +21,82 @@ async fn fresh() -> (store_suite::DynStore, ()) {
 }
 
 store_conformance!(fresh());
+
+/// Tombstones and change history older than the retention go; a cursor into
+/// the pruned history is refused with the cursor to resume from.
+#[tokio::test]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+async fn purge_prunes_old_history_and_expires_old_cursors() {
+    use confab_proxy::ids::Id;
+    use confab_proxy::store::{Store, StoreError};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("confab.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let ada = store_suite::user("user_ada");
+    let kept = store_suite::conv("kept", vec![store_suite::msg("hi")]);
+    let gone = store_suite::conv("gone", vec![store_suite::msg("bye")]);
+    let (kept_id, gone_id): (Id, Id) = (kept.id, gone.id);
+    store.create_conversation(&ada, kept).await.unwrap();
+    store.create_conversation(&ada, gone).await.unwrap();
+    store
+        .delete_conversation(&ada, gone_id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        0,
+        "nothing is old yet"
+    );
+
+    // Age everything by 31 days, as if the store had been idle that long.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let month = 31 * 24 * 3600 * 1000_i64;
+        conn.execute_batch(&format!(
+            "UPDATE changes SET at = at - {month};
+             UPDATE conversations SET deleted_at = deleted_at - {month} WHERE deleted_at IS NOT NULL;"
+        ))
+        .unwrap();
+    }
+    assert!(store.purge_expired().await.unwrap() >= 4);
+    assert!(matches!(
+        store.restore_conversation(&ada, gone_id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .get_conversation(&ada, kept_id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        1
+    );
+    match store.changes(&ada, 0, 10).await {
+        Err(StoreError::CursorExpired { current }) => assert_eq!(current, 3),
+        other => panic!("expected an expired cursor, got {other:?}"),
+    }
+    // Resuming from the current cursor works, and new changes flow again.
+    assert!(store.changes(&ada, 3, 10).await.unwrap().items.is_empty());
+    store
+        .append_message(&ada, kept_id, store_suite::msg("again"))
+        .await
+        .unwrap();
+    let next = store.changes(&ada, 3, 10).await.unwrap();
+    assert_eq!(next.items.len(), 1);
+    drop(dir);
+}
+
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn a_store_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("confab.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteStore::open(&path).err().expect("refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotFound,
     /// The thing changed since the caller read it.
     Conflict,
+    /// A change-feed cursor older than the retained history: list again.
+    CursorExpired,
     /// The request or one of its parts is larger than allowed.
     TooLarge,
     /// Too many requests: retry later.
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::CursorExpired => "cursor_expired",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -130,6 +133,7 @@ mod tests {
             ErrorCode::Unauthenticated,
             ErrorCode::NotFound,
             ErrorCode::Conflict,
+            ErrorCode::CursorExpired,
             ErrorCode::TooLarge,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,

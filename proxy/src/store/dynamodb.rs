@@ -35,7 +35,7 @@ use confab_wire::conversations::{
 
 use super::{
     Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, change_of, now, preview,
+    TOMBSTONE_TTL_DAYS, change_of, check_cursor, list_cursor, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -543,9 +543,12 @@ impl DynamoStore {
                 .set_item(Some(entry))
                 .build(),
         )?;
+        // The entry before the bump: DynamoDB commits both at once, but moto
+        // applies items in order, and a reader that sees the new sequence must
+        // find its entry.
         Ok([
-            TransactWriteItem::builder().update(bump).build(),
             TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(bump).build(),
         ])
     }
 
@@ -619,16 +622,6 @@ impl DynamoStore {
             "too much contention on this conversation".into(),
         ))
     }
-}
-
-fn parse_list_cursor(cursor: &str) -> Result<(i64, String)> {
-    let (at, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
-    let at: i64 = at.parse().map_err(|_| StoreError::InvalidCursor)?;
-    let id = Id::parse(id).map_err(|_| StoreError::InvalidCursor)?;
-    if at < 0 {
-        return Err(StoreError::InvalidCursor);
-    }
-    Ok((at, id.to_string()))
 }
 
 #[async_trait]
@@ -715,6 +708,7 @@ impl Store for DynamoStore {
         let mut start = match cursor {
             Some(raw) => {
                 let (at, id) = parse_list_cursor(raw)?;
+                let id = id.to_string();
                 let updated =
                     DateTime::from_timestamp_millis(at).ok_or(StoreError::InvalidCursor)?;
                 let mut k = key(user, conv_sk(&id));
@@ -754,9 +748,7 @@ impl Store for DynamoStore {
         }
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items
-                .last()
-                .map(|c| format!("{}:{}", c.updated_at.timestamp_millis(), c.id))
+            items.last().map(list_cursor)
         } else {
             None
         };
@@ -1065,8 +1057,12 @@ impl Store for DynamoStore {
         // Walk the change log in order; stop at the first entry of the
         // (limit+1)-th distinct conversation: everything before it is answered
         // (in current state), everything from it on is left for the next call.
+        // Read before the log: every entry up to this sequence is in the log by
+        // then, so finding none after `since` below means they were pruned.
+        let current = self.seq(user).await?;
         let mut order: Vec<String> = Vec::new();
         let mut cursor = since;
+        let mut first_after: Option<u64> = None;
         let mut has_more = false;
         let mut start = None;
         'pages: loop {
@@ -1088,6 +1084,7 @@ impl Store for DynamoStore {
                     .and_then(|sk| sk.strip_prefix("CHG#").and_then(|n| n.parse::<u64>().ok()))
                     .ok_or_else(|| StoreError::Internal("malformed change entry".into()))?;
                 let conversation = get_s(&item, "conversationId").unwrap_or_default();
+                first_after.get_or_insert(seq);
                 if !order.contains(&conversation) {
                     if order.len() == limit {
                         has_more = true;
@@ -1102,6 +1099,15 @@ impl Store for DynamoStore {
                 _ => break,
             }
         }
+        // Sequence numbers are contiguous: a gap right after `since` means TTL
+        // pruned that history.
+        // (Entries read may be newer than `current`, written since.)
+        let latest = if first_after.is_some() {
+            current.max(cursor)
+        } else {
+            current
+        };
+        check_cursor(since, first_after, latest)?;
         let mut items = Vec::with_capacity(order.len());
         let mut found: HashMap<String, Stored> = HashMap::new();
         for chunk in order.chunks(100) {

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
     Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    change_of, now, preview,
+    TOMBSTONE_TTL_DAYS, change_of, check_cursor, list_cursor, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -59,9 +59,17 @@ CREATE TABLE IF NOT EXISTS changes (
     user_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     conversation_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS changes_at ON changes (at);
+CREATE INDEX IF NOT EXISTS conversations_deleted ON conversations (deleted_at)
+    WHERE deleted_at IS NOT NULL;
 "#;
+
+/// The schema version this build writes (`PRAGMA user_version`). A later
+/// version adds a migration step in `open`; a file from a newer build is refused.
+const SCHEMA_VERSION: i64 = 1;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -84,7 +92,18 @@ impl SqliteStore {
             .map_err(internal)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(internal)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(internal)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable(format!(
+                "{} was written by a newer Confab (schema {version}); upgrade the proxy",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA).map_err(internal)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -226,8 +245,8 @@ fn record_change(tx: &Transaction<'_>, user: &UserId, conversation: &str) -> Res
         )
         .map_err(internal)?;
     tx.execute(
-        "INSERT INTO changes (user_id, seq, conversation_id) VALUES (?1, ?2, ?3)",
-        params![user.as_str(), seq, conversation],
+        "INSERT INTO changes (user_id, seq, conversation_id, at) VALUES (?1, ?2, ?3, ?4)",
+        params![user.as_str(), seq, conversation, ms(now())],
     )
     .map_err(internal)?;
     Ok(seq.try_into().unwrap_or_default())
@@ -286,13 +305,6 @@ fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message> {
             timestamp: at,
         })
         .collect()
-}
-
-fn parse_list_cursor(cursor: &str) -> Result<(i64, String)> {
-    let (at, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
-    let at: i64 = at.parse().map_err(|_| StoreError::InvalidCursor)?;
-    let id = Id::parse(id).map_err(|_| StoreError::InvalidCursor)?;
-    Ok((at, id.to_string()))
 }
 
 #[async_trait]
@@ -355,7 +367,10 @@ impl Store for SqliteStore {
         cursor: Option<&str>,
     ) -> Result<Page<Conversation>> {
         let user = user.clone();
-        let after = cursor.map(parse_list_cursor).transpose()?;
+        let after = cursor
+            .map(parse_list_cursor)
+            .transpose()?
+            .map(|(at, id)| (at, id.to_string()));
         let limit = limit.max(1);
         self.run(move |conn| {
             let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
@@ -376,9 +391,7 @@ impl Store for SqliteStore {
                 .map_err(internal)?;
             let next_cursor = if items.len() > limit {
                 items.truncate(limit);
-                items
-                    .last()
-                    .map(|c| format!("{}:{}", ms(c.updated_at), c.id))
+                items.last().map(list_cursor)
             } else {
                 None
             };
@@ -663,6 +676,27 @@ impl Store for SqliteStore {
                 .map_err(internal)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(internal)?;
+            let current: i64 = conn
+                .query_row(
+                    "SELECT seq FROM sequences WHERE user_id = ?1",
+                    params![user.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(internal)?
+                .unwrap_or(0);
+            let first_after: Option<i64> = conn
+                .query_row(
+                    "SELECT MIN(seq) FROM changes WHERE user_id = ?1 AND seq > ?2",
+                    params![user.as_str(), since_i],
+                    |row| row.get(0),
+                )
+                .map_err(internal)?;
+            check_cursor(
+                since,
+                first_after.and_then(|f| u64::try_from(f).ok()),
+                u64::try_from(current).unwrap_or(0),
+            )?;
             let has_more = rows.len() > limit;
             rows.truncate(limit);
             let cursor = rows.last().map(|(_, seq)| *seq).unwrap_or(since_i);
@@ -678,6 +712,30 @@ impl Store for SqliteStore {
                 cursor: cursor.to_string(),
                 has_more,
             })
+        })
+        .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let cutoff = ms(now() - chrono::Duration::days(TOMBSTONE_TTL_DAYS));
+        self.write(move |tx| {
+            let mut removed = tx
+                .execute(
+                    "DELETE FROM messages WHERE (user_id, conversation_id) IN \
+                     (SELECT user_id, id FROM conversations WHERE deleted_at < ?1)",
+                    params![cutoff],
+                )
+                .map_err(internal)?;
+            removed += tx
+                .execute(
+                    "DELETE FROM conversations WHERE deleted_at < ?1",
+                    params![cutoff],
+                )
+                .map_err(internal)?;
+            removed += tx
+                .execute("DELETE FROM changes WHERE at < ?1", params![cutoff])
+                .map_err(internal)?;
+            Ok(removed as u64)
         })
         .await
     }

@@ -610,6 +610,19 @@ pub async fn erasing_a_user_leaves_others(store: DynStore) {
     );
 }
 
+pub async fn cursors_from_the_future_are_refused(store: DynStore) {
+    let ada = user("user_ada");
+    store
+        .create_conversation(&ada, conv("a", vec![]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.changes(&ada, 2, 10).await,
+        Err(StoreError::InvalidCursor)
+    ));
+    assert!(store.changes(&ada, 1, 10).await.unwrap().items.is_empty());
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:expr) => {
@@ -630,7 +643,8 @@ macro_rules! store_conformance {
             changes_never_miss_concurrent_writes,
             large_conversations_come_back_whole,
             profiles_upsert_and_keep_created_at,
-            erasing_a_user_leaves_others
+            erasing_a_user_leaves_others,
+            cursors_from_the_future_are_refused
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
