@@ -174,8 +174,20 @@ async fn added_latency(name: &str, store: Arc<dyn Store>, rounds: usize) {
     );
 }
 
-/// Authenticated list requests over loopback HTTP for `duration`.
-fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: Duration) {
+#[derive(Clone, Copy)]
+enum Load {
+    List,
+    Append,
+}
+
+/// Authenticated requests over loopback HTTP for `duration`.
+fn throughput(
+    name: &str,
+    store: Arc<dyn Store>,
+    load: Load,
+    concurrency: usize,
+    duration: Duration,
+) {
     // The server: one worker thread = one core.
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -183,7 +195,7 @@ fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: D
         .build()
         .unwrap();
     let user = UserId::parse("user_load").unwrap();
-    server.block_on(seed(store.as_ref(), &user));
+    let conversation = server.block_on(seed(store.as_ref(), &user));
     let app = router(state(store));
     let listener = server
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -196,7 +208,10 @@ fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: D
         .enable_all()
         .build()
         .unwrap();
-    let url = format!("http://{addr}/api/conversations?limit=50");
+    let url = match load {
+        Load::List => format!("http://{addr}/api/conversations?limit=50"),
+        Load::Append => format!("http://{addr}/api/conversations/{conversation}/messages"),
+    };
     let bearer = token("user_load");
     let latencies = clients.block_on(async move {
         let http = reqwest::Client::builder()
@@ -213,7 +228,14 @@ fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: D
                     let mut local = Vec::new();
                     while Instant::now() < deadline {
                         let t = Instant::now();
-                        let response = http.get(&url).bearer_auth(&bearer).send().await.unwrap();
+                        let request = match load {
+                            Load::List => http.get(&url),
+                            Load::Append => http
+                                .post(&url)
+                                .header("content-type", "application/json")
+                                .body(r#"{"role":"user","content":"load"}"#),
+                        };
+                        let response = request.bearer_auth(&bearer).send().await.unwrap();
                         assert!(response.status().is_success());
                         let _ = response.bytes().await.unwrap();
                         local.push(t.elapsed());
@@ -230,8 +252,12 @@ fn throughput(name: &str, store: Arc<dyn Store>, concurrency: usize, duration: D
     });
     let mut latencies = latencies;
     latencies.sort();
+    let what = match load {
+        Load::List => "list  ",
+        Load::Append => "append",
+    };
     println!(
-        "{name:<8} list over HTTP, server on 1 core, {concurrency} connections: {:>7.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+        "{name:<8} {what} over HTTP, server on 1 core, {concurrency} connections: {:>7.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
         latencies.len() as f64 / duration.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
@@ -250,7 +276,14 @@ fn main() {
         .unwrap();
     rt.block_on(added_latency("sqlite", sqlite, 2000));
     let sqlite2: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("load.db")).unwrap());
-    throughput("sqlite", sqlite2, 32, Duration::from_secs(5));
+    throughput(
+        "sqlite",
+        sqlite2.clone(),
+        Load::List,
+        32,
+        Duration::from_secs(5),
+    );
+    throughput("sqlite", sqlite2, Load::Append, 32, Duration::from_secs(5));
 
     if with_moto {
         let artifacts = dir.path().join("moto");
@@ -268,6 +301,7 @@ fn main() {
         rt.block_on(store.setup()).unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
         rt.block_on(added_latency("moto", store.clone(), 200));
-        throughput("moto", store, 8, Duration::from_secs(5));
+        throughput("moto", store.clone(), Load::List, 8, Duration::from_secs(5));
+        throughput("moto", store, Load::Append, 8, Duration::from_secs(5));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Accepts only RS256 JWTs signed by a key of the issuer's JWKS (fetched and
 //! cached; refetched when a token names an unknown `kid`, at most once per
-//! [`REFETCH_INTERVAL`]) or by the configured static key (`CLERK_JWT_KEY`).
+//! [`REFETCH_INTERVAL`], counted from the previous fetch) or by the configured static key (`CLERK_JWT_KEY`).
 //! Checks `iss`, `exp` and `nbf` with [`LEEWAY_SECS`] of leeway, and that the
 //! token was issued to an allowed OAuth client (`client_id`) or, for Clerk session
 //! tokens, an allowed authorized party (`azp`). The user id is `sub`.
@@ -41,6 +41,8 @@ pub struct AuthConfig {
     pub allowed_parties: Vec<String>,
     /// A PEM public key that verifies tokens without fetching the JWKS.
     pub static_key_pem: Option<String>,
+    /// Least time between two JWKS fetches ([`REFETCH_INTERVAL`]).
+    pub refetch_interval: Duration,
 }
 
 impl AuthConfig {
@@ -52,6 +54,7 @@ impl AuthConfig {
             allowed_client_ids: Vec::new(),
             allowed_parties: Vec::new(),
             static_key_pem: None,
+            refetch_interval: REFETCH_INTERVAL,
         }
     }
 }
@@ -232,7 +235,7 @@ impl Verifier {
             if let Some(key) = self.cache.read().await.keys.get(kid) {
                 return Ok(key.clone());
             }
-            if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            if last.is_some_and(|at| at.elapsed() < self.config.refetch_interval) {
                 return Err(AuthError::UnknownKey(kid.to_owned()));
             }
             *last = Some(Instant::now());

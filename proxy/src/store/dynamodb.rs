@@ -472,6 +472,46 @@ impl DynamoStore {
         }
     }
 
+    /// Deletes `items` (by their keys) in batches.
+    async fn delete_items(&self, items: Vec<Item>) -> Result<()> {
+        let requests = items
+            .into_iter()
+            .filter_map(|item| {
+                let key = HashMap::from([
+                    ("pk".to_owned(), item.get("pk")?.clone()),
+                    ("sk".to_owned(), item.get("sk")?.clone()),
+                ]);
+                Some(key)
+            })
+            .map(|key| {
+                build(DeleteRequest::builder().set_key(Some(key)).build())
+                    .map(|delete| WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// Puts `messages` of a conversation in batches.
+    async fn put_messages(
+        &self,
+        user: &UserId,
+        conversation: &str,
+        messages: &[Message],
+    ) -> Result<()> {
+        let requests = messages
+            .iter()
+            .map(|m| {
+                build(
+                    PutRequest::builder()
+                        .set_item(Some(message_item(user, conversation, m)))
+                        .build(),
+                )
+                .map(|put| WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(requests).await
+    }
+
     /// Batch writes in chunks of 25, resending what DynamoDB left unprocessed.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<()> {
         for chunk in requests.chunks(25) {
@@ -791,20 +831,7 @@ impl Store for DynamoStore {
                 .collect();
             // Messages first (they are invisible until the conversation exists);
             // a replay of the same create rewrites the same items.
-            self.batch_write(
-                messages
-                    .iter()
-                    .map(|m| {
-                        build(
-                            PutRequest::builder()
-                                .set_item(Some(message_item(user, &id, m)))
-                                .build(),
-                        )
-                        .map(|put| WriteRequest::builder().put_request(put).build())
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            )
-            .await?;
+            self.put_messages(user, &id, &messages).await?;
             let conversation = Conversation {
                 id: id.clone(),
                 title: new.title.clone(),
@@ -863,25 +890,7 @@ impl Store for DynamoStore {
                 return Err(StoreError::Conflict(Box::new(current)));
             }
             let old = self.query_prefix(user, &format!("MSG#{id}#")).await?;
-            let mut requests = Vec::new();
-            for item in old {
-                let key = HashMap::from([
-                    (
-                        "pk".to_owned(),
-                        item.get("pk").cloned().unwrap_or_else(|| pk(user)),
-                    ),
-                    (
-                        "sk".to_owned(),
-                        item.get("sk").cloned().unwrap_or_else(|| s("")),
-                    ),
-                ]);
-                requests.push(
-                    WriteRequest::builder()
-                        .delete_request(build(DeleteRequest::builder().set_key(Some(key)).build())?)
-                        .build(),
-                );
-            }
-            self.batch_write(requests).await?;
+            self.delete_items(old).await?;
             let at = now();
             let fresh: Vec<Message> = messages
                 .iter()
@@ -892,20 +901,7 @@ impl Store for DynamoStore {
                     timestamp: at,
                 })
                 .collect();
-            self.batch_write(
-                fresh
-                    .iter()
-                    .map(|m| {
-                        build(
-                            PutRequest::builder()
-                                .set_item(Some(message_item(user, &id, m)))
-                                .build(),
-                        )
-                        .map(|put| WriteRequest::builder().put_request(put).build())
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            )
-            .await?;
+            self.put_messages(user, &id, &fresh).await?;
             let count = fresh.len() as u64;
             let last = fresh.last().map(|m| preview(&m.content));
             let patch = Patch {
@@ -1169,25 +1165,7 @@ impl Store for DynamoStore {
     async fn erase_user(&self, user: &UserId) -> Result<()> {
         let _turn = self.turn(user).await;
         let items = self.query_prefix(user, "").await?;
-        let mut requests = Vec::with_capacity(items.len());
-        for item in items {
-            let key = HashMap::from([
-                (
-                    "pk".to_owned(),
-                    item.get("pk").cloned().unwrap_or_else(|| pk(user)),
-                ),
-                (
-                    "sk".to_owned(),
-                    item.get("sk").cloned().unwrap_or_else(|| s("")),
-                ),
-            ]);
-            requests.push(
-                WriteRequest::builder()
-                    .delete_request(build(DeleteRequest::builder().set_key(Some(key)).build())?)
-                    .build(),
-            );
-        }
-        self.batch_write(requests).await
+        self.delete_items(items).await
     }
 }
 
