@@ -280,10 +280,10 @@ fn main() {
         "sqlite",
         sqlite2.clone(),
         Load::List,
-        32,
+        16,
         Duration::from_secs(5),
     );
-    throughput("sqlite", sqlite2, Load::Append, 32, Duration::from_secs(5));
+    throughput("sqlite", sqlite2, Load::Append, 16, Duration::from_secs(5));
 
     if with_moto {
         let artifacts = dir.path().join("moto");
