@@ -114,7 +114,8 @@ pub struct Verifier {
     config: AuthConfig,
     static_key: Option<DecodingKey>,
     cache: RwLock<KeyCache>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the JWKS was last fetched, and whether that fetch worked.
+    last_fetch: Mutex<Option<(Instant, bool)>>,
     http: reqwest::Client,
     validation: Validation,
 }
@@ -235,12 +236,20 @@ impl Verifier {
             if let Some(key) = self.cache.read().await.keys.get(kid) {
                 return Ok(key.clone());
             }
-            if last.is_some_and(|at| at.elapsed() < self.config.refetch_interval) {
-                return Err(AuthError::UnknownKey(kid.to_owned()));
+            if let Some((at, worked)) = *last
+                && at.elapsed() < self.config.refetch_interval
+            {
+                // Within the back-off: a failed fetch keeps answering "retry"
+                // (503), never "sign in again" (401).
+                return Err(if worked {
+                    AuthError::UnknownKey(kid.to_owned())
+                } else {
+                    AuthError::KeysUnavailable("the last fetch of the issuer's keys failed".into())
+                });
             }
-            *last = Some(Instant::now());
-            let keys = self.fetch_keys().await?;
-            self.cache.write().await.keys = keys;
+            let fetched = self.fetch_keys().await;
+            *last = Some((Instant::now(), fetched.is_ok()));
+            self.cache.write().await.keys = fetched?;
         }
         self.cache
             .read()

@@ -78,16 +78,26 @@ impl Identity {
                     .send()
                     .await
                     .map_err(unreachable)?;
-                if !response.status().is_success() {
+                if response.status().is_client_error() {
                     tracing::warn!(status = %response.status(), "userinfo refused the caller's token");
+                    return Err(ApiError::new(
+                        confab_wire::ErrorCode::Unauthenticated,
+                        "the sign-in provider does not share your profile with this token: sign in \
+                         with the profile and email scopes (or set CLERK_SECRET_KEY on the proxy)",
+                    ));
+                }
+                if !response.status().is_success() {
+                    tracing::warn!(status = %response.status(), "userinfo failed");
                     return Err(ApiError::unavailable(
                         "your profile could not be read from the sign-in provider; retry shortly",
                     ));
                 }
                 let info: Userinfo = response.json().await.map_err(unreachable)?;
                 if info.sub != user.as_str() {
-                    return Err(ApiError::internal(
-                        "the sign-in provider answered for another user",
+                    tracing::warn!("userinfo answered for another subject than the token's");
+                    return Err(ApiError::new(
+                        confab_wire::ErrorCode::Unauthenticated,
+                        "the sign-in provider answered for another user: sign in again",
                     ));
                 }
                 Ok(ProfileFields {

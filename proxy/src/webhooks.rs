@@ -84,7 +84,8 @@ impl WebhookVerifier {
             .and_then(|v| v.trim().parse().ok())
             .ok_or(WebhookError::Header("svix-timestamp"))?;
         let signatures = signatures.ok_or(WebhookError::Header("svix-signature"))?;
-        if (now - timestamp).abs() > TOLERANCE_SECS {
+        // abs_diff: a hostile timestamp (i64::MIN) must not overflow.
+        if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
             return Err(WebhookError::Stale);
         }
         let valid = signatures.split_whitespace().any(|candidate| {
@@ -105,12 +106,20 @@ impl WebhookVerifier {
         if !valid {
             return Err(WebhookError::Signature);
         }
-        let mut seen = self.seen.lock().map_err(|_| WebhookError::Replay)?;
-        seen.retain(|_, at| (now - *at).abs() <= TOLERANCE_SECS);
-        if seen.insert(id.to_owned(), timestamp).is_some() {
+        let seen = self.seen.lock().map_err(|_| WebhookError::Replay)?;
+        if seen.contains_key(id) {
             return Err(WebhookError::Replay);
         }
         Ok(())
+    }
+
+    /// Records a delivery as processed, after its handling succeeded: a delivery
+    /// that failed (a 503) is retried by Svix and must not look like a replay.
+    pub fn mark_processed(&self, id: &str, now: i64) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.retain(|_, at| now.abs_diff(*at) <= TOLERANCE_SECS.unsigned_abs());
+            seen.insert(id.to_owned(), now);
+        }
     }
 }
 
@@ -135,14 +144,12 @@ mod tests {
         let v = WebhookVerifier::new(SECRET).unwrap();
         let body = br#"{"type":"user.created"}"#;
         let sig = v.sign("msg_1", 1_000, body);
-        assert_eq!(
-            v.verify(Some("msg_1"), Some("1000"), Some(&sig), body, 1_010),
-            Ok(())
-        );
-        assert_eq!(
-            v.verify(Some("msg_1"), Some("1000"), Some(&sig), body, 1_010),
-            Err(WebhookError::Replay)
-        );
+        let check = || v.verify(Some("msg_1"), Some("1000"), Some(&sig), body, 1_010);
+        assert_eq!(check(), Ok(()));
+        // Not processed yet (the handler failed, say): Svix's retry is accepted.
+        assert_eq!(check(), Ok(()));
+        v.mark_processed("msg_1", 1_010);
+        assert_eq!(check(), Err(WebhookError::Replay));
     }
 
     #[test]
@@ -245,6 +252,17 @@ mod tests {
         for (id, ts, s, b, now, want) in cases {
             assert_eq!(v.verify(id, ts, s, b, now), Err(want.clone()), "{want}");
         }
+        // A hostile timestamp cannot overflow the freshness check.
+        assert_eq!(
+            v.verify(
+                Some("msg_2"),
+                Some(&i64::MIN.to_string()),
+                Some(&sig),
+                body,
+                5_000
+            ),
+            Err(WebhookError::Stale)
+        );
         // Rotation: any one valid signature among several is enough.
         let both = format!("{foreign} {sig}");
         assert_eq!(

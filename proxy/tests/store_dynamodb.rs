@@ -65,3 +65,46 @@ async fn pruned_history_expires_old_cursors() {
     }
     assert_eq!(store.changes(&ada, 1, 10).await.unwrap().items.len(), 2);
 }
+
+/// A tombstone's messages carry its TTL, so DynamoDB removes them with it; a
+/// restore takes the TTL off again.
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn deleted_conversations_messages_expire_with_the_tombstone() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let (store, moto) = fresh().await;
+    let ada = store_suite::user("user_ada");
+    let new = store_suite::conv("x", vec![store_suite::msg("one"), store_suite::msg("two")]);
+    let id = new.id;
+    store.create_conversation(&ada, new).await.unwrap();
+    let ttl_of_messages = || async {
+        client(&moto.endpoint())
+            .query()
+            .table_name("confab")
+            .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+            .expression_attribute_values(":pk", AttributeValue::S("USER#user_ada".into()))
+            .expression_attribute_values(":p", AttributeValue::S(format!("MSG#{id}#")))
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| item.contains_key("expiresAt"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ttl_of_messages().await, [false, false]);
+    store.delete_conversation(&ada, id, None).await.unwrap();
+    assert_eq!(ttl_of_messages().await, [true, true]);
+    store.restore_conversation(&ada, id).await.unwrap();
+    assert_eq!(ttl_of_messages().await, [false, false]);
+    assert_eq!(
+        store
+            .get_conversation(&ada, id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        2
+    );
+}

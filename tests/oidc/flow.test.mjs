@@ -33,7 +33,7 @@ before(async () => {
   let stdout = '';
   child.stdout.setEncoding('utf8');
   issuer = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no issuer line; stderr:\n${stderr}`)), 5000);
+    const timer = setTimeout(() => reject(new Error(`no issuer line; stderr:\n${stderr}`)), 30000);
     child.once('exit', (code) => reject(new Error(`provider exited ${code}; stderr:\n${stderr}`)));
     child.stdout.on('data', (d) => {
       stdout += d;

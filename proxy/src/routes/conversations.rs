@@ -80,7 +80,7 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateConversation>,
 ) -> Result<Response, ApiError> {
     if let Some(body_id) = &body.id
-        && validate::path_id(body_id)? != id
+        && validate::id("id", body_id)? != id
     {
         return Err(ApiError::invalid("id", "differs from the id in the path"));
     }

@@ -34,24 +34,26 @@ pub async fn clerk(
         ));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    verifier
-        .verify(
-            header("svix-id"),
-            header("svix-timestamp"),
-            header("svix-signature"),
-            &body,
-            chrono::Utc::now().timestamp(),
-        )
-        .map_err(|err| match err {
-            WebhookError::Header(name) => ApiError::invalid(name, "missing or malformed"),
-            WebhookError::Replay => {
-                ApiError::new(ErrorCode::Conflict, "this delivery was already processed")
-            }
-            other => {
-                tracing::warn!(reason = %other, "webhook refused");
-                ApiError::new(ErrorCode::Unauthenticated, "webhook signature is not valid")
-            }
-        })?;
+    let now = chrono::Utc::now().timestamp();
+    let verified = verifier.verify(
+        header("svix-id"),
+        header("svix-timestamp"),
+        header("svix-signature"),
+        &body,
+        now,
+    );
+    if verified == Err(WebhookError::Replay) {
+        // Already handled: acknowledge so Svix stops, do nothing again.
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let delivery_id = header("svix-id").unwrap_or_default().to_owned();
+    verified.map_err(|err| match err {
+        WebhookError::Header(name) => ApiError::invalid(name, "missing or malformed"),
+        other => {
+            tracing::warn!(reason = %other, "webhook refused");
+            ApiError::new(ErrorCode::Unauthenticated, "webhook signature is not valid")
+        }
+    })?;
     let delivery: Delivery = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("body", format!("not a Clerk event: {e}")))?;
     match delivery.kind.as_str() {
@@ -74,5 +76,6 @@ pub async fn clerk(
         }
         other => tracing::debug!(event = %other, "webhook event ignored"),
     }
+    verifier.mark_processed(&delivery_id, now);
     Ok(StatusCode::NO_CONTENT)
 }

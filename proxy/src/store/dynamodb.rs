@@ -58,6 +58,9 @@ pub struct DynamoStore {
 }
 
 const STRIPES: usize = 256;
+/// Messages a create writes in its own transaction (100 items minus the
+/// conversation, the sequence and the change entry, minus one to spare).
+const TRANSACTION_MESSAGES: usize = 96;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -491,6 +494,28 @@ impl DynamoStore {
         self.batch_write(requests).await
     }
 
+    /// Sets (or clears) the TTL of every message of a conversation.
+    async fn set_message_expiry(
+        &self,
+        user: &UserId,
+        id: &str,
+        expires: Option<i64>,
+    ) -> Result<()> {
+        let items = self.query_prefix(user, &format!("MSG#{id}#")).await?;
+        let requests = items
+            .into_iter()
+            .map(|mut item| {
+                match expires {
+                    Some(at) => item.insert("expiresAt".into(), n(at)),
+                    None => item.remove("expiresAt"),
+                };
+                build(PutRequest::builder().set_item(Some(item)).build())
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.batch_write(requests).await
+    }
+
     /// Puts `messages` of a conversation in batches.
     async fn put_messages(
         &self,
@@ -829,9 +854,24 @@ impl Store for DynamoStore {
                     timestamp: at,
                 })
                 .collect();
-            // Messages first (they are invisible until the conversation exists);
-            // a replay of the same create rewrites the same items.
-            self.put_messages(user, &id, &messages).await?;
+            // Up to 96 messages fit in the transaction with the conversation and
+            // the change record (100 items): all or nothing. More are written
+            // first, in batches (invisible until the conversation exists).
+            let mut extra = Vec::new();
+            if messages.len() <= TRANSACTION_MESSAGES {
+                for m in &messages {
+                    let put = build(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(message_item(user, &id, m)))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build(),
+                    )?;
+                    extra.push(TransactWriteItem::builder().put(put).build());
+                }
+            } else {
+                self.put_messages(user, &id, &messages).await?;
+            }
             let conversation = Conversation {
                 id: id.clone(),
                 title: new.title.clone(),
@@ -845,7 +885,7 @@ impl Store for DynamoStore {
             };
             let seq = self.seq(user).await?;
             let item = conversation_item(user, &conversation, None);
-            if self.commit(user, seq, item, None, vec![]).await?.is_ok() {
+            if self.commit(user, seq, item, None, extra).await?.is_ok() {
                 return Ok(Created {
                     value: ConversationDetail {
                         conversation,
@@ -863,12 +903,24 @@ impl Store for DynamoStore {
 
     async fn get_conversation(&self, user: &UserId, id: Id) -> Result<ConversationDetail> {
         let id = id.to_string();
-        let conversation = self.load_live(user, &id).await?;
-        let messages = self.messages(user, &id).await?;
-        Ok(ConversationDetail {
-            conversation,
-            messages,
-        })
+        // The conversation and its messages are separate reads: read the
+        // conversation again after the messages and retry if a write slipped in
+        // between, so the version, the counters and the messages agree.
+        for attempt in 0..MAX_ATTEMPTS {
+            let conversation = self.load_live(user, &id).await?;
+            let messages = self.messages(user, &id).await?;
+            let again = self.load_live(user, &id).await?;
+            if again.version == conversation.version {
+                return Ok(ConversationDetail {
+                    conversation,
+                    messages,
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "the conversation keeps changing; retry shortly".into(),
+        ))
     }
 
     async fn update_conversation(
@@ -881,16 +933,11 @@ impl Store for DynamoStore {
         let id = id.to_string();
         if let Some(messages) = &patch.messages {
             // Template compatibility: replace every message. Too many items for
-            // one transaction, so: check the version, swap the messages, then
-            // commit the conversation (a lost race there is a 409).
-            let current = self.load_live(user, &id).await?;
-            if let Some(expected) = patch.expected_version
-                && expected != current.version
-            {
-                return Err(StoreError::Conflict(Box::new(current)));
-            }
-            let old = self.query_prefix(user, &format!("MSG#{id}#")).await?;
-            self.delete_items(old).await?;
+            // one transaction, so: commit the conversation first (conditioned on
+            // its version: a conflict changes nothing), then write the new
+            // messages, then delete the old ones the new set lacks. A failure
+            // midway never leaves the conversation empty, and repeating the
+            // request finishes the job.
             let at = now();
             let fresh: Vec<Message> = messages
                 .iter()
@@ -901,21 +948,30 @@ impl Store for DynamoStore {
                     timestamp: at,
                 })
                 .collect();
-            self.put_messages(user, &id, &fresh).await?;
             let count = fresh.len() as u64;
             let last = fresh.last().map(|m| preview(&m.content));
             let patch = Patch {
                 messages: None,
                 ..patch
             };
-            return self
+            let updated = self
                 .modify(user, &id, move |mut c| {
                     apply(&mut c, &patch)?;
                     c.message_count = count;
                     c.last_message_preview = last.clone();
                     Ok((c, None))
                 })
-                .await;
+                .await?;
+            let old = self.query_prefix(user, &format!("MSG#{id}#")).await?;
+            self.put_messages(user, &id, &fresh).await?;
+            let keep: std::collections::HashSet<String> =
+                fresh.iter().map(|m| msg_sk(&id, &m.id)).collect();
+            let stale = old
+                .into_iter()
+                .filter(|item| get_s(item, "sk").is_none_or(|sk| !keep.contains(&sk)))
+                .collect();
+            self.delete_items(stale).await?;
+            return Ok(updated);
         }
         self.modify(user, &id, move |mut c| {
             apply(&mut c, &patch)?;
@@ -945,6 +1001,10 @@ impl Store for DynamoStore {
                 Ok((c, Some(at)))
             })
             .await?;
+        // The messages expire with the tombstone (TTL), not never.
+        let expires = deleted.updated_at + chrono::Duration::days(TOMBSTONE_TTL_DAYS);
+        self.set_message_expiry(user, &id, Some(expires.timestamp()))
+            .await?;
         Ok(Deletion {
             id,
             deleted: true,
@@ -965,8 +1025,12 @@ impl Store for DynamoStore {
             else {
                 return Err(StoreError::NotFound);
             };
-            if deleted_at.is_none() {
+            let Some(deleted_at) = deleted_at else {
                 return Ok(c);
+            };
+            if expired(deleted_at) {
+                // Past the tombstone's life: TTL may already have taken parts.
+                return Err(StoreError::NotFound);
             }
             let version = c.version;
             c.version += 1;
@@ -977,6 +1041,7 @@ impl Store for DynamoStore {
                 .await?
                 .is_ok()
             {
+                self.set_message_expiry(user, &id, None).await?;
                 return Ok(c);
             }
             backoff(attempt).await;
@@ -1081,6 +1146,13 @@ impl Store for DynamoStore {
                     .ok_or_else(|| StoreError::Internal("malformed change entry".into()))?;
                 let conversation = get_s(&item, "conversationId").unwrap_or_default();
                 first_after.get_or_insert(seq);
+                // TTL removes expired entries in no order: any hole in the run
+                // means history is missing, not only one right after `since`.
+                if seq != cursor + 1 {
+                    return Err(StoreError::CursorExpired {
+                        current: self.seq(user).await?.max(seq),
+                    });
+                }
                 if !order.contains(&conversation) {
                     if order.len() == limit {
                         has_more = true;
@@ -1177,6 +1249,11 @@ impl DynamoStore {
             .map(message_from)
             .collect()
     }
+}
+
+/// Whether a tombstone has outlived its retention.
+fn expired(deleted_at: DateTime<Utc>) -> bool {
+    deleted_at + chrono::Duration::days(TOMBSTONE_TTL_DAYS) < Utc::now()
 }
 
 fn apply(c: &mut Conversation, patch: &Patch) -> Result<()> {

@@ -576,9 +576,13 @@ impl Store for SqliteStore {
             else {
                 return Err(StoreError::NotFound);
             };
-            if deleted_at.is_none() {
+            let Some(deleted_at) = deleted_at else {
                 // Restoring a live conversation is a harmless replay.
                 return Ok(c);
+            };
+            if deleted_at + chrono::Duration::days(TOMBSTONE_TTL_DAYS) < now() {
+                // Past the tombstone's life; the hourly purge just has not run.
+                return Err(StoreError::NotFound);
             }
             c.version += 1;
             c.updated_at = now();
