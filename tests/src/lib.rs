@@ -14,3 +14,17 @@ pub mod process;
 
 pub use desktop::{App, AppHome, AppOptions, Desktop};
 pub use process::Service;
+
+/// The longest any end-to-end test may run: a stuck step (a WebDriver call, a
+/// server that never answers) fails the test instead of stalling CI.
+pub const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs a test body under a deadline.
+pub async fn bounded<T>(
+    limit: std::time::Duration,
+    body: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, body)
+        .await
+        .map_err(|_| anyhow::anyhow!("the test did not finish within {limit:?}"))?
+}

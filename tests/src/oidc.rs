@@ -60,6 +60,7 @@ impl Provider {
     pub async fn sign_in(&self, login: &str) -> anyhow::Result<Tokens> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
             .build()?;
         let verifier = format!(
             "{}{}{}",

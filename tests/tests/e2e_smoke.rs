@@ -6,6 +6,14 @@ use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_screen_renders_with_build_info_from_the_shell() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        first_screen_renders_with_build_info_from_the_shell_body(),
+    )
+    .await
+}
+
+async fn first_screen_renders_with_build_info_from_the_shell_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("e2e_smoke")?;
     let desktop = Desktop::start(&artifacts)?;
     let home = AppHome::new()?;
@@ -24,7 +32,11 @@ async fn first_screen_renders_with_build_info_from_the_shell() -> anyhow::Result
         app.text("#app-version").await?,
         format!("Confab {}", env!("CARGO_PKG_VERSION"))
     );
-    assert_eq!(app.text("#app-commit").await?, paths::git_commit());
+    assert_eq!(
+        app.text("#app-commit").await?,
+        paths::git_commit(),
+        "the app shows another commit than HEAD: rebuild it (`cargo build`)"
+    );
     assert_eq!(
         app.text("#app-platform").await?,
         format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
@@ -56,6 +68,14 @@ async fn first_screen_renders_with_build_info_from_the_shell() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webview_is_locked_down_by_csp_and_acl() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        webview_is_locked_down_by_csp_and_acl_body(),
+    )
+    .await
+}
+
+async fn webview_is_locked_down_by_csp_and_acl_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("e2e_lockdown")?;
     let desktop = Desktop::start(&artifacts)?;
     let home = AppHome::new()?;

@@ -91,6 +91,14 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_provider_tokens_profiles_and_isolation() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        real_provider_tokens_profiles_and_isolation_body(),
+    )
+    .await
+}
+
+async fn real_provider_tokens_profiles_and_isolation_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_oidc")?;
     let provider = Provider::start(&artifacts, &[])?;
     let proxy = start_proxy(&provider.issuer, &artifacts)?;
@@ -206,6 +214,14 @@ async fn real_provider_tokens_profiles_and_isolation() -> anyhow::Result<()> {
 /// store goes away mid-test: 503 with Retry-After, then recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_store_outage_answers_503_then_recovers() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        dynamodb_store_outage_answers_503_then_recovers_body(),
+    )
+    .await
+}
+
+async fn dynamodb_store_outage_answers_503_then_recovers_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_dynamodb_outage")?;
     let provider = Provider::start(&artifacts, &[])?;
     let mut moto = Moto::start(&artifacts)?;
@@ -263,6 +279,14 @@ async fn dynamodb_store_outage_answers_503_then_recovers() -> anyhow::Result<()>
 /// cleanly instead of waiting forever for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_ends_event_streams() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        graceful_shutdown_ends_event_streams_body(),
+    )
+    .await
+}
+
+async fn graceful_shutdown_ends_event_streams_body() -> anyhow::Result<()> {
     use nix::sys::signal::Signal;
     let artifacts = paths::artifacts_dir("proxy_shutdown")?;
     let provider = Provider::start(&artifacts, &[])?;

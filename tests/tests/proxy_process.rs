@@ -8,6 +8,14 @@ use nix::sys::signal::Signal;
 
 #[tokio::test]
 async fn proxy_serves_healthz_and_stops_on_sigterm() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        proxy_serves_healthz_and_stops_on_sigterm_body(),
+    )
+    .await
+}
+
+async fn proxy_serves_healthz_and_stops_on_sigterm_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_process")?;
     let mut cmd = Command::new(paths::binary("confab-proxy")?);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
