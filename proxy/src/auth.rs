@@ -304,7 +304,8 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| ApiError::unauthenticated(AuthError::Missing))?;
+        let token =
+            bearer(&parts.headers).ok_or_else(|| ApiError::unauthenticated(AuthError::Missing))?;
         match state.verifier.verify(token).await {
             Ok(user) => {
                 if let Some(limiter) = &state.limiter
@@ -326,8 +327,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

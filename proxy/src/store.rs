@@ -85,6 +85,47 @@ pub struct Patch {
     pub expected_version: Option<u64>,
 }
 
+impl Patch {
+    /// Applies the field changes (not `messages`) to `c`, bumping its version
+    /// and `updatedAt`; a mismatched `expected_version` is a conflict.
+    pub fn apply(&self, c: &mut Conversation, at: DateTime<Utc>) -> Result<()> {
+        check_version(c, self.expected_version)?;
+        if let Some(title) = &self.title {
+            c.title = title.clone();
+        }
+        if let Some(pinned) = self.pinned {
+            c.pinned = pinned;
+        }
+        if let Some(archived) = self.archived {
+            c.archived = archived;
+        }
+        c.version += 1;
+        c.updated_at = at;
+        Ok(())
+    }
+}
+
+/// Optimistic concurrency: `expected`, when given, must be the stored version.
+pub fn check_version(c: &Conversation, expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(expected) if expected != c.version => Err(StoreError::Conflict(Box::new(c.clone()))),
+        _ => Ok(()),
+    }
+}
+
+/// New messages as stored, all stamped `at`.
+pub fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message> {
+    messages
+        .into_iter()
+        .map(|m| Message {
+            id: m.id.to_string(),
+            role: m.role,
+            content: m.content,
+            timestamp: at,
+        })
+        .collect()
+}
+
 /// Whether a create made something new or found the same id already there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created<T> {

@@ -19,9 +19,9 @@ use crate::process::Service;
 const STARTUP: Duration = Duration::from_secs(20);
 
 pub struct Desktop {
-    // Dropped in this order: the bus before the X server.
-    bus: Service,
-    xvfb: Service,
+    // Held only to stop them on drop, in this order: the bus, then the X server.
+    _bus: Service,
+    _xvfb: Service,
     display: String,
     bus_address: String,
     runtime_dir: TempDir,
@@ -61,8 +61,8 @@ impl Desktop {
         let bus_address = bus.wait_for_line(STARTUP, |l| l.starts_with("unix:"))?;
 
         Ok(Self {
-            bus,
-            xvfb,
+            _bus: bus,
+            _xvfb: xvfb,
             display,
             bus_address: bus_address.trim().to_owned(),
             runtime_dir,
@@ -101,13 +101,6 @@ impl Desktop {
 
     pub fn artifacts(&self) -> &Path {
         &self.artifacts
-    }
-
-    /// Whether the X server and the bus are still running.
-    pub fn is_alive(&self) -> bool {
-        [&self.xvfb, &self.bus]
-            .iter()
-            .all(|s| Path::new(&format!("/proc/{}", s.pid())).exists())
     }
 }
 

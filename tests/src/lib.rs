@@ -11,6 +11,7 @@ pub mod net;
 pub mod oidc;
 pub mod paths;
 pub mod process;
+pub mod proxy;
 
 pub use desktop::{App, AppHome, AppOptions, Desktop};
 pub use process::Service;

@@ -48,10 +48,8 @@ impl Service {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = writeln!(copy, "{line}");
-                if tx.send(line).is_err() {
-                    // Nobody waits for lines any more; keep copying to the log.
-                    continue;
-                }
+                // Nobody may wait for lines any more; the log still gets them.
+                let _ = tx.send(line);
             }
         });
         Ok(Self {

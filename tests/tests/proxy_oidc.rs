@@ -5,19 +5,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use confab_tests::moto::Moto;
-use confab_tests::oidc::{CLIENT_ID, Provider};
-use confab_tests::{Service, paths};
+use confab_tests::oidc::Provider;
+use confab_tests::paths;
+use confab_tests::proxy::Proxy;
 use serde_json::{Value, json};
-
-struct Proxy {
-    base: String,
-    service: Service,
-}
-
-fn start_proxy(issuer: &str, artifacts: &std::path::Path) -> anyhow::Result<Proxy> {
-    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
-    start_proxy_with(issuer, artifacts, &store, &[])
-}
 
 /// AWS settings for the proxy to use moto through the standard AWS chain.
 fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
@@ -41,29 +32,6 @@ fn setup_table(moto: &Moto) -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
-}
-
-fn start_proxy_with(
-    issuer: &str,
-    artifacts: &std::path::Path,
-    store: &str,
-    env: &[(&'static str, String)],
-) -> anyhow::Result<Proxy> {
-    let mut cmd = Command::new(paths::binary("confab-proxy")?);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--clerk-issuer", issuer])
-        .args(["--clerk-oauth-client-ids", CLIENT_ID])
-        .arg(store)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_LOG", "info,confab_proxy=debug");
-    let mut service = Service::spawn(cmd, "proxy", artifacts)?;
-    let line = service.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
-    let base = line
-        .rsplit(' ')
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
-        .to_owned();
-    Ok(Proxy { base, service })
 }
 
 async fn call(
@@ -101,8 +69,8 @@ async fn real_provider_tokens_profiles_and_isolation() -> anyhow::Result<()> {
 async fn real_provider_tokens_profiles_and_isolation_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_oidc")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let proxy = start_proxy(&provider.issuer, &artifacts)?;
-    let api = |path: &str| format!("{}{path}", proxy.base);
+    let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+    let api = |path: &str| proxy.url(path);
 
     let ada = provider.sign_in("user_demo").await?;
     let grace = provider.sign_in("user_second").await?;
@@ -227,13 +195,13 @@ async fn dynamodb_store_outage_answers_503_then_recovers_body() -> anyhow::Resul
     let mut moto = Moto::start(&artifacts)?;
     setup_table(&moto)?;
     setup_table(&moto)?; // idempotent
-    let proxy = start_proxy_with(
+    let proxy = Proxy::start(
         &provider.issuer,
         &artifacts,
         "--store=dynamodb",
         &aws_env(&moto),
     )?;
-    let api = |path: &str| format!("{}{path}", proxy.base);
+    let api = |path: &str| proxy.url(path);
     let ada = provider.sign_in("user_demo").await?;
 
     let (status, created) = call(
@@ -290,7 +258,7 @@ async fn graceful_shutdown_ends_event_streams_body() -> anyhow::Result<()> {
     use nix::sys::signal::Signal;
     let artifacts = paths::artifacts_dir("proxy_shutdown")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let mut proxy = start_proxy(&provider.issuer, &artifacts)?;
+    let mut proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
     let ada = provider.sign_in("user_demo").await?;
     let mut stream = reqwest::Client::new()
         .get(format!("{}/api/events", proxy.base))

@@ -3,7 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use confab_tests::{Service, paths};
+use confab_tests::paths;
+use confab_tests::proxy::Proxy;
 use nix::sys::signal::Signal;
 
 #[tokio::test]
@@ -17,21 +18,9 @@ async fn proxy_serves_healthz_and_stops_on_sigterm() -> anyhow::Result<()> {
 
 async fn proxy_serves_healthz_and_stops_on_sigterm_body() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("proxy_process")?;
-    let mut cmd = Command::new(paths::binary("confab-proxy")?);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--clerk-issuer", "http://127.0.0.1:9"])
-        .args(["--clerk-oauth-client-ids", "confab-desktop"])
-        .arg(format!(
-            "--store=sqlite:{}",
-            artifacts.join("confab.db").display()
-        ));
-    let mut proxy = Service::spawn(cmd, "proxy", &artifacts)?;
-    let line = proxy.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
-    let base = line
-        .rsplit(' ')
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?
-        .to_owned();
+    // Nothing listens at the issuer: this test sends no tokens.
+    let mut proxy = Proxy::sqlite("http://127.0.0.1:9", &artifacts)?;
+    let base = proxy.base.clone();
 
     let health: serde_json::Value = reqwest::get(format!("{base}/healthz"))
         .await?
@@ -45,8 +34,8 @@ async fn proxy_serves_healthz_and_stops_on_sigterm_body() -> anyhow::Result<()> 
     let body: serde_json::Value = missing.json().await?;
     assert_eq!(body["error"]["code"], "not_found");
 
-    proxy.signal(Signal::SIGTERM)?;
-    let status = proxy.wait_exit(Duration::from_secs(10))?;
+    proxy.service.signal(Signal::SIGTERM)?;
+    let status = proxy.service.wait_exit(Duration::from_secs(10))?;
     assert!(status.success(), "proxy exited with {status}");
     Ok(())
 }

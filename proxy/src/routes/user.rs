@@ -1,6 +1,6 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use confab_wire::HttpError;
 use confab_wire::conversations::Profile;
@@ -27,12 +27,8 @@ pub async fn post(
     user: AuthUser,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .map(|(_, t)| t.trim())
-        .unwrap_or_default();
+    // AuthUser already verified this token; userinfo needs it as it came.
+    let token = crate::auth::bearer(&headers).unwrap_or_default();
     let fields = state.identity.fields(&state.http, user.id(), token).await?;
     let existed = state.store.get_profile(user.id()).await?.is_some();
     let profile = state.store.put_profile(user.id(), fields).await?;

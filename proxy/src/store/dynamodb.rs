@@ -35,7 +35,8 @@ use confab_wire::conversations::{
 
 use super::{
     Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, change_of, check_cursor, list_cursor, now, parse_list_cursor, preview,
+    TOMBSTONE_TTL_DAYS, change_of, check_cursor, check_version, list_cursor, materialise, now,
+    parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -501,19 +502,14 @@ impl DynamoStore {
         id: &str,
         expires: Option<i64>,
     ) -> Result<()> {
-        let items = self.query_prefix(user, &format!("MSG#{id}#")).await?;
-        let requests = items
-            .into_iter()
-            .map(|mut item| {
-                match expires {
-                    Some(at) => item.insert("expiresAt".into(), n(at)),
-                    None => item.remove("expiresAt"),
-                };
-                build(PutRequest::builder().set_item(Some(item)).build())
-                    .map(|put| WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.batch_write(requests).await
+        let mut items = self.query_prefix(user, &format!("MSG#{id}#")).await?;
+        for item in &mut items {
+            match expires {
+                Some(at) => item.insert("expiresAt".into(), n(at)),
+                None => item.remove("expiresAt"),
+            };
+        }
+        self.put_items(items).await
     }
 
     /// Puts `messages` of a conversation in batches.
@@ -523,15 +519,22 @@ impl DynamoStore {
         conversation: &str,
         messages: &[Message],
     ) -> Result<()> {
-        let requests = messages
-            .iter()
-            .map(|m| {
-                build(
-                    PutRequest::builder()
-                        .set_item(Some(message_item(user, conversation, m)))
-                        .build(),
-                )
-                .map(|put| WriteRequest::builder().put_request(put).build())
+        self.put_items(
+            messages
+                .iter()
+                .map(|m| message_item(user, conversation, m))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Puts whole items in batches.
+    async fn put_items(&self, items: Vec<Item>) -> Result<()> {
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                build(PutRequest::builder().set_item(Some(item)).build())
+                    .map(|put| WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>>>()?;
         self.batch_write(requests).await
@@ -844,16 +847,7 @@ impl Store for DynamoStore {
                 });
             }
             let at = now();
-            let messages: Vec<Message> = new
-                .messages
-                .iter()
-                .map(|m| Message {
-                    id: m.id.to_string(),
-                    role: m.role,
-                    content: m.content.clone(),
-                    timestamp: at,
-                })
-                .collect();
+            let messages = materialise(new.messages.clone(), at);
             // Up to 96 messages fit in the transaction with the conversation and
             // the change record (100 items): all or nothing. More are written
             // first, in batches (invisible until the conversation exists).
@@ -939,15 +933,7 @@ impl Store for DynamoStore {
             // midway never leaves the conversation empty, and repeating the
             // request finishes the job.
             let at = now();
-            let fresh: Vec<Message> = messages
-                .iter()
-                .map(|m| Message {
-                    id: m.id.to_string(),
-                    role: m.role,
-                    content: m.content.clone(),
-                    timestamp: at,
-                })
-                .collect();
+            let fresh = materialise(messages.clone(), at);
             let count = fresh.len() as u64;
             let last = fresh.last().map(|m| preview(&m.content));
             let patch = Patch {
@@ -956,7 +942,7 @@ impl Store for DynamoStore {
             };
             let updated = self
                 .modify(user, &id, move |mut c| {
-                    apply(&mut c, &patch)?;
+                    patch.apply(&mut c, now())?;
                     c.message_count = count;
                     c.last_message_preview = last.clone();
                     Ok((c, None))
@@ -974,7 +960,7 @@ impl Store for DynamoStore {
             return Ok(updated);
         }
         self.modify(user, &id, move |mut c| {
-            apply(&mut c, &patch)?;
+            patch.apply(&mut c, now())?;
             Ok((c, None))
         })
         .await
@@ -990,11 +976,7 @@ impl Store for DynamoStore {
         let id = id.to_string();
         let deleted = self
             .modify(user, &id, move |mut c| {
-                if let Some(expected) = expected_version
-                    && expected != c.version
-                {
-                    return Err(StoreError::Conflict(Box::new(c)));
-                }
+                check_version(&c, expected_version)?;
                 c.version += 1;
                 c.updated_at = now();
                 let at = c.updated_at;
@@ -1254,24 +1236,4 @@ impl DynamoStore {
 /// Whether a tombstone has outlived its retention.
 fn expired(deleted_at: DateTime<Utc>) -> bool {
     deleted_at + chrono::Duration::days(TOMBSTONE_TTL_DAYS) < Utc::now()
-}
-
-fn apply(c: &mut Conversation, patch: &Patch) -> Result<()> {
-    if let Some(expected) = patch.expected_version
-        && expected != c.version
-    {
-        return Err(StoreError::Conflict(Box::new(c.clone())));
-    }
-    if let Some(title) = &patch.title {
-        c.title = title.clone();
-    }
-    if let Some(pinned) = patch.pinned {
-        c.pinned = pinned;
-    }
-    if let Some(archived) = patch.archived {
-        c.archived = archived;
-    }
-    c.version += 1;
-    c.updated_at = now();
-    Ok(())
 }

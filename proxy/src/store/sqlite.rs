@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
     Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, change_of, check_cursor, list_cursor, now, parse_list_cursor, preview,
+    TOMBSTONE_TTL_DAYS, change_of, check_cursor, check_version, list_cursor, materialise, now,
+    parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -295,18 +296,6 @@ fn insert_message(
     Ok(())
 }
 
-fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message> {
-    messages
-        .into_iter()
-        .map(|m| Message {
-            id: m.id.to_string(),
-            role: m.role,
-            content: m.content,
-            timestamp: at,
-        })
-        .collect()
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -489,21 +478,8 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let id = id.to_string();
             let mut c = load_live(tx, &user, &id)?;
-            if let Some(expected) = patch.expected_version
-                && expected != c.version
-            {
-                return Err(StoreError::Conflict(Box::new(c)));
-            }
             let at = now();
-            if let Some(title) = patch.title {
-                c.title = title;
-            }
-            if let Some(pinned) = patch.pinned {
-                c.pinned = pinned;
-            }
-            if let Some(archived) = patch.archived {
-                c.archived = archived;
-            }
+            patch.apply(&mut c, at)?;
             if let Some(messages) = patch.messages {
                 tx.execute(
                     "DELETE FROM messages WHERE user_id = ?1 AND conversation_id = ?2",
@@ -517,8 +493,6 @@ impl Store for SqliteStore {
                 c.message_count = messages.len() as u64;
                 c.last_message_preview = messages.last().map(|m| preview(&m.content));
             }
-            c.version += 1;
-            c.updated_at = at;
             save(tx, &user, &c)?;
             record_change(tx, &user, &id)?;
             Ok(c)
@@ -536,11 +510,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let id = id.to_string();
             let mut c = load_live(tx, &user, &id)?;
-            if let Some(expected) = expected_version
-                && expected != c.version
-            {
-                return Err(StoreError::Conflict(Box::new(c)));
-            }
+            check_version(&c, expected_version)?;
             c.version += 1;
             c.updated_at = now();
             tx.execute(

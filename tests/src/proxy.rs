@@ -1,0 +1,55 @@
+//! The proxy binary as a real process on a free loopback port.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::oidc::CLIENT_ID;
+use crate::paths;
+use crate::process::Service;
+
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`, as the proxy printed it.
+    pub base: String,
+    pub service: Service,
+}
+
+impl Proxy {
+    /// `confab-proxy serve` trusting `issuer`'s tokens for the test client,
+    /// with `store` (a `--store=…` argument) and extra environment.
+    pub fn start(
+        issuer: &str,
+        artifacts: &Path,
+        store: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(paths::binary("confab-proxy")?);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--clerk-issuer", issuer])
+            .args(["--clerk-oauth-client-ids", CLIENT_ID])
+            .arg(store)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info,confab_proxy=debug");
+        let mut service = Service::spawn(cmd, "proxy", artifacts)?;
+        let line =
+            service.wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))?;
+        let base = line
+            .rsplit(' ')
+            .next()
+            .with_context(|| format!("no address in {line:?}"))?
+            .to_owned();
+        Ok(Self { base, service })
+    }
+
+    /// An embedded store in `artifacts`.
+    pub fn sqlite(issuer: &str, artifacts: &Path) -> anyhow::Result<Self> {
+        let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+        Self::start(issuer, artifacts, &store, &[])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
