@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::AuthConfig;
@@ -129,23 +128,7 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// `pk_test_<base64("clerk.example.com$")>` -> `https://clerk.example.com`.
-pub fn issuer_from_publishable_key(key: &str) -> Option<String> {
-    let encoded = key
-        .strip_prefix("pk_test_")
-        .or_else(|| key.strip_prefix("pk_live_"))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let domain = text.strip_suffix('$')?;
-    let valid = !domain.is_empty()
-        && domain
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-    valid.then(|| format!("https://{domain}"))
-}
+pub use confab_wire::auth::issuer_from_publishable_key;
 
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {

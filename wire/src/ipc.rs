@@ -8,6 +8,7 @@
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::app::AppInfo;
+use crate::auth::{AuthState, SignOutArgs, SignOutOutcome};
 
 /// A command the UI can invoke.
 pub trait Command {
@@ -38,8 +39,60 @@ impl Command for GetAppInfo {
     type Output = AppInfo;
 }
 
+/// `auth_state`: where sign-in stands now (then follow [`AuthChanged`]).
+pub struct GetAuthState;
+
+impl Command for GetAuthState {
+    const NAME: &'static str = "auth_state";
+    type Args = NoArgs;
+    type Output = AuthState;
+}
+
+/// `sign_in`: starts an attempt and opens the system browser at the provider.
+/// Answers the new state (normally `waiting`).
+pub struct SignIn;
+
+impl Command for SignIn {
+    const NAME: &'static str = "sign_in";
+    type Args = NoArgs;
+    type Output = AuthState;
+}
+
+/// `cancel_sign_in`: forgets the pending attempt; a late callback is ignored.
+pub struct CancelSignIn;
+
+impl Command for CancelSignIn {
+    const NAME: &'static str = "cancel_sign_in";
+    type Args = NoArgs;
+    type Output = AuthState;
+}
+
+/// `sign_out`: revokes at the provider, forgets the keyring entry and the
+/// in-memory tokens; asks first when writes are waiting to sync.
+pub struct SignOut;
+
+impl Command for SignOut {
+    const NAME: &'static str = "sign_out";
+    type Args = SignOutArgs;
+    type Output = SignOutOutcome;
+}
+
+/// `auth-changed`: emitted with the new state on every change.
+pub struct AuthChanged;
+
+impl Event for AuthChanged {
+    const NAME: &'static str = "auth-changed";
+    type Payload = AuthState;
+}
+
 /// Every command the shell registers, and therefore every command its ACL allows.
-pub const COMMANDS: &[&str] = &[GetAppInfo::NAME];
+pub const COMMANDS: &[&str] = &[
+    GetAppInfo::NAME,
+    GetAuthState::NAME,
+    SignIn::NAME,
+    CancelSignIn::NAME,
+    SignOut::NAME,
+];
 
 #[cfg(test)]
 mod tests {
