@@ -4,37 +4,132 @@
 //! its signature matches that command's `Args` and `Output`. Errors cross IPC as
 //! [`ErrorBody`].
 
-use confab_wire::{ErrorBody, app::AppInfo};
+use confab_auth::Session;
+use confab_wire::auth::{AuthState, SignOutOutcome};
+use confab_wire::{ErrorBody, ErrorCode, app::AppInfo};
+use tauri::State;
 
 use crate::build_info;
+use crate::session::Browser;
 
 #[tauri::command]
 pub fn app_info() -> Result<AppInfo, ErrorBody> {
     Ok(build_info::current())
 }
 
+#[tauri::command]
+pub fn auth_state(session: State<'_, Session>) -> Result<AuthState, ErrorBody> {
+    Ok(session.state())
+}
+
+/// Starts an attempt and opens the system browser at the provider; while an
+/// attempt is pending, opens its URL again instead.
+#[tauri::command]
+pub async fn sign_in(
+    session: State<'_, Session>,
+    browser: State<'_, Browser>,
+) -> Result<AuthState, ErrorBody> {
+    let url = match (session.state(), session.pending_url()) {
+        (AuthState::Waiting { .. }, Some(url)) => url,
+        _ => session
+            .begin_sign_in()
+            .await
+            .map_err(|e| ErrorBody::from(&e))?
+            .to_string(),
+    };
+    if let Err(err) = (browser.0)(&url) {
+        session.cancel_sign_in().await;
+        return Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!("Could not open your browser ({err}). Set a default browser and try again."),
+        ));
+    }
+    Ok(session.state())
+}
+
+#[tauri::command]
+pub async fn cancel_sign_in(session: State<'_, Session>) -> Result<AuthState, ErrorBody> {
+    session.cancel_sign_in().await;
+    Ok(session.state())
+}
+
+#[tauri::command]
+pub async fn sign_out(
+    session: State<'_, Session>,
+    discard_pending: Option<bool>,
+) -> Result<SignOutOutcome, ErrorBody> {
+    // The outbox of unsynced writes arrives with the conversations cache; until
+    // then nothing can be pending.
+    let pending = 0;
+    Ok(session
+        .sign_out(discard_pending.unwrap_or(false), pending)
+        .await)
+}
+
 #[cfg(test)]
 mod tests {
-    use confab_wire::ipc::{Command, GetAppInfo};
+    use std::sync::{Arc, Mutex};
+
+    use confab_auth::{AuthConfig, MemoryStore, Vault};
+    use confab_wire::auth::SignOutOutcome;
+    use confab_wire::ipc::{CancelSignIn, Command, GetAppInfo, GetAuthState, SignIn, SignOut};
+    use tauri::Manager;
     use tauri::ipc::{CallbackFn, InvokeBody};
     use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
     use tauri::webview::InvokeRequest;
 
-    fn invoke(cmd: &str) -> Result<serde_json::Value, serde_json::Value> {
+    use super::*;
+
+    struct Mock {
+        _app: tauri::App<tauri::test::MockRuntime>,
+        webview: tauri::WebviewWindow<tauri::test::MockRuntime>,
+        opened: Arc<Mutex<Vec<String>>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn mock(config: Option<AuthConfig>) -> Mock {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config.ok_or_else(|| {
+            AuthConfig::load(dir.path(), &|_| None).expect_err("nothing configured")
+        });
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let recorder = opened.clone();
         let app = crate::with_commands(mock_builder())
             .build(mock_context(noop_assets()))
             .expect("mock app builds");
+        app.manage(Session::new(
+            config,
+            Vault::new(MemoryStore::default()),
+            dir.path(),
+        ));
+        app.manage(Browser(Box::new(move |url| {
+            recorder.lock().expect("lock").push(url.to_owned());
+            Ok(())
+        })));
         let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .expect("mock window builds");
+        Mock {
+            _app: app,
+            webview,
+            opened,
+            _dir: dir,
+        }
+    }
+
+    fn invoke(
+        mock: &Mock,
+        cmd: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         get_ipc_response(
-            &webview,
+            &mock.webview,
             InvokeRequest {
                 cmd: cmd.into(),
                 callback: CallbackFn(0),
                 error: CallbackFn(1),
                 url: "tauri://localhost".parse().expect("static url"),
-                body: InvokeBody::Json(serde_json::json!({})),
+                body: InvokeBody::Json(args),
                 headers: Default::default(),
                 invoke_key: INVOKE_KEY.to_string(),
             },
@@ -44,7 +139,9 @@ mod tests {
 
     #[test]
     fn app_info_answers_the_contract_type() {
-        let value = invoke(GetAppInfo::NAME).expect("app_info succeeds");
+        let mock = mock(None);
+        let value =
+            invoke(&mock, GetAppInfo::NAME, serde_json::json!({})).expect("app_info succeeds");
         let info: <GetAppInfo as Command>::Output =
             serde_json::from_value(value.clone()).expect("answer matches AppInfo");
         assert_eq!(info.name, "Confab");
@@ -57,7 +154,71 @@ mod tests {
 
     #[test]
     fn unknown_commands_are_refused() {
-        let err = invoke("definitely_not_a_command").expect_err("must fail");
+        let mock = mock(None);
+        let err = invoke(&mock, "definitely_not_a_command", serde_json::json!({}))
+            .expect_err("must fail");
         assert!(err.to_string().contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn an_unconfigured_app_says_what_to_set_and_opens_nothing() {
+        let mock = mock(None);
+        let state: <GetAuthState as Command>::Output = serde_json::from_value(
+            invoke(&mock, GetAuthState::NAME, serde_json::json!({})).expect("auth_state"),
+        )
+        .expect("an AuthState");
+        let AuthState::NotConfigured { message } = state else {
+            panic!("expected notConfigured, got {state:?}");
+        };
+        assert!(message.contains("CONFAB_ISSUER"), "{message}");
+
+        let err = invoke(&mock, SignIn::NAME, serde_json::json!({})).expect_err("sign_in fails");
+        let err: ErrorBody = serde_json::from_value(err).expect("an ErrorBody");
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(mock.opened.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_provider_is_an_error_and_a_notice_not_a_browser() {
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let config = AuthConfig::load(std::path::Path::new("/nonexistent"), &|name| match name {
+            "CONFAB_ISSUER" => Some("http://127.0.0.1:9".into()),
+            "CONFAB_CLIENT_ID" => Some("confab-desktop".into()),
+            "CONFAB_PROXY_URL" => Some("http://127.0.0.1:9".into()),
+            _ => None,
+        })
+        .expect("valid config");
+        let mock = mock(Some(config));
+        let err = invoke(&mock, SignIn::NAME, serde_json::json!({})).expect_err("sign_in fails");
+        let err: ErrorBody = serde_json::from_value(err).expect("an ErrorBody");
+        assert_eq!(err.code, ErrorCode::Unavailable, "{err:?}");
+        let state: AuthState = serde_json::from_value(
+            invoke(&mock, CancelSignIn::NAME, serde_json::json!({})).expect("cancel"),
+        )
+        .expect("an AuthState");
+        assert!(matches!(state, AuthState::SignedOut { .. }), "{state:?}");
+        assert!(mock.opened.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn sign_out_takes_only_its_documented_argument() {
+        let mock = mock(None);
+        let out: SignOutOutcome = serde_json::from_value(
+            invoke(
+                &mock,
+                SignOut::NAME,
+                serde_json::json!({"discardPending": true}),
+            )
+            .expect("sign_out"),
+        )
+        .expect("an outcome");
+        assert_eq!(out, SignOutOutcome::SignedOut);
+        let err = invoke(
+            &mock,
+            SignOut::NAME,
+            serde_json::json!({"discardPending": "yes"}),
+        )
+        .expect_err("a string is not a bool");
+        assert!(err.to_string().contains("discardPending"), "{err}");
     }
 }

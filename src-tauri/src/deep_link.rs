@@ -1,14 +1,15 @@
 //! Deep links (`app.confab.desktop://...`): received while running (forwarded by
 //! single-instance) and at launch (a cold start by the link itself, which fires
-//! before any listener exists, so it is read with `get_current`).
-//!
-//! The sign-in flow consumes `oauth/callback` links; until then they are only
-//! logged, by path: a query string may carry an authorization code.
+//! before any listener exists, so it is read with `get_current`). Every link
+//! goes to the session, which decides what it is; nothing here logs a query
+//! string (it may carry an authorization code).
 
-use tauri::{AppHandle, Runtime, Url};
+use tauri::{AppHandle, Runtime};
 use tauri_plugin_deep_link::DeepLinkExt;
 
-pub fn install<R: Runtime>(app: &AppHandle<R>) {
+use crate::session::Links;
+
+pub fn install<R: Runtime>(app: &AppHandle<R>, links: Links) {
     let deep_link = app.deep_link();
 
     // In development the app is not installed from a package, so nothing has told
@@ -18,23 +19,21 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) {
         log::warn!("could not register the app.confab.desktop:// handler: {err}");
     }
 
-    deep_link.on_open_url(|event| {
+    let forward = links.clone();
+    deep_link.on_open_url(move |event| {
         for url in event.urls() {
-            received(&url);
+            log::info!("deep link received while running");
+            forward.deliver(url);
         }
     });
     match deep_link.get_current() {
-        Ok(Some(urls)) => urls.iter().for_each(received),
+        Ok(Some(urls)) => {
+            for url in urls {
+                log::info!("deep link received at launch");
+                links.deliver(url);
+            }
+        }
         Ok(None) => {}
         Err(err) => log::warn!("could not read the launch deep link: {err}"),
     }
-}
-
-fn received(url: &Url) {
-    log::info!(
-        "deep link received: {}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.path()
-    );
 }

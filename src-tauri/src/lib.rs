@@ -8,13 +8,21 @@ pub mod build_info;
 pub mod commands;
 mod deep_link;
 mod logging;
+pub mod session;
 
 use tauri::{Manager, Runtime};
+use tauri_plugin_opener::OpenerExt;
 
 /// Registers every command of the IPC contract ([`confab_wire::ipc::COMMANDS`]).
 /// Shared by the real app and the mock-runtime tests, so both see the same handler.
 pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
-    builder.invoke_handler(tauri::generate_handler![commands::app_info])
+    builder.invoke_handler(tauri::generate_handler![
+        commands::app_info,
+        commands::auth_state,
+        commands::sign_in,
+        commands::cancel_sign_in,
+        commands::sign_out,
+    ])
 }
 
 /// Builds and runs the app until its last window closes.
@@ -51,7 +59,16 @@ pub fn run() -> Result<(), tauri::Error> {
                 info.os,
                 info.arch
             );
-            deep_link::install(app.handle());
+            // The system browser, never a webview (RFC 8252).
+            let opener = app.handle().clone();
+            app.manage(session::Browser(Box::new(move |url| {
+                opener
+                    .opener()
+                    .open_url(url, None::<&str>)
+                    .map_err(|e| e.to_string())
+            })));
+            let links = session::install(app.handle());
+            deep_link::install(app.handle(), links);
             Ok(())
         });
     with_commands(builder).run(tauri::generate_context!())

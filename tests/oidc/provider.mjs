@@ -43,6 +43,7 @@ const REDIRECT_URIS = [
 const RESOURCE = process.env.OIDC_RESOURCE || 'http://127.0.0.1:8787';
 const ACCESS_TTL = positiveInt(process.env.OIDC_ACCESS_TTL, 'OIDC_ACCESS_TTL', 300) || 300;
 const REFRESH_TTL = positiveInt(process.env.OIDC_REFRESH_TTL, 'OIDC_REFRESH_TTL', 14 * 24 * 3600) || 14 * 24 * 3600;
+const CODE_TTL = positiveInt(process.env.OIDC_CODE_TTL, 'OIDC_CODE_TTL', 60) || 60;
 const JWKS_FILE = process.env.OIDC_JWKS_FILE || '';
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
@@ -291,7 +292,7 @@ const provider = new Provider(ISSUER, {
   clientBasedCORS: () => true,
   ttl: {
     AccessToken: ACCESS_TTL,
-    AuthorizationCode: 60,
+    AuthorizationCode: CODE_TTL,
     IdToken: 3600,
     RefreshToken: REFRESH_TTL,
     Interaction: 600,

@@ -102,6 +102,28 @@ impl Desktop {
     pub fn artifacts(&self) -> &Path {
         &self.artifacts
     }
+
+    /// Opens `url` the way the desktop does when a link is clicked: `gio open`
+    /// looks up the scheme's handler in `home` (`mimeapps.list`, `.desktop`
+    /// entries) and launches it. Plain `xdg-open` without a desktop
+    /// environment cannot launch the handler Tauri registers.
+    pub fn open_url(&self, home: &AppHome, url: &str) -> anyhow::Result<()> {
+        let out = Command::new("gio")
+            .args(["open", url])
+            .envs(self.env())
+            .envs(home.env())
+            .env("HOME", home.path())
+            .output()
+            .context("running gio open")?;
+        if !out.status.success() {
+            bail!(
+                "gio open failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A user's home for the app: data, config, cache and state folders (XDG) that

@@ -5,7 +5,9 @@
 //! tauri-driver and WebKitWebDriver. Each helper cleans up on drop, and a test
 //! that panics leaves a screenshot and logs under `tests/artifacts/<test>/`.
 
+pub mod browser;
 pub mod desktop;
+pub mod keyring;
 pub mod moto;
 pub mod net;
 pub mod oidc;

@@ -72,34 +72,18 @@ impl Provider {
         let state = ulid::Ulid::new().to_string();
         let nonce = ulid::Ulid::new().to_string();
 
-        let authorize = http
-            .get(format!("{}/oauth/authorize", self.issuer))
-            .query(&[
-                ("client_id", CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT_URI),
-                ("scope", "openid profile email offline_access"),
-                ("state", &state),
-                ("nonce", &nonce),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ])
-            .send()
-            .await?;
-        let interaction = self.location(&authorize)?;
-        let uid = interaction
-            .rsplit('/')
-            .next()
-            .context("no interaction id")?
-            .to_owned();
-        let login_reply = http
-            .post(format!("{}/interaction/{uid}/login", self.issuer))
-            .form(&[("login", login)])
-            .send()
-            .await?;
-        let resume = self.location(&login_reply)?;
-        let done = http.get(&resume).send().await?;
-        let callback = self.location(&done)?;
+        let mut authorize = reqwest::Url::parse(&format!("{}/oauth/authorize", self.issuer))?;
+        authorize.query_pairs_mut().extend_pairs([
+            ("client_id", CLIENT_ID),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid profile email offline_access"),
+            ("state", &state),
+            ("nonce", &nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let callback = self.authorize(authorize.as_str(), login).await?;
         let url = reqwest::Url::parse(&callback).context("callback is not a URL")?;
         let param = |name: &str| {
             url.query_pairs()
@@ -129,6 +113,74 @@ impl Provider {
             );
         }
         Ok(tokens.json().await?)
+    }
+
+    /// Plays the user in the browser: follows `authorize_url` (as the app
+    /// built it), signs in as `login`, and returns the callback URL the
+    /// provider redirects to (`app.confab.desktop://oauth/callback?...`).
+    pub async fn authorize(&self, authorize_url: &str, login: &str) -> anyhow::Result<String> {
+        let http = Self::browser_client()?;
+        let uid = self.interaction(&http, authorize_url).await?;
+        let login_reply = http
+            .post(format!("{}/interaction/{uid}/login", self.issuer))
+            .form(&[("login", login)])
+            .send()
+            .await?;
+        let resume = self.location(&login_reply)?;
+        let done = http.get(&resume).send().await?;
+        self.location(&done)
+    }
+
+    /// Plays a user who presses Cancel at the provider: the callback URL then
+    /// carries `error=access_denied`.
+    pub async fn deny(&self, authorize_url: &str) -> anyhow::Result<String> {
+        let http = Self::browser_client()?;
+        let uid = self.interaction(&http, authorize_url).await?;
+        let abort = http
+            .post(format!("{}/interaction/{uid}/abort", self.issuer))
+            .send()
+            .await?;
+        let resume = self.location(&abort)?;
+        let done = http.get(&resume).send().await?;
+        self.location(&done)
+    }
+
+    fn browser_client() -> anyhow::Result<reqwest::Client> {
+        Ok(reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?)
+    }
+
+    async fn interaction(
+        &self,
+        http: &reqwest::Client,
+        authorize_url: &str,
+    ) -> anyhow::Result<String> {
+        if !authorize_url.starts_with(&format!("{}/", self.issuer)) {
+            bail!("{authorize_url} is not this provider's");
+        }
+        let authorize = http.get(authorize_url).send().await?;
+        let interaction = self.location(&authorize)?;
+        Ok(interaction
+            .rsplit('/')
+            .next()
+            .context("no interaction id")?
+            .to_owned())
+    }
+
+    /// Revokes a token at the provider (RFC 7009), as an administrator or
+    /// another device signing out would.
+    pub async fn revoke(&self, token: &str) -> anyhow::Result<()> {
+        let response = Self::browser_client()?
+            .post(format!("{}/oauth/token/revoke", self.issuer))
+            .form(&[("token", token), ("client_id", CLIENT_ID)])
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("revocation failed: {}", response.status());
+        }
+        Ok(())
     }
 
     /// An absolute redirect target from a 30x answer.

@@ -2,9 +2,11 @@
 
 use confab_wire::ErrorBody;
 use confab_wire::app::AppInfo;
-use confab_wire::ipc::{GetAppInfo, NoArgs};
+use confab_wire::auth::AuthState;
+use confab_wire::ipc::{AuthChanged, GetAppInfo, GetAuthState, NoArgs};
 use yew::prelude::*;
 
+use crate::home::Home;
 use crate::ipc;
 use crate::sign_in::SignIn;
 
@@ -19,16 +21,45 @@ pub enum BuildState {
 #[function_component(App)]
 pub fn app() -> Html {
     let build = use_state(|| BuildState::Loading);
+    // `None` until the shell answers: nothing flashes a wrong screen.
+    let auth = use_state(|| None::<AuthState>);
     {
         let build = build.clone();
+        let auth = auth.clone();
         use_effect_with((), move |_| {
+            let subscription = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let keep = subscription.clone();
             wasm_bindgen_futures::spawn_local(async move {
+                // Listen first, then read: a change between the two is not lost.
+                let on_change = auth.clone();
+                match ipc::listen::<AuthChanged>(move |state| on_change.set(Some(state))).await {
+                    Ok(sub) => *keep.borrow_mut() = Some(sub),
+                    Err(err) => web_sys::console::error_1(&err.message.into()),
+                }
+                match ipc::invoke::<GetAuthState>(&NoArgs {}).await {
+                    Ok(state) => auth.set(Some(state)),
+                    Err(err) => auth.set(Some(AuthState::NotConfigured {
+                        message: err.message,
+                    })),
+                }
                 build.set(match ipc::invoke::<GetAppInfo>(&NoArgs {}).await {
                     Ok(info) => BuildState::Ready(info),
                     Err(err) => BuildState::Failed(err),
                 });
             });
+            move || drop(subscription)
         });
     }
-    html! { <SignIn build={(*build).clone()} /> }
+    let on_state = {
+        let auth = auth.clone();
+        Callback::from(move |state: AuthState| auth.set(Some(state)))
+    };
+    match (*auth).clone() {
+        Some(AuthState::SignedIn { user, notice }) => html! {
+            <Home {user} {notice} on_state={on_state} />
+        },
+        state => html! {
+            <SignIn build={(*build).clone()} {state} on_state={on_state} />
+        },
+    }
 }

@@ -56,7 +56,6 @@ impl Drop for Subscription {
 /// Calls `on` with the payload of every `E` the shell emits, until the returned
 /// [`Subscription`] is dropped. Payloads that do not decode are skipped (and
 /// reported on the console) rather than crashing the UI.
-#[allow(dead_code)] // The first listeners arrive with sign-in and sync.
 pub async fn listen<E: Event + 'static>(
     mut on: impl FnMut(E::Payload) + 'static,
 ) -> Result<Subscription, ErrorBody> {

@@ -4,7 +4,9 @@
 //! the desktop shell through the typed IPC module, [`ipc`].
 
 mod app;
+mod home;
 mod ipc;
+mod notice;
 mod sign_in;
 
 fn main() {

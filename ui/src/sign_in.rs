@@ -1,16 +1,107 @@
-//! The first screen a signed-out user sees.
+//! The signed-out screen: "Continue in browser", then a waiting state with
+//! cancel while the user signs in in their own browser.
 
+use confab_wire::ErrorBody;
+use confab_wire::auth::{AuthState, Notice};
+use confab_wire::ipc::{CancelSignIn, NoArgs, SignIn as SignInCommand};
 use yew::prelude::*;
 
 use crate::app::BuildState;
+use crate::ipc;
+use crate::notice::NoticeView;
+
+/// A command that answers the new state.
+type StateFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AuthState, ErrorBody>>>>;
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub build: BuildState,
+    /// `None` while the shell has not answered yet.
+    pub state: Option<AuthState>,
+    pub on_state: Callback<AuthState>,
 }
 
 #[function_component(SignIn)]
 pub fn sign_in(props: &Props) -> Html {
+    // An error from the last button press (the shell's state has its own notice).
+    let error = use_state(|| None::<ErrorBody>);
+    let busy = use_state(|| false);
+
+    let run = |command: fn() -> StateFuture| {
+        let on_state = props.on_state.clone();
+        let error = error.clone();
+        let busy = busy.clone();
+        Callback::from(move |_: MouseEvent| {
+            let on_state = on_state.clone();
+            let error = error.clone();
+            let busy = busy.clone();
+            busy.set(true);
+            wasm_bindgen_futures::spawn_local(async move {
+                match command().await {
+                    Ok(state) => {
+                        error.set(None);
+                        on_state.emit(state);
+                    }
+                    Err(err) => error.set(Some(err)),
+                }
+                busy.set(false);
+            });
+        })
+    };
+    let start = run(|| Box::pin(ipc::invoke::<SignInCommand>(&NoArgs {})));
+    let cancel = run(|| Box::pin(ipc::invoke::<CancelSignIn>(&NoArgs {})));
+
+    let error_notice = (*error).as_ref().map(|e| Notice::error(e.message.clone()));
+
+    let body = match &props.state {
+        None => html! { <p class="note muted">{ "Loading…" }</p> },
+        Some(AuthState::NotConfigured { message }) => html! {
+            <>
+                <button id="continue-in-browser" class="primary" type="button" disabled=true>
+                    { "Continue in browser" }
+                </button>
+                <p id="setup-message" class="notice warning" role="status">{ message }</p>
+            </>
+        },
+        Some(AuthState::SignedOut { notice }) => html! {
+            <>
+                <NoticeView notice={error_notice.or_else(|| notice.clone())} />
+                <button
+                    id="continue-in-browser"
+                    class="primary"
+                    type="button"
+                    disabled={*busy}
+                    onclick={start}
+                    aria-describedby="sign-in-note"
+                >
+                    { if *busy { "Opening your browser…" } else { "Continue in browser" } }
+                </button>
+                <p id="sign-in-note" class="note">
+                    { "You will sign in with your own browser, never inside the app." }
+                </p>
+            </>
+        },
+        Some(AuthState::Waiting { notice, .. }) => html! {
+            <div id="waiting" aria-live="polite">
+                <NoticeView notice={error_notice.or_else(|| notice.clone())} />
+                <p class="waiting"><span class="spinner" aria-hidden="true"></span>
+                    { "Finish signing in in your browser, then come back here." }</p>
+                <button id="reopen-browser" class="secondary" type="button" onclick={start} disabled={*busy}>
+                    { "Open the browser again" }
+                </button>
+                <button id="cancel-sign-in" class="link" type="button" onclick={cancel} disabled={*busy}>
+                    { "Cancel" }
+                </button>
+            </div>
+        },
+        Some(AuthState::Completing) | Some(AuthState::SignedIn { .. }) => html! {
+            <p id="completing" class="waiting" aria-live="polite">
+                <span class="spinner" aria-hidden="true"></span>{ "Signing you in…" }
+            </p>
+        },
+    };
+
     html! {
         <main class="sign-in" aria-labelledby="sign-in-title">
             <section class="card">
@@ -19,18 +110,7 @@ pub fn sign_in(props: &Props) -> Html {
                 <p class="tagline">
                     { "Your conversations on every device: instant, searchable, and there even when you are offline." }
                 </p>
-                <button
-                    id="continue-in-browser"
-                    class="primary"
-                    type="button"
-                    disabled=true
-                    aria-describedby="sign-in-note"
-                >
-                    { "Continue in browser" }
-                </button>
-                <p id="sign-in-note" class="note">
-                    { "You will sign in with your own browser, never inside the app. Sign-in is not configured in this build yet." }
-                </p>
+                { body }
             </section>
             <BuildFooter build={props.build.clone()} />
         </main>
@@ -38,12 +118,12 @@ pub fn sign_in(props: &Props) -> Html {
 }
 
 #[derive(Properties, PartialEq)]
-struct FooterProps {
-    build: BuildState,
+pub struct FooterProps {
+    pub build: BuildState,
 }
 
 #[function_component(BuildFooter)]
-fn build_footer(props: &FooterProps) -> Html {
+pub fn build_footer(props: &FooterProps) -> Html {
     let content = match &props.build {
         BuildState::Loading => html! { <span class="muted">{ "Loading…" }</span> },
         BuildState::Ready(info) => html! {

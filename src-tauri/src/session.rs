@@ -1,0 +1,64 @@
+//! Wires the [`Session`] into the app: created at setup from the app's config
+//! and data folders, fed deep links in order (after it has restored the
+//! previous session, so a cold start's callback finds its attempt), and
+//! mirrored to the UI as `auth-changed` events.
+
+use confab_auth::{AuthConfig, Session, Vault};
+use confab_wire::ipc::{AuthChanged, Event};
+use tauri::{AppHandle, Emitter, Manager, Runtime, Url};
+use tokio::sync::mpsc;
+
+/// Deep links waiting for the session, in arrival order.
+#[derive(Clone)]
+pub struct Links(mpsc::UnboundedSender<Url>);
+
+impl Links {
+    pub fn deliver(&self, url: Url) {
+        if self.0.send(url).is_err() {
+            log::warn!("a deep link arrived after the session stopped; ignored");
+        }
+    }
+}
+
+/// Opens the system browser (the opener plugin in the app; a recorder in
+/// tests).
+pub struct Browser(pub Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+
+/// Creates the session, starts it, and returns where deep links go.
+pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
+    let paths = app.path();
+    let config = match paths.app_config_dir() {
+        Ok(dir) => AuthConfig::from_environment(&dir),
+        Err(err) => Err(confab_auth::ConfigError::File {
+            file: "the app's config folder".into(),
+            reason: err.to_string(),
+        }),
+    };
+    if let Err(err) = &config {
+        log::warn!("{err}");
+    }
+    let data_dir = paths
+        .app_data_dir()
+        .unwrap_or_else(|_| std::env::temp_dir().join("app.confab.desktop"));
+    let session = Session::new(config, Vault::system(), &data_dir);
+    app.manage(session.clone());
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Url>();
+    let mut changes = session.subscribe();
+    let emitter = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let state = changes.borrow_and_update().clone();
+            if let Err(err) = emitter.emit(AuthChanged::NAME, state) {
+                log::warn!("could not tell the UI about the session: {err}");
+            }
+        }
+    });
+    tauri::async_runtime::spawn(async move {
+        session.start().await;
+        while let Some(url) = rx.recv().await {
+            session.handle_link(&url).await;
+        }
+    });
+    Links(tx)
+}
