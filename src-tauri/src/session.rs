@@ -22,7 +22,10 @@ impl Links {
 
 /// Opens the system browser (the opener plugin in the app; a recorder in
 /// tests).
-pub struct Browser(pub Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>);
+pub struct Browser(pub Box<OpenUrl>);
+
+/// Opens one URL, or says why it could not.
+pub type OpenUrl = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 
 /// Creates the session, starts it, and returns where deep links go.
 pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
