@@ -46,6 +46,7 @@ impl Fixture {
         })
     }
 
+    #[allow(clippy::expect_used)] // the fixture's own values: a failure is a bug in the test
     fn config(&self) -> AuthConfig {
         let env: HashMap<&str, String> = HashMap::from([
             ("CONFAB_ISSUER", self.provider.issuer.clone()),
