@@ -369,7 +369,13 @@ impl Session {
                         description.map(|d| format!(": {d}")).unwrap_or_default()
                     )
                 };
-                self.signed_out(Some(Notice::error(message)));
+                // Cancelling is the user's choice, not a failure.
+                let notice = if error == "access_denied" {
+                    Notice::info(message)
+                } else {
+                    Notice::error(message)
+                };
+                self.signed_out(Some(notice));
             }
             Callback::Code { code, .. } => self.complete(&attempt, &code).await,
         }

@@ -251,6 +251,48 @@ impl App {
         Ok(element.text().await?)
     }
 
+    /// Waits until `css` matches an enabled element, then clicks it.
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + STARTUP;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                if element.is_enabled().await.unwrap_or(false) {
+                    return Ok(element.click().await?);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("no enabled {css} to click");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the text of `css` satisfies `want` (the UI follows events
+    /// from the shell, so a screen may take a moment to change).
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        limit: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = None;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                if let Ok(text) = element.text().await {
+                    if want(&text) {
+                        return Ok(text);
+                    }
+                    last = Some(text);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{css} never showed the expected text (last: {last:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves the screen as `<artifacts>/<name>.png`. Taken by the X server, not
     /// over WebDriver: WebKitWebDriver's snapshot can hang under Xvfb, and the
     /// screen is what a person sees.

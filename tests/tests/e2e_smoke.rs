@@ -27,6 +27,23 @@ async fn first_screen_renders_with_build_info_from_the_shell_body() -> anyhow::R
     );
     assert_eq!(app.client.title().await?, "Confab");
 
+    // Nothing configured (no provider, client id or proxy): the first-run
+    // message says what to set, and sign-in cannot start.
+    let setup = app.text("#setup-message").await?;
+    for needle in [
+        "not set up yet",
+        "CONFAB_ISSUER",
+        "CONFAB_PROXY_URL",
+        "config.toml",
+    ] {
+        assert!(setup.contains(needle), "{needle} missing from {setup:?}");
+    }
+    let button = app
+        .client
+        .find(fantoccini::Locator::Css("button#continue-in-browser"))
+        .await?;
+    assert!(!button.is_enabled().await?);
+
     // Data that only the Rust side knows, fetched over IPC by the app_info command.
     assert_eq!(
         app.text("#app-version").await?,
@@ -45,9 +62,6 @@ async fn first_screen_renders_with_build_info_from_the_shell_body() -> anyhow::R
 
     app.screenshot("first-screen")?;
     desktop.screenshot(&artifacts.join("desktop.png"))?;
-    if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
-        desktop.screenshot(&paths::workspace_root().join("docs/screenshot.png"))?;
-    }
 
     // The app wrote its log file where Tauri's log dir is.
     let log = home.app_data_dir().join("logs").join("confab.log");

@@ -1,0 +1,273 @@
+//! Sign-in as a user does it, in the real window: the app opens the system
+//! browser (a stand-in registered as the desktop's default browser), the user
+//! signs in at the real OpenID provider, the desktop hands the callback link
+//! to the app's registered `x-scheme-handler` (`gio open`), and the secrets go
+//! to gnome-keyring's Secret Service on the test desktop's bus.
+
+use std::path::Path;
+use std::time::Duration;
+
+use confab_tests::browser::Browser;
+use confab_tests::keyring::Keyring;
+use confab_tests::oidc::{CLIENT_ID, Provider};
+use confab_tests::proxy::Proxy;
+use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
+
+const UI: Duration = Duration::from_secs(20);
+
+struct Stack {
+    // Dropped in reverse: the app first (tests quit it), then the servers.
+    provider: Provider,
+    proxy: Proxy,
+    browser: Browser,
+    keyring: Keyring,
+    home: AppHome,
+    desktop: Desktop,
+    artifacts: std::path::PathBuf,
+}
+
+impl Stack {
+    fn start(name: &str) -> anyhow::Result<Self> {
+        let artifacts = paths::artifacts_dir(&format!("e2e_sign_in/{name}"))?;
+        let desktop = Desktop::start(&artifacts)?;
+        let home = AppHome::new()?;
+        let keyring = Keyring::start(&desktop, &home)?;
+        let browser = Browser::install(&home)?;
+        let provider = Provider::start(&artifacts, &[])?;
+        let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+        Ok(Self {
+            provider,
+            proxy,
+            browser,
+            keyring,
+            home,
+            desktop,
+            artifacts,
+        })
+    }
+
+    fn options(&self, args: Vec<String>) -> AppOptions {
+        AppOptions {
+            args,
+            env: vec![
+                ("CONFAB_ISSUER".into(), self.provider.issuer.clone()),
+                ("CONFAB_CLIENT_ID".into(), CLIENT_ID.into()),
+                ("CONFAB_PROXY_URL".into(), self.proxy.base.clone()),
+                ("HOME".into(), self.home.path().display().to_string()),
+            ],
+        }
+    }
+
+    async fn launch(&self) -> anyhow::Result<App> {
+        App::launch(&self.desktop, &self.home, self.options(Vec::new())).await
+    }
+
+    /// Clicks "Continue in browser" and returns the URL the browser was sent to.
+    async fn continue_in_browser(&self, app: &App) -> anyhow::Result<String> {
+        let before = self.browser.opened().len();
+        app.click("#continue-in-browser").await?;
+        let url = self.browser.wait_for(before + 1, UI).await?;
+        app.wait_text("#waiting", UI, |t| {
+            t.contains("Finish signing in in your browser")
+        })
+        .await?;
+        Ok(url)
+    }
+}
+
+async fn signed_in_as(app: &App, name: &str) -> anyhow::Result<()> {
+    app.wait_text("#user-name", UI, |t| t == name).await?;
+    Ok(())
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str, skip: &[&Path]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if skip.iter().any(|s| path.starts_with(s)) {
+            continue;
+        }
+        if path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_through_the_browser_and_the_os_link_handler() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, full_sign_in()).await
+}
+
+async fn full_sign_in() -> anyhow::Result<()> {
+    let stack = Stack::start("full")?;
+    let app = stack.launch().await?;
+    app.wait_text("#sign-in-note", UI, |t| t.contains("your own browser"))
+        .await?;
+    if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
+        stack
+            .desktop
+            .screenshot(&paths::workspace_root().join("docs/screenshot.png"))?;
+    }
+
+    let authorize = stack.continue_in_browser(&app).await?;
+    assert!(
+        authorize.starts_with(&format!("{}/oauth/authorize?", stack.provider.issuer)),
+        "{authorize}"
+    );
+    for part in [
+        "code_challenge_method=S256",
+        "state=",
+        "nonce=",
+        "offline_access",
+    ] {
+        assert!(authorize.contains(part), "{part} missing from {authorize}");
+    }
+    app.screenshot("waiting")?;
+
+    // The user signs in in the browser; the provider redirects to the app's
+    // scheme, and the desktop launches the registered handler, which hands
+    // the link to the running app (single-instance) and exits.
+    let callback = stack.provider.authorize(&authorize, "user_demo").await?;
+    stack.desktop.open_url(&stack.home, &callback)?;
+    signed_in_as(&app, "Ada Lovelace").await?;
+    assert_eq!(app.text("#user-email").await?, "ada@example.com");
+    let avatar = app
+        .client
+        .find(fantoccini::Locator::Css("img#user-avatar"))
+        .await?
+        .attr("src")
+        .await?
+        .unwrap_or_default();
+    assert!(avatar.starts_with("data:image/"), "{avatar}");
+    app.screenshot("signed-in")?;
+    if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
+        stack
+            .desktop
+            .screenshot(&paths::workspace_root().join("docs/signed-in.png"))?;
+    }
+
+    // The proxy accepted the app's token: POST /api/user created the profile.
+    let token = stack.provider.sign_in("user_demo").await?.access_token;
+    let profile: serde_json::Value = reqwest::Client::new()
+        .get(stack.proxy.url("/api/user"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(profile["clerkId"], "user_demo");
+
+    // The refresh token is in the keyring, and in no file of the user's home
+    // (the keyring's own encrypted files aside); the code is in no log.
+    let refresh = stack
+        .keyring
+        .lookup("refresh-token")?
+        .ok_or_else(|| anyhow::anyhow!("no refresh token in the keyring"))?;
+    let keyrings = stack.home.path().join("data").join("keyrings");
+    assert_eq!(
+        files_containing(stack.home.path(), &refresh, &[&keyrings]),
+        Vec::<String>::new()
+    );
+    let code = url::Url::parse(&callback)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(code.len() > 10);
+    assert_eq!(
+        files_containing(stack.home.path(), &code, &[&keyrings]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_containing(&stack.artifacts, &refresh, &[]),
+        Vec::<String>::new()
+    );
+    app.quit().await?;
+
+    // Restart: signed in at once, without the browser.
+    let app = stack.launch().await?;
+    signed_in_as(&app, "Ada Lovelace").await?;
+    assert_eq!(
+        stack.browser.opened().len(),
+        1,
+        "the browser was opened again"
+    );
+
+    // Sign out: back to the sign-in screen, the keyring entry gone.
+    app.click("#sign-out").await?;
+    app.wait_text("#continue-in-browser", UI, |t| t == "Continue in browser")
+        .await?;
+    assert_eq!(stack.keyring.lookup("refresh-token")?, None);
+    app.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_by_the_callback_link_finishes_sign_in() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, cold_start()).await
+}
+
+async fn cold_start() -> anyhow::Result<()> {
+    let stack = Stack::start("cold_start")?;
+    let app = stack.launch().await?;
+    let authorize = stack.continue_in_browser(&app).await?;
+    // The user closes the app while the browser is open.
+    app.quit().await?;
+
+    // The callback then starts the app, with the link as its only argument,
+    // exactly as the registered handler's `Exec=confab %u` does.
+    let callback = stack.provider.authorize(&authorize, "user_second").await?;
+    let app = App::launch(&stack.desktop, &stack.home, stack.options(vec![callback])).await?;
+    signed_in_as(&app, "Grace Hopper").await?;
+    assert!(stack.keyring.lookup("refresh-token")?.is_some());
+    assert_eq!(
+        stack.keyring.lookup("sign-in-attempt")?,
+        None,
+        "the finished attempt is forgotten"
+    );
+    app.quit().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_in_the_browser_or_the_app_is_explained() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, cancelled()).await
+}
+
+async fn cancelled() -> anyhow::Result<()> {
+    let stack = Stack::start("cancelled")?;
+    let app = stack.launch().await?;
+
+    // Cancel at the provider: the app says so and offers to try again.
+    let authorize = stack.continue_in_browser(&app).await?;
+    let callback = stack.provider.deny(&authorize).await?;
+    stack.desktop.open_url(&stack.home, &callback)?;
+    app.wait_text("#auth-notice", UI, |t| {
+        t.contains("cancelled in the browser")
+    })
+    .await?;
+    app.screenshot("denied")?;
+
+    // Cancel in the app while waiting: back to the start, and the browser's
+    // late callback cannot sign anyone in.
+    let authorize = stack.continue_in_browser(&app).await?;
+    app.click("#cancel-sign-in").await?;
+    app.wait_text("#continue-in-browser", UI, |t| t == "Continue in browser")
+        .await?;
+    let late = stack.provider.authorize(&authorize, "user_demo").await?;
+    stack.desktop.open_url(&stack.home, &late)?;
+    app.wait_text("#auth-notice", UI, |t| t.contains("no longer valid"))
+        .await?;
+    assert_eq!(stack.keyring.lookup("refresh-token")?, None);
+    app.quit().await?;
+    Ok(())
+}
