@@ -255,10 +255,10 @@ impl App {
     pub async fn click(&self, css: &str) -> anyhow::Result<()> {
         let deadline = std::time::Instant::now() + STARTUP;
         loop {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await {
-                if element.is_enabled().await.unwrap_or(false) {
-                    return Ok(element.click().await?);
-                }
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && element.is_enabled().await.unwrap_or(false)
+            {
+                return Ok(element.click().await?);
             }
             if std::time::Instant::now() > deadline {
                 bail!("no enabled {css} to click");
@@ -278,13 +278,13 @@ impl App {
         let deadline = std::time::Instant::now() + limit;
         let mut last = None;
         loop {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = element.text().await {
-                    if want(&text) {
-                        return Ok(text);
-                    }
-                    last = Some(text);
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                if want(&text) {
+                    return Ok(text);
                 }
+                last = Some(text);
             }
             if std::time::Instant::now() > deadline {
                 bail!("{css} never showed the expected text (last: {last:?})");
