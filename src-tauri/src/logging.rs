@@ -22,6 +22,9 @@ pub fn plugin<R: Runtime>() -> TauriPlugin<R> {
         .clear_targets()
         .targets(targets)
         .level(log::LevelFilter::Info)
+        // D-Bus handshakes (single-instance, the keyring) are noise at info.
+        .level_for("zbus", log::LevelFilter::Warn)
+        .level_for("tracing", log::LevelFilter::Warn)
         .max_file_size(MAX_FILE_BYTES)
         .rotation_strategy(RotationStrategy::KeepSome(KEEP_FILES))
         .build()
