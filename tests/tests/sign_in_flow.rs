@@ -546,3 +546,33 @@ async fn requests_in_flight_survive_token_refreshes() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Offline start: the provider cannot be reached, yet the user is shown as
+/// signed in from the cache, with a notice, and nothing is forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_start_keeps_the_session() -> anyhow::Result<()> {
+    let fx = Fixture::start("offline", &[], false)?;
+    let secrets = MemoryStore::default();
+    let first = fx.launch(&secrets).await;
+    let callback = fx.browser_round_trip(&first, "user_demo").await?;
+    first.handle_link(&callback).await;
+    wait_for(&first, "signed in", |s| signed_in_name(s).is_some()).await?;
+    drop(first);
+    let config = fx.config();
+    let Fixture { provider, dir, .. } = fx;
+    drop(provider); // the provider is gone: the network is down
+
+    let session = Session::new(Ok(config), Vault::new(secrets.clone()), dir.path());
+    session.start().await;
+    let state = session.state();
+    assert_eq!(signed_in_name(&state), Some("Ada Lovelace"), "{state:?}");
+    let (level, message) = notice_of(&state).expect("an offline notice");
+    assert_eq!(level, NoticeLevel::Info);
+    assert!(message.contains("offline"), "{message}");
+    assert!(secrets.snapshot().contains_key(REFRESH_KEY), "nothing forgotten");
+    assert!(matches!(
+        session.access_token().await,
+        Err(confab_auth::AuthError::Unreachable(_))
+    ));
+    Ok(())
+}
