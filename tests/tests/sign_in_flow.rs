@@ -569,7 +569,10 @@ async fn an_offline_start_keeps_the_session() -> anyhow::Result<()> {
     let (level, message) = notice_of(&state).expect("an offline notice");
     assert_eq!(level, NoticeLevel::Info);
     assert!(message.contains("offline"), "{message}");
-    assert!(secrets.snapshot().contains_key(REFRESH_KEY), "nothing forgotten");
+    assert!(
+        secrets.snapshot().contains_key(REFRESH_KEY),
+        "nothing forgotten"
+    );
     assert!(matches!(
         session.access_token().await,
         Err(confab_auth::AuthError::Unreachable(_))
