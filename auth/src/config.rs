@@ -90,7 +90,9 @@ fn env_layer(get: &dyn Fn(&str) -> Option<String>, prefix: &str) -> Layer {
     };
     Layer {
         issuer: pick(&["CONFAB_ISSUER"]),
-        publishable_key: pick(&["CONFAB_CLERK_PUBLISHABLE_KEY", "CLERK_PUBLISHABLE_KEY"]),
+        // Only Confab's own name: a `CLERK_PUBLISHABLE_KEY` meant for another
+        // program in the same shell must not redirect sign-in.
+        publishable_key: pick(&["CONFAB_CLERK_PUBLISHABLE_KEY"]),
         client_id: pick(&["CONFAB_CLIENT_ID"]),
         proxy_url: pick(&["CONFAB_PROXY_URL"]),
     }
@@ -229,18 +231,31 @@ fn url_setting(source: &str, value: &str) -> Result<Url, ConfigError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("must not have a query or fragment".into()));
     }
+    if url.host().is_none() {
+        return Err(invalid("has no host".into()));
+    }
+    if is_secure(&url) {
+        Ok(url)
+    } else {
+        Err(invalid(format!(
+            "must use https (plain http is only allowed to this machine): {value}"
+        )))
+    }
+}
+
+/// `https`, or `http` to this machine (tokens never travel in clear over a
+/// network).
+pub fn is_secure(url: &Url) -> bool {
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => return Err(invalid("has no host".into())),
+        None => false,
     };
     match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(invalid(format!(
-            "must use https (plain http is only allowed to this machine): {value}"
-        ))),
+        "https" => url.host().is_some(),
+        "http" => loopback,
+        _ => false,
     }
 }
 

@@ -133,11 +133,24 @@ impl Provider {
                 openidconnect::DiscoveryError::Request(err) => OidcError::Unreachable(chain(&err)),
                 other => OidcError::Protocol(chain(&other)),
             })?;
+        // The endpoints must be as safe as the issuer: https, or this machine.
+        let endpoints = [
+            Some(metadata.authorization_endpoint().url()),
+            metadata.token_endpoint().map(|t| t.url()),
+        ];
+        for url in endpoints.into_iter().flatten() {
+            if !crate::config::is_secure(url) {
+                return Err(OidcError::Protocol(format!(
+                    "the provider announced an endpoint that is not https: {url}"
+                )));
+            }
+        }
         let revocation = metadata
             .additional_metadata()
             .revocation_endpoint
             .as_deref()
-            .and_then(|u| RevocationUrl::new(u.to_owned()).ok());
+            .and_then(|u| RevocationUrl::new(u.to_owned()).ok())
+            .filter(|u| crate::config::is_secure(u.url()));
         let redirect = RedirectUrl::new(REDIRECT_URI.to_owned())
             .map_err(|e| OidcError::Protocol(e.to_string()))?;
         let client: Client = CoreClient::from_provider_metadata(
@@ -209,7 +222,15 @@ impl Provider {
             .map_err(token_error)?;
         // A refreshed ID token carries no nonce (OIDC Core 12.2); everything
         // else is checked as at sign-in.
-        let identity = self.identity(&response, |_: Option<&Nonce>| Ok(()))?;
+        // The grant is kept even when its ID token fails: the refresh token
+        // may have rotated, and dropping it would end the session.
+        let identity = match self.identity(&response, |_: Option<&Nonce>| Ok(())) {
+            Ok(identity) => identity,
+            Err(err) => {
+                log::warn!("the refreshed ID token was not accepted: {err}");
+                None
+            }
+        };
         Ok(grant(&response, identity))
     }
 

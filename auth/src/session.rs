@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex as SyncMutex};
+use std::sync::{Arc, Mutex as SyncMutex, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -107,7 +107,17 @@ struct Inner {
     tokens: Mutex<Option<Tokens>>,
     attempt: SyncMutex<Option<Attempt>>,
     finished_states: SyncMutex<VecDeque<String>>,
-    refresher: Notify,
+    /// Wakes the refresher (new tokens, a retry, or the session going away).
+    /// Shared rather than owned so the refresher can wait on it without
+    /// keeping the session alive.
+    refresher: Arc<Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The refresher holds only a weak handle: let it see the session is gone.
+        self.refresher.notify_waiters();
+    }
 }
 
 impl Session {
@@ -130,7 +140,7 @@ impl Session {
                 tokens: Mutex::new(None),
                 attempt: SyncMutex::new(None),
                 finished_states: SyncMutex::new(VecDeque::new()),
-                refresher: Notify::new(),
+                refresher: Arc::new(Notify::new()),
             }),
         }
     }
@@ -145,6 +155,14 @@ impl Session {
 
     pub fn config(&self) -> Option<&AuthConfig> {
         self.inner.config.as_ref().ok()
+    }
+
+    fn weak(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    fn upgrade(weak: &Weak<Inner>) -> Option<Session> {
+        weak.upgrade().map(|inner| Session { inner })
     }
 
     fn set(&self, state: AuthState) {
@@ -163,8 +181,10 @@ impl Session {
         if self.inner.config.is_err() {
             return;
         }
-        let this = self.clone();
-        tokio::spawn(async move { this.refresh_loop().await });
+        tokio::spawn(Self::refresh_loop(
+            self.weak(),
+            self.inner.refresher.clone(),
+        ));
 
         match self.inner.vault.load(ATTEMPT_KEY).await {
             Ok(Some(text)) => match serde_json::from_str::<Attempt>(&text) {
@@ -197,7 +217,9 @@ impl Session {
             lifetime: Duration::ZERO,
             refresh: Some(refresh),
         });
-        self.inner.attempt_take();
+        if self.inner.attempt_take().is_some() {
+            self.forget_attempt_in_vault().await;
+        }
         // Offline-first: show who is signed in at once, then check with the provider.
         let user = cached.unwrap_or_else(|| User {
             id: String::new(),
@@ -219,12 +241,17 @@ impl Session {
             }
             Err(err) => log::warn!("session not restored: {err}"),
         }
+        // The refresher retries (with backoff) whatever this first try left.
+        self.inner.refresher.notify_one();
     }
 
     /// Starts an attempt: the URL to open in the system browser.
     pub async fn begin_sign_in(&self) -> Result<Url, AuthError> {
         self.config_ok()?;
-        if matches!(self.state(), AuthState::SignedIn { .. }) {
+        if matches!(
+            self.state(),
+            AuthState::SignedIn { .. } | AuthState::Completing
+        ) {
             return Err(AuthError::AlreadySignedIn);
         }
         let provider = match self.provider().await {
@@ -278,10 +305,16 @@ impl Session {
             expires_at,
             notice: None,
         });
-        let this = self.clone();
+        let weak = self.weak();
         tokio::spawn(async move {
             let left = (expires_at - Utc::now()).to_std().unwrap_or_default();
             tokio::time::sleep(left).await;
+            let Some(this) = Self::upgrade(&weak) else {
+                return;
+            };
+            if !matches!(this.state(), AuthState::Waiting { .. }) {
+                return;
+            }
             let expired = this
                 .inner
                 .attempt
@@ -347,6 +380,8 @@ impl Session {
         let Some(attempt) = self.take_matching(callback.state()) else {
             return;
         };
+        // Before any await: nothing may start another attempt meanwhile.
+        self.set(AuthState::Completing);
         self.forget_attempt_in_vault().await;
         if attempt.is_expired(Utc::now()) {
             self.signed_out(Some(Notice::warning(
@@ -358,7 +393,10 @@ impl Session {
             Callback::Error {
                 error, description, ..
             } => {
-                log::info!("the provider ended the sign-in with {error}");
+                log::info!(
+                    "the provider ended the sign-in with {}",
+                    crate::attempt::printable(&error, 64)
+                );
                 let message = if error == "access_denied" {
                     "Sign-in was cancelled in the browser. Choose Continue in browser to try again."
                         .to_owned()
@@ -418,7 +456,6 @@ impl Session {
     }
 
     async fn complete(&self, attempt: &Attempt, code: &str) {
-        self.set(AuthState::Completing);
         let provider = match self.provider().await {
             Ok(provider) => provider,
             Err(err) => {
@@ -435,6 +472,10 @@ impl Session {
             Ok(grant) => grant,
             Err(err) => {
                 log::warn!("sign-in not completed: {err}");
+                if matches!(err, OidcError::InvalidIdToken(_)) {
+                    // Perhaps the provider rotated its keys: discover again next time.
+                    *self.inner.provider.lock().await = None;
+                }
                 let message = match err {
                     OidcError::InvalidGrant(_) => "The sign-in service refused the code (it expired or was already used). Choose Continue in browser to try again.".to_owned(),
                     OidcError::InvalidIdToken(_) => "The sign-in answer failed verification and was refused. Try again; if it keeps happening, check this computer's clock.".to_owned(),
@@ -480,6 +521,9 @@ impl Session {
         });
         if let Err(err) = self.inner.users.save(&user) {
             log::warn!("could not cache the profile: {err}");
+        }
+        if self.inner.attempt_take().is_some() {
+            self.forget_attempt_in_vault().await;
         }
         log::info!("signed in");
         self.set(AuthState::SignedIn { user, notice });
@@ -543,14 +587,19 @@ impl Session {
         }
         .or_else(|| previous.and_then(|p| p.avatar));
         // Only for the user still signed in: a sign-out may have happened meanwhile.
-        let current = self
-            .inner
-            .tokens
-            .lock()
-            .await
-            .as_ref()
-            .map(|t| t.user_id.clone());
-        if current.as_deref() == Some(user.id.as_str()) {
+        let belongs = {
+            let mut slot = self.inner.tokens.lock().await;
+            match slot.as_mut() {
+                // Restored without a cached user: the profile says who it is.
+                Some(tokens) if tokens.user_id.is_empty() => {
+                    tokens.user_id = user.id.clone();
+                    true
+                }
+                Some(tokens) => tokens.user_id == user.id,
+                None => false,
+            }
+        };
+        if belongs {
             if let Err(err) = self.inner.users.save(&user) {
                 log::warn!("could not cache the profile: {err}");
             }
@@ -582,10 +631,15 @@ impl Session {
     }
 
     async fn refresh_locked(&self, slot: &mut Option<Tokens>) -> Result<String, AuthError> {
-        let refresh = slot
-            .as_ref()
-            .and_then(|t| t.refresh.clone())
-            .ok_or(AuthError::SessionEnded)?;
+        let Some(refresh) = slot.as_ref().and_then(|t| t.refresh.clone()) else {
+            // No long-lived session was granted and the access token is spent.
+            *slot = None;
+            self.end_session(Notice::warning(
+                "Your session has ended. Sign in again to continue.",
+            ))
+            .await;
+            return Err(AuthError::SessionEnded);
+        };
         let provider = self.provider().await?;
         match provider.refresh(&refresh).await {
             Ok(grant) => {
@@ -676,26 +730,32 @@ impl Session {
         if pending > 0 && !discard_pending {
             return SignOutOutcome::NeedsConfirmation { pending };
         }
-        let tokens = self.inner.tokens.lock().await.take();
-        self.inner.attempt_take();
-        if let Some(refresh) = tokens.and_then(|t| t.refresh) {
-            match self.provider().await {
-                Ok(provider) => {
-                    match tokio::time::timeout(Duration::from_secs(5), provider.revoke(&refresh))
-                        .await
-                    {
-                        Ok(Ok(true)) => log::info!("refresh token revoked"),
-                        Ok(Ok(false)) => log::info!("the provider does not support revocation"),
-                        Ok(Err(err)) => log::warn!("revocation failed: {err}"),
-                        Err(_) => log::warn!("revocation timed out"),
-                    }
-                }
-                Err(err) => log::warn!("not revoked: {err}"),
-            }
+        if self.inner.config.is_err() {
+            return SignOutOutcome::SignedOut;
         }
+        // The user sees the result at once; the rest may wait for a refresh in
+        // flight, which can no longer change what is shown.
+        self.inner.attempt_take();
+        self.signed_out(None);
+        let tokens = self.inner.tokens.lock().await.take();
+        // After taking the tokens: a refresh that was in flight may have
+        // stored a rotated refresh token.
         self.forget().await;
         log::info!("signed out");
-        self.signed_out(None);
+        // Revoked last, bounded: the user is already signed out here, and an
+        // unreachable provider must not keep the command waiting long.
+        if let Some(refresh) = tokens.and_then(|t| t.refresh) {
+            let revoke = async {
+                let provider = self.provider().await.map_err(|e| e.to_string())?;
+                provider.revoke(&refresh).await.map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(10), revoke).await {
+                Ok(Ok(true)) => log::info!("refresh token revoked"),
+                Ok(Ok(false)) => log::info!("the provider does not support revocation"),
+                Ok(Err(err)) => log::warn!("revocation failed: {err}"),
+                Err(_) => log::warn!("revocation timed out"),
+            }
+        }
         SignOutOutcome::SignedOut
     }
 
@@ -744,35 +804,50 @@ impl Session {
     }
 
     /// Refreshes ahead of expiry so a request never waits for it; retries
-    /// with backoff while the provider is unreachable.
-    async fn refresh_loop(&self) {
-        let mut backoff = Duration::from_secs(5);
+    /// with backoff (5 s doubling to 5 min) after any failure. Holds the
+    /// session only weakly: it ends when the session is dropped.
+    async fn refresh_loop(weak: Weak<Inner>, wake: Arc<Notify>) {
+        const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+        let mut backoff = FIRST_BACKOFF;
         loop {
-            let due = self
-                .inner
-                .tokens
-                .lock()
-                .await
-                .as_ref()
-                .map(Tokens::refresh_due);
-            let Some(due) = due else {
-                self.inner.refresher.notified().await;
-                continue;
+            let due = match Self::upgrade(&weak) {
+                Some(this) => this
+                    .inner
+                    .tokens
+                    .lock()
+                    .await
+                    .as_ref()
+                    .map(Tokens::refresh_due),
+                None => return,
             };
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = self.inner.refresher.notified() => continue,
+            match due {
+                None => {
+                    wake.notified().await;
+                    continue;
+                }
+                Some(due) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = wake.notified() => continue,
+                    }
+                }
             }
-            match self.access_token().await {
-                Err(AuthError::Unreachable(what)) => {
-                    log::info!("refresh postponed: cannot reach {what}");
+            let Some(this) = Self::upgrade(&weak) else {
+                return;
+            };
+            let result = this.access_token().await;
+            drop(this);
+            match result {
+                Ok(_) => backoff = FIRST_BACKOFF,
+                Err(AuthError::SignedOut | AuthError::SessionEnded) => {}
+                Err(err) => {
+                    log::info!("refresh postponed {}s: {err}", backoff.as_secs());
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = self.inner.refresher.notified() => {}
+                        _ = wake.notified() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(300));
                 }
-                _ => backoff = Duration::from_secs(5),
             }
         }
     }

@@ -57,12 +57,18 @@ impl Vault {
     }
 }
 
+/// A keyring that does not answer (an unlock prompt nobody sees, a hung
+/// daemon) counts as unavailable after this long.
+const KEYRING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
 ) -> Result<T, VaultError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| VaultError(format!("keyring call failed: {e}")))?
+    match tokio::time::timeout(KEYRING_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(VaultError(format!("keyring call failed: {e}"))),
+        Err(_) => Err(VaultError("the keyring did not answer".into())),
+    }
 }
 
 /// The OS keyring. The platform store is opened on first use, so an app

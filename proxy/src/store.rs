@@ -236,18 +236,7 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
-/// The short preview a conversation list shows for the last message.
-pub fn preview(content: &str) -> String {
-    const MAX_CHARS: usize = 140;
-    let flat: String = content.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= MAX_CHARS {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(MAX_CHARS - 1).collect();
-        cut.push('…');
-        cut
-    }
-}
+pub use confab_wire::conversations::preview;
 
 /// A change-feed entry for a conversation in its current state.
 pub fn change_of(conversation: Conversation, deleted_at: Option<DateTime<Utc>>) -> Change {

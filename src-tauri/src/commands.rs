@@ -193,11 +193,26 @@ mod tests {
         let err: ErrorBody = serde_json::from_value(err).expect("an ErrorBody");
         assert_eq!(err.code, ErrorCode::Unavailable, "{err:?}");
         let state: AuthState = serde_json::from_value(
+            invoke(&mock, GetAuthState::NAME, serde_json::json!({})).expect("auth_state"),
+        )
+        .expect("an AuthState");
+        let AuthState::SignedOut {
+            notice: Some(notice),
+        } = state
+        else {
+            panic!("expected signedOut with a notice, got {state:?}");
+        };
+        assert!(
+            notice.message.contains("Can't reach the sign-in service"),
+            "{notice:?}"
+        );
+        assert!(mock.opened.lock().expect("lock").is_empty());
+        // Cancelling afterwards is harmless.
+        let state: AuthState = serde_json::from_value(
             invoke(&mock, CancelSignIn::NAME, serde_json::json!({})).expect("cancel"),
         )
         .expect("an AuthState");
-        assert!(matches!(state, AuthState::SignedOut { .. }), "{state:?}");
-        assert!(mock.opened.lock().expect("lock").is_empty());
+        assert_eq!(state, AuthState::SignedOut { notice: None });
     }
 
     #[test]

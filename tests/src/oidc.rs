@@ -35,6 +35,12 @@ impl Provider {
     /// Starts the provider on a free port. `env` adds variables such as
     /// `OIDC_ACCESS_TTL` or `OIDC_RESOURCE`.
     pub fn start(artifacts: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_on(artifacts, 0, env)
+    }
+
+    /// Starts the provider on `port` (0: any free port), e.g. again on the
+    /// port of one that was stopped. It keeps no state across restarts.
+    pub fn start_on(artifacts: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = paths::workspace_root().join("tests").join("oidc");
         if !dir.join("node_modules").is_dir() {
             bail!(
@@ -44,7 +50,7 @@ impl Provider {
         }
         let mut cmd = Command::new("node");
         cmd.current_dir(&dir)
-            .args(["provider.mjs", "--port", "0"])
+            .args(["provider.mjs", "--port", &port.to_string()])
             .envs(env.iter().copied());
         let mut service = Service::spawn(cmd, "oidc-provider", artifacts)?;
         let line = service.wait_for_line(Duration::from_secs(20), |l| l.starts_with("issuer="))?;

@@ -579,3 +579,111 @@ async fn an_offline_start_keeps_the_session() -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+/// A nonce other than the attempt's (an ID token minted for another request)
+/// fails validation: the sign-in is refused, nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_token_for_another_nonce_is_refused() -> anyhow::Result<()> {
+    let fx = Fixture::start("nonce", &[], false)?;
+    let secrets = MemoryStore::default();
+    let first = fx.launch(&secrets).await;
+    let callback = fx.browser_round_trip(&first, "user_demo").await?;
+    drop(first);
+    let mut stored = secrets.snapshot();
+    let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
+    attempt["nonce"] = "another-nonce".into();
+    stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
+    secrets.replace(stored);
+
+    let session = fx.launch(&secrets).await;
+    session.handle_link(&callback).await;
+    let state = session.state();
+    assert!(matches!(state, AuthState::SignedOut { .. }), "{state:?}");
+    let (level, message) = notice_of(&state).expect("a notice");
+    assert_eq!(level, NoticeLevel::Error);
+    assert!(message.contains("failed verification"), "{message}");
+    assert!(!secrets.snapshot().contains_key(REFRESH_KEY));
+    assert!(!fx.dir.path().join("user.json").exists());
+    Ok(())
+}
+
+/// An attempt left in the keyring expires by itself (the user never came
+/// back), and one found already expired at start is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_attempts_expire() -> anyhow::Result<()> {
+    let fx = Fixture::start("attempt_expiry", &[], false)?;
+    let secrets = MemoryStore::default();
+    let first = fx.launch(&secrets).await;
+    let callback = fx.browser_round_trip(&first, "user_demo").await?;
+    drop(first);
+    let set_expiry = |seconds: i64| -> anyhow::Result<()> {
+        let mut stored = secrets.snapshot();
+        let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
+        attempt["expires_at"] = (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+            .to_rfc3339()
+            .into();
+        stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
+        secrets.replace(stored);
+        Ok(())
+    };
+
+    set_expiry(1)?;
+    let session = fx.launch(&secrets).await;
+    assert!(matches!(session.state(), AuthState::Waiting { .. }));
+    let state = wait_for(&session, "expired", |s| {
+        matches!(s, AuthState::SignedOut { .. })
+    })
+    .await?;
+    let (_, message) = notice_of(&state).expect("a notice");
+    assert!(message.contains("expired"), "{message}");
+    assert!(!secrets.snapshot().contains_key(ATTEMPT_KEY));
+    // Its callback, arriving late, signs nobody in.
+    session.handle_link(&callback).await;
+    assert!(matches!(session.state(), AuthState::SignedOut { .. }));
+    drop(session);
+
+    let session = fx.launch(&secrets).await;
+    let callback = fx.browser_round_trip(&session, "user_demo").await?;
+    drop(session);
+    set_expiry(-5)?;
+    let session = fx.launch(&secrets).await;
+    assert_eq!(session.state(), AuthState::SignedOut { notice: None });
+    assert!(!secrets.snapshot().contains_key(ATTEMPT_KEY));
+    session.handle_link(&callback).await;
+    assert!(matches!(session.state(), AuthState::SignedOut { .. }));
+    assert!(!secrets.snapshot().contains_key(REFRESH_KEY));
+    Ok(())
+}
+
+/// Offline at start, then the provider is back: the session retries by
+/// itself, without any request or click. (The restarted stand-in has lost
+/// its sessions, so the retry ends the session cleanly; with Clerk it would
+/// continue it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_start_retries_by_itself() -> anyhow::Result<()> {
+    let fx = Fixture::start("reconnect", &[], false)?;
+    let secrets = MemoryStore::default();
+    let first = fx.launch(&secrets).await;
+    let callback = fx.browser_round_trip(&first, "user_demo").await?;
+    first.handle_link(&callback).await;
+    wait_for(&first, "signed in", |s| signed_in_name(s).is_some()).await?;
+    drop(first);
+    let config = fx.config();
+    let port = config.issuer.port().unwrap_or_default();
+    let Fixture { provider, dir, .. } = fx;
+    drop(provider);
+
+    let session = Session::new(Ok(config), Vault::new(secrets.clone()), dir.path());
+    session.start().await;
+    assert!(signed_in_name(&session.state()).is_some());
+    let artifacts = paths::artifacts_dir("sign_in_flow/reconnect_again")?;
+    let _provider = Provider::start_on(&artifacts, port, &[])?;
+    let state = wait_for(&session, "the retry", |s| {
+        matches!(s, AuthState::SignedOut { .. })
+    })
+    .await?;
+    let (_, message) = notice_of(&state).expect("a notice");
+    assert!(message.contains("session has ended"), "{message}");
+    assert!(secrets.snapshot().is_empty());
+    Ok(())
+}

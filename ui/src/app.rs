@@ -36,11 +36,16 @@ pub fn app() -> Html {
                     Ok(sub) => *keep.borrow_mut() = Some(sub),
                     Err(err) => web_sys::console::error_1(&err.message.into()),
                 }
-                match ipc::invoke::<GetAuthState>(&NoArgs {}).await {
-                    Ok(state) => auth.set(Some(state)),
-                    Err(err) => auth.set(Some(AuthState::NotConfigured {
+                // Events are newer than this answer: it only fills the gap
+                // until the first one.
+                let first = match ipc::invoke::<GetAuthState>(&NoArgs {}).await {
+                    Ok(state) => state,
+                    Err(err) => AuthState::NotConfigured {
                         message: err.message,
-                    })),
+                    },
+                };
+                if auth.is_none() {
+                    auth.set(Some(first));
                 }
                 build.set(match ipc::invoke::<GetAppInfo>(&NoArgs {}).await {
                     Ok(info) => BuildState::Ready(info),
@@ -50,16 +55,14 @@ pub fn app() -> Html {
             move || drop(subscription)
         });
     }
-    let on_state = {
-        let auth = auth.clone();
-        Callback::from(move |state: AuthState| auth.set(Some(state)))
-    };
+    // The screen follows the shell's `auth-changed` events only: a command's
+    // answer could be older than an event that overtook it.
     match (*auth).clone() {
         Some(AuthState::SignedIn { user, notice }) => html! {
-            <Home {user} {notice} on_state={on_state} />
+            <Home {user} {notice} />
         },
         state => html! {
-            <SignIn build={(*build).clone()} {state} on_state={on_state} />
+            <SignIn build={(*build).clone()} {state} />
         },
     }
 }

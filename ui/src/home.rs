@@ -2,8 +2,8 @@
 //! conversations fill the rest (they arrive with the local cache).
 
 use confab_wire::ErrorBody;
-use confab_wire::auth::{AuthState, Notice, SignOutArgs, SignOutOutcome, User};
-use confab_wire::ipc::{GetAuthState, NoArgs, SignOut};
+use confab_wire::auth::{Notice, SignOutArgs, SignOutOutcome, User};
+use confab_wire::ipc::SignOut;
 use yew::prelude::*;
 
 use crate::ipc;
@@ -13,7 +13,6 @@ use crate::notice::NoticeView;
 pub struct Props {
     pub user: User,
     pub notice: Option<Notice>,
-    pub on_state: Callback<AuthState>,
 }
 
 #[function_component(Home)]
@@ -27,29 +26,22 @@ pub fn home(props: &Props) -> Html {
         let confirm = confirm.clone();
         let error = error.clone();
         let busy = busy.clone();
-        let on_state = props.on_state.clone();
         move |discard_pending: bool| {
             let confirm = confirm.clone();
             let error = error.clone();
             let busy = busy.clone();
-            let on_state = on_state.clone();
             Callback::from(move |_: MouseEvent| {
                 let confirm = confirm.clone();
                 let error = error.clone();
                 let busy = busy.clone();
-                let on_state = on_state.clone();
                 busy.set(true);
                 wasm_bindgen_futures::spawn_local(async move {
                     match ipc::invoke::<SignOut>(&SignOutArgs { discard_pending }).await {
                         Ok(SignOutOutcome::NeedsConfirmation { pending }) => {
                             confirm.set(Some(pending))
                         }
-                        Ok(SignOutOutcome::SignedOut) => {
-                            confirm.set(None);
-                            if let Ok(state) = ipc::invoke::<GetAuthState>(&NoArgs {}).await {
-                                on_state.emit(state);
-                            }
-                        }
+                        // The signed-out screen follows from the shell's event.
+                        Ok(SignOutOutcome::SignedOut) => confirm.set(None),
                         Err(err) => error.set(Some(err)),
                     }
                     busy.set(false);

@@ -19,7 +19,6 @@ pub struct Props {
     pub build: BuildState,
     /// `None` while the shell has not answered yet.
     pub state: Option<AuthState>,
-    pub on_state: Callback<AuthState>,
 }
 
 #[function_component(SignIn)]
@@ -27,23 +26,23 @@ pub fn sign_in(props: &Props) -> Html {
     // An error from the last button press (the shell's state has its own notice).
     let error = use_state(|| None::<ErrorBody>);
     let busy = use_state(|| false);
+    {
+        // A new state from the shell replaces an older button error.
+        let error = error.clone();
+        use_effect_with(props.state.clone(), move |_| error.set(None));
+    }
 
     let run = |command: fn() -> StateFuture| {
-        let on_state = props.on_state.clone();
         let error = error.clone();
         let busy = busy.clone();
         Callback::from(move |_: MouseEvent| {
-            let on_state = on_state.clone();
             let error = error.clone();
             let busy = busy.clone();
             busy.set(true);
             wasm_bindgen_futures::spawn_local(async move {
-                match command().await {
-                    Ok(state) => {
-                        error.set(None);
-                        on_state.emit(state);
-                    }
-                    Err(err) => error.set(Some(err)),
+                // The new state arrives as an event; only a failure is ours to show.
+                if let Err(err) = command().await {
+                    error.set(Some(err));
                 }
                 busy.set(false);
             });

@@ -209,6 +209,21 @@ pub struct ChangeNotice {
     pub version: Option<u64>,
 }
 
+/// The short preview a conversation list shows for the last message: spaces
+/// folded, at most 140 characters. Computed the same way by the proxy and by the
+/// desktop cache (for writes not yet synced).
+pub fn preview(content: &str) -> String {
+    const MAX_CHARS: usize = 140;
+    let flat: String = content.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= MAX_CHARS {
+        flat
+    } else {
+        let mut cut: String = flat.chars().take(MAX_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,5 +9,6 @@ pub mod auth;
 pub mod conversations;
 pub mod error;
 pub mod ipc;
+pub mod library;
 
 pub use error::{ErrorBody, ErrorCode, HttpError};

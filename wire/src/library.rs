@@ -1,0 +1,89 @@
+//! The user's conversations as the desktop shows them: the local cache's view,
+//! with what is not synced yet. The UI reads only these; the shell builds them
+//! from the cache.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::conversations::{Conversation, Message};
+
+/// A row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListItem {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// Local changes not yet acknowledged by the server.
+    pub pending: u32,
+    /// Why the server refused a change of this conversation, if it did.
+    pub failed: Option<String>,
+}
+
+/// One open conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub conversation: Conversation,
+    /// Oldest first.
+    pub messages: Vec<MessageView>,
+    pub pending: u32,
+    pub failed: Option<String>,
+    /// Deleted (locally or on another device): shown with Undo until purged.
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    #[serde(flatten)]
+    pub message: Message,
+    /// Not yet acknowledged by the server.
+    pub pending: bool,
+}
+
+/// Which conversations a list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ListFilter {
+    /// Not archived: pinned first, then most recently changed.
+    #[default]
+    Active,
+    Archived,
+}
+
+/// A full-text search result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHit {
+    pub conversation_id: String,
+    pub title: String,
+    /// The matching message, when the match is in a message rather than the title.
+    pub message_id: Option<String>,
+    /// Plain text around the match; `[` and `]` never appear unescaped in it, the
+    /// UI highlights the ranges in `highlights` (character offsets).
+    pub snippet: String,
+    pub highlights: Vec<(u32, u32)>,
+}
+
+/// Where sync stands, for the status indicator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub connection: Connection,
+    /// Writes waiting to be sent.
+    pub pending: u64,
+    /// Writes the server refused; each can be retried or discarded.
+    pub failed: u64,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// The last sync error, for people.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Connection {
+    Online,
+    Syncing,
+    Offline,
+    SignedOut,
+}
