@@ -1,0 +1,236 @@
+//! Writes made on this device: each validated as the server would, then saved
+//! with its outbox entry in one transaction, then shown.
+
+use chrono::{DateTime, Utc};
+use confab_wire::conversations::{Message, Role};
+use confab_wire::library::{ListItem, MessageView};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::overlay::overlay;
+use crate::{Cache, CacheError, DEFAULT_TITLE, MAX_MESSAGE_BYTES, MAX_TITLE_CHARS, Op, Result, ts};
+
+/// Fields to change; absent ones stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patch {
+    pub title: Option<String>,
+    pub pinned: Option<bool>,
+    pub archived: Option<bool>,
+}
+
+/// A ULID as the proxy accepts it: 26 characters of Crockford base32, upper
+/// case.
+pub fn is_ulid(id: &str) -> bool {
+    id.len() == 26
+        && id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
+        && id.as_bytes()[0] <= b'7'
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<()> {
+    if is_ulid(id) {
+        Ok(())
+    } else {
+        Err(CacheError::invalid(field, "not a ULID"))
+    }
+}
+
+fn clean_title(title: &str) -> Result<String> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(CacheError::invalid("title", "a title cannot be empty"));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(CacheError::invalid(
+            "title",
+            format!("at most {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    if title.chars().any(|c| c.is_control()) {
+        return Err(CacheError::invalid(
+            "title",
+            "no line breaks or control characters",
+        ));
+    }
+    Ok(title.to_owned())
+}
+
+fn queue(conn: &Connection, id: &str, op: &Op, at: &DateTime<Utc>) -> Result<()> {
+    let json =
+        serde_json::to_string(op).map_err(|e| CacheError::Corrupt(format!("outbox entry: {e}")))?;
+    conn.execute(
+        "INSERT INTO outbox (conversation_id, op, created_at) VALUES (?1, ?2, ?3)",
+        params![id, json, ts(at)],
+    )?;
+    Ok(())
+}
+
+/// `Some(deleted)` when the conversation is shown here.
+fn shown_state(conn: &Connection, id: &str) -> Result<Option<bool>> {
+    Ok(conn
+        .query_row(
+            "SELECT deleted_at IS NOT NULL FROM conversations WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+impl Cache {
+    /// Creates a conversation with a client id (so replaying its create is
+    /// harmless). Creating an id that exists answers the existing one.
+    pub fn create(&self, id: &str, title: Option<&str>, at: DateTime<Utc>) -> Result<ListItem> {
+        check_id("id", id)?;
+        let title = match title {
+            Some(t) => clean_title(t)?,
+            None => DEFAULT_TITLE.to_owned(),
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if shown_state(&tx, id)?.is_none() {
+            queue(&tx, id, &Op::Create { title }, &at)?;
+            overlay(&tx, id)?;
+        }
+        tx.commit()?;
+        drop(conn);
+        self.item(id)?
+            .ok_or_else(|| CacheError::NotFound(id.to_owned()))
+    }
+
+    /// Renames, pins or archives.
+    pub fn update(&self, id: &str, patch: Patch, at: DateTime<Utc>) -> Result<ListItem> {
+        let title = patch.title.as_deref().map(clean_title).transpose()?;
+        if title.is_none() && patch.pinned.is_none() && patch.archived.is_none() {
+            return Err(CacheError::invalid("patch", "nothing to change"));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match shown_state(&tx, id)? {
+            Some(false) => {}
+            _ => return Err(CacheError::NotFound(id.to_owned())),
+        }
+        let op = Op::Update {
+            title,
+            pinned: patch.pinned,
+            archived: patch.archived,
+        };
+        queue(&tx, id, &op, &at)?;
+        overlay(&tx, id)?;
+        tx.commit()?;
+        drop(conn);
+        self.item(id)?
+            .ok_or_else(|| CacheError::NotFound(id.to_owned()))
+    }
+
+    /// Deletes (a tombstone: Undo restores it, messages included).
+    pub fn delete(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match shown_state(&tx, id)? {
+            None => return Err(CacheError::NotFound(id.to_owned())),
+            Some(true) => return Ok(()),
+            Some(false) => {}
+        }
+        queue(&tx, id, &Op::Delete, &at)?;
+        overlay(&tx, id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Undoes a delete.
+    pub fn restore(&self, id: &str, at: DateTime<Utc>) -> Result<ListItem> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match shown_state(&tx, id)? {
+            None => return Err(CacheError::NotFound(id.to_owned())),
+            Some(false) => {}
+            Some(true) => {
+                queue(&tx, id, &Op::Restore, &at)?;
+                overlay(&tx, id)?;
+            }
+        }
+        tx.commit()?;
+        drop(conn);
+        self.item(id)?
+            .ok_or_else(|| CacheError::NotFound(id.to_owned()))
+    }
+
+    /// Appends a message with a client id.
+    pub fn append(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+        role: Role,
+        content: &str,
+        at: DateTime<Utc>,
+    ) -> Result<MessageView> {
+        check_id("id", message_id)?;
+        if content.trim().is_empty() {
+            return Err(CacheError::invalid("content", "a message cannot be empty"));
+        }
+        if content.len() > MAX_MESSAGE_BYTES {
+            return Err(CacheError::invalid(
+                "content",
+                format!("at most {} KiB", MAX_MESSAGE_BYTES / 1024),
+            ));
+        }
+        let message = Message {
+            id: message_id.to_owned(),
+            role,
+            content: content.to_owned(),
+            timestamp: at,
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match shown_state(&tx, conversation_id)? {
+            Some(false) => {}
+            _ => return Err(CacheError::NotFound(conversation_id.to_owned())),
+        }
+        let inserted = tx.execute(
+            "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1)
+             ON CONFLICT (conversation_id, id) DO NOTHING",
+            params![
+                conversation_id,
+                message.id,
+                role_name(role),
+                message.content,
+                ts(&message.timestamp)
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(CacheError::invalid("id", "a message with this id exists"));
+        }
+        queue(
+            &tx,
+            conversation_id,
+            &Op::Append {
+                message: message.clone(),
+            },
+            &at,
+        )?;
+        overlay(&tx, conversation_id)?;
+        tx.commit()?;
+        Ok(MessageView {
+            message,
+            pending: true,
+        })
+    }
+}
+
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::System => "system",
+    }
+}
+
+pub(crate) fn parse_role(name: &str) -> Result<Role> {
+    match name {
+        "user" => Ok(Role::User),
+        "assistant" => Ok(Role::Assistant),
+        "system" => Ok(Role::System),
+        other => Err(CacheError::Corrupt(format!("role {other:?}"))),
+    }
+}

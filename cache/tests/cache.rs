@@ -1,0 +1,529 @@
+//! The cache on a real SQLite file: local writes and their outbox, the server's
+//! changes on top, search, and schema upgrades.
+
+#![allow(clippy::unwrap_used)] // test builders: a failure is a broken test
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use confab_cache::local::Patch;
+use confab_cache::{Cache, CacheError, Op, schema};
+use confab_wire::conversations::{
+    Change, Conversation, ConversationDetail, Deletion, Message, Role,
+};
+use confab_wire::library::ListFilter;
+
+fn id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
+}
+
+/// The server's view of a conversation (builder for the tests).
+fn server(id: &str, version: u64, title: &str, count: u64, minutes: i64) -> Conversation {
+    Conversation {
+        id: id.into(),
+        title: title.into(),
+        created_at: at(0),
+        updated_at: at(minutes),
+        version,
+        message_count: count,
+        last_message_preview: None,
+        pinned: false,
+        archived: false,
+    }
+}
+
+fn message(id: &str, content: &str, minutes: i64) -> Message {
+    Message {
+        id: id.into(),
+        role: Role::User,
+        content: content.into(),
+        timestamp: at(minutes),
+    }
+}
+
+fn open() -> (tempfile::TempDir, Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&dir.path().join("cache.db")).unwrap();
+    (dir, cache)
+}
+
+fn titles(cache: &Cache, filter: ListFilter) -> Vec<String> {
+    cache
+        .list(filter, 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.conversation.title)
+        .collect()
+}
+
+fn ops(cache: &Cache) -> Vec<Op> {
+    cache.outbox().unwrap().into_iter().map(|e| e.op).collect()
+}
+
+#[test]
+fn local_writes_show_at_once_and_queue_in_order() {
+    let (_dir, cache) = open();
+    let (a, b) = (id(), id());
+    cache.create(&a, Some("Alpha"), at(1)).unwrap();
+    cache.create(&b, None, at(2)).unwrap();
+    assert_eq!(
+        titles(&cache, ListFilter::Active),
+        ["New conversation", "Alpha"]
+    );
+
+    cache
+        .update(
+            &a,
+            Patch {
+                pinned: Some(true),
+                ..Patch::default()
+            },
+            at(3),
+        )
+        .unwrap();
+    assert_eq!(
+        titles(&cache, ListFilter::Active),
+        ["Alpha", "New conversation"],
+        "pinned first"
+    );
+    let m = id();
+    let view = cache
+        .append(&b, &m, Role::User, "hello  there\nfriend", at(4))
+        .unwrap();
+    assert!(view.pending);
+    let item = cache.item(&b).unwrap().unwrap();
+    assert_eq!(item.conversation.message_count, 1);
+    assert_eq!(
+        item.conversation.last_message_preview.as_deref(),
+        Some("hello there friend")
+    );
+    assert_eq!(item.pending, 2);
+
+    cache
+        .update(
+            &b,
+            Patch {
+                archived: Some(true),
+                title: Some(" Renamed ".into()),
+                ..Patch::default()
+            },
+            at(5),
+        )
+        .unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Alpha"]);
+    assert_eq!(titles(&cache, ListFilter::Archived), ["Renamed"]);
+    cache.delete(&a, at(6)).unwrap();
+    assert!(titles(&cache, ListFilter::Active).is_empty());
+    assert!(cache.get(&a).unwrap().unwrap().deleted);
+    cache.restore(&a, at(7)).unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Alpha"]);
+
+    assert_eq!(
+        ops(&cache),
+        vec![
+            Op::Create {
+                title: "Alpha".into()
+            },
+            Op::Create {
+                title: "New conversation".into()
+            },
+            Op::Update {
+                title: None,
+                pinned: Some(true),
+                archived: None
+            },
+            Op::Append {
+                message: message(&m, "hello  there\nfriend", 4)
+            },
+            Op::Update {
+                title: Some("Renamed".into()),
+                pinned: None,
+                archived: Some(true)
+            },
+            Op::Delete,
+            Op::Restore,
+        ]
+    );
+    assert_eq!(cache.outbox_counts().unwrap(), (7, 0));
+}
+
+#[test]
+fn bad_input_is_refused_and_queues_nothing() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache.create(&a, Some("Alpha"), at(1)).unwrap();
+    let before = cache.outbox().unwrap().len();
+    let long_title = "x".repeat(501);
+    let huge = "x".repeat(256 * 1024 + 1);
+    let results: Vec<(&str, Result<(), CacheError>)> = vec![
+        (
+            "bad id",
+            cache.create("not-a-ulid", None, at(2)).map(|_| ()),
+        ),
+        (
+            "lower-case id",
+            cache.create(&id().to_lowercase(), None, at(2)).map(|_| ()),
+        ),
+        (
+            "empty title",
+            cache.create(&id(), Some("   "), at(2)).map(|_| ()),
+        ),
+        (
+            "long title",
+            cache.create(&id(), Some(&long_title), at(2)).map(|_| ()),
+        ),
+        (
+            "control chars",
+            cache
+                .update(
+                    &a,
+                    Patch {
+                        title: Some("a\u{0}b".into()),
+                        ..Patch::default()
+                    },
+                    at(2),
+                )
+                .map(|_| ()),
+        ),
+        (
+            "empty patch",
+            cache.update(&a, Patch::default(), at(2)).map(|_| ()),
+        ),
+        (
+            "unknown",
+            cache
+                .update(
+                    &id(),
+                    Patch {
+                        pinned: Some(true),
+                        ..Patch::default()
+                    },
+                    at(2),
+                )
+                .map(|_| ()),
+        ),
+        (
+            "empty message",
+            cache
+                .append(&a, &id(), Role::User, " \n", at(2))
+                .map(|_| ()),
+        ),
+        (
+            "huge message",
+            cache
+                .append(&a, &id(), Role::User, &huge, at(2))
+                .map(|_| ()),
+        ),
+        (
+            "append to unknown",
+            cache
+                .append(&id(), &id(), Role::User, "hi", at(2))
+                .map(|_| ()),
+        ),
+        ("restore unknown", cache.restore(&id(), at(2)).map(|_| ())),
+    ];
+    for (what, result) in results {
+        assert!(
+            matches!(
+                result,
+                Err(CacheError::Invalid { .. } | CacheError::NotFound(_))
+            ),
+            "{what}: {result:?}"
+        );
+    }
+    // A message id used twice is refused, the first kept.
+    let m = id();
+    cache.append(&a, &m, Role::User, "first", at(3)).unwrap();
+    assert!(cache.append(&a, &m, Role::User, "second", at(4)).is_err());
+    assert_eq!(
+        cache.get(&a).unwrap().unwrap().messages[0].message.content,
+        "first"
+    );
+    // Creating an existing id answers it, queuing nothing more.
+    cache.create(&a, Some("Other"), at(5)).unwrap();
+    assert_eq!(cache.outbox().unwrap().len(), before + 1);
+    // Updates on a deleted conversation are refused.
+    cache.delete(&a, at(6)).unwrap();
+    assert!(matches!(
+        cache.update(
+            &a,
+            Patch {
+                pinned: Some(true),
+                ..Patch::default()
+            },
+            at(7)
+        ),
+        Err(CacheError::NotFound(_))
+    ));
+}
+
+#[test]
+fn server_changes_never_hide_pending_writes() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache
+        .apply_changes(&[Change::Updated(server(&a, 1, "Server", 0, 1))])
+        .unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Server"]);
+
+    cache
+        .update(
+            &a,
+            Patch {
+                title: Some("Mine".into()),
+                ..Patch::default()
+            },
+            at(2),
+        )
+        .unwrap();
+    // Another device renamed it meanwhile: the server's state is stored, the
+    // pending rename is still what shows.
+    cache
+        .apply_changes(&[Change::Updated(server(&a, 2, "Theirs", 0, 3))])
+        .unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Mine"]);
+    let entry = cache.next_outbox().unwrap().unwrap();
+    assert_eq!(
+        entry.server_version, 2,
+        "the update is sent against the latest version"
+    );
+
+    // An older version arriving late changes nothing.
+    cache
+        .apply_changes(&[Change::Updated(server(&a, 1, "Stale", 0, 1))])
+        .unwrap();
+    assert_eq!(cache.item(&a).unwrap().unwrap().conversation.version, 2);
+
+    // Refused and discarded: the server's title shows again, offline.
+    cache.reject(entry.seq, "title: too long").unwrap();
+    assert_eq!(cache.outbox_counts().unwrap(), (0, 1));
+    let item = cache.item(&a).unwrap().unwrap();
+    assert_eq!(item.failed.as_deref(), Some("title: too long"));
+    assert_eq!(cache.next_outbox().unwrap(), None, "a refused entry waits");
+    cache.discard(entry.seq).unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Theirs"]);
+    assert_eq!(cache.outbox_counts().unwrap(), (0, 0));
+}
+
+#[test]
+fn acknowledged_writes_take_the_servers_answer() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache.create(&a, Some("Alpha"), at(1)).unwrap();
+    let m = id();
+    cache.append(&a, &m, Role::User, "hi", at(2)).unwrap();
+    let create = cache.next_outbox().unwrap().unwrap();
+    assert_eq!(create.server_version, 0);
+    cache.note_attempt(create.seq).unwrap();
+    cache
+        .acknowledge(create.seq, Some(&server(&a, 1, "Alpha", 0, 1)), None)
+        .unwrap();
+    // A replayed acknowledgement (after a crash) is harmless.
+    cache
+        .acknowledge(create.seq, Some(&server(&a, 1, "Alpha", 0, 1)), None)
+        .unwrap();
+    let item = cache.item(&a).unwrap().unwrap();
+    assert_eq!(
+        (
+            item.conversation.version,
+            item.conversation.message_count,
+            item.pending
+        ),
+        (1, 1, 1)
+    );
+
+    // The server got the append but the answer was lost: the full conversation
+    // arrives with it; the count is not doubled while the entry waits.
+    let mut with_message = server(&a, 2, "Alpha", 1, 2);
+    with_message.last_message_preview = Some("hi".into());
+    cache
+        .apply_detail(&ConversationDetail {
+            conversation: with_message.clone(),
+            messages: vec![message(&m, "hi", 2)],
+        })
+        .unwrap();
+    assert_eq!(
+        cache.item(&a).unwrap().unwrap().conversation.message_count,
+        1
+    );
+    let append = cache.next_outbox().unwrap().unwrap();
+    cache
+        .acknowledge(append.seq, Some(&with_message), Some(&message(&m, "hi", 2)))
+        .unwrap();
+    let view = cache.get(&a).unwrap().unwrap();
+    assert_eq!(view.pending, 0);
+    assert_eq!(view.messages.len(), 1);
+    assert!(!view.messages[0].pending);
+    assert_eq!(view.conversation.message_count, 1);
+    assert!(cache.stale_conversations().unwrap().is_empty());
+}
+
+#[test]
+fn deletions_and_messages_from_the_server() {
+    let (_dir, cache) = open();
+    let (a, b) = (id(), id());
+    let stale = cache
+        .apply_changes(&[
+            Change::Updated(server(&a, 3, "Alpha", 2, 1)),
+            Change::Updated(server(&b, 1, "Beta", 0, 2)),
+        ])
+        .unwrap();
+    assert_eq!(
+        stale,
+        vec![a.clone()],
+        "only conversations with messages to fetch"
+    );
+    cache
+        .apply_detail(&ConversationDetail {
+            conversation: server(&a, 3, "Alpha", 2, 1),
+            messages: vec![message(&id(), "one", 1), message(&id(), "two", 1)],
+        })
+        .unwrap();
+    assert_eq!(cache.get(&a).unwrap().unwrap().messages.len(), 2);
+    assert!(cache.stale_conversations().unwrap().is_empty());
+
+    cache
+        .apply_changes(&[Change::Deleted(Deletion {
+            id: b.clone(),
+            deleted: true,
+            version: 2,
+            updated_at: at(5),
+        })])
+        .unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Alpha"]);
+    assert!(cache.get(&b).unwrap().unwrap().deleted);
+    // Undo here wins until the server says otherwise.
+    cache.restore(&b, at(6)).unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Beta", "Alpha"]);
+
+    // A conversation the server no longer lists (full resync) goes, unless a
+    // write for it is pending.
+    let listed: HashSet<String> = HashSet::new();
+    assert_eq!(cache.keep_only(&listed).unwrap(), 2);
+    assert_eq!(titles(&cache, ListFilter::Active), Vec::<String>::new());
+}
+
+#[test]
+fn search_finds_titles_and_messages_and_takes_queries_literally() {
+    let (_dir, cache) = open();
+    let (a, b) = (id(), id());
+    cache.create(&a, Some("Café plans"), at(1)).unwrap();
+    cache.create(&b, Some("Work"), at(2)).unwrap();
+    cache
+        .append(
+            &b,
+            &id(),
+            Role::User,
+            "The quarterly report is due Friday",
+            at(3),
+        )
+        .unwrap();
+
+    let hits = cache.search("cafe", 10).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].conversation_id, a);
+    assert_eq!(hits[0].message_id, None);
+    let hits = cache.search("quart fri", 10).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].message_id.is_some());
+    let (s, e) = hits[0].highlights[0];
+    let marked: String = hits[0]
+        .snippet
+        .chars()
+        .skip(s as usize)
+        .take((e - s) as usize)
+        .collect();
+    assert_eq!(marked, "quarterly");
+
+    for hostile in [
+        "\"",
+        "*",
+        "NEAR(a b)",
+        "title:x",
+        "-",
+        "a OR",
+        "\u{0}",
+        ")(",
+        "' OR 1=1 --",
+    ] {
+        assert!(cache.search(hostile, 10).is_ok(), "{hostile:?}");
+    }
+    assert!(cache.search("", 10).unwrap().is_empty());
+    cache.delete(&b, at(4)).unwrap();
+    assert!(
+        cache.search("quarterly", 10).unwrap().is_empty(),
+        "deleted conversations are not found"
+    );
+}
+
+#[test]
+fn writes_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let a = id();
+    {
+        let cache = Cache::open(&path).unwrap();
+        cache.create(&a, Some("Kept"), at(1)).unwrap();
+        cache
+            .append(&a, &id(), Role::User, "every word", at(2))
+            .unwrap();
+        cache.set_sync_value("cursor", "17").unwrap();
+    }
+    let cache = Cache::open(&path).unwrap();
+    assert_eq!(titles(&cache, ListFilter::Active), ["Kept"]);
+    assert_eq!(cache.outbox().unwrap().len(), 2);
+    assert_eq!(
+        cache.get(&a).unwrap().unwrap().messages[0].message.content,
+        "every word"
+    );
+    assert_eq!(cache.sync_value("cursor").unwrap().as_deref(), Some("17"));
+}
+
+#[test]
+fn every_earlier_schema_upgrades_without_losing_data() {
+    for version in 1..=schema::CURRENT {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &schema::MIGRATIONS[..version as usize] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", version).unwrap();
+            let fixture = format!(
+                "{}/tests/fixtures/v{version}.sql",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            conn.execute_batch(&std::fs::read_to_string(&fixture).unwrap())
+                .unwrap();
+        }
+        let cache = Cache::open(&path).unwrap();
+        assert_eq!(
+            titles(&cache, ListFilter::Active),
+            ["Trip to Lisbon", "Draft"],
+            "v{version} (pinned first)"
+        );
+        let trip = cache.get("01JD0000000000000000000001").unwrap().unwrap();
+        assert_eq!(trip.messages.len(), 2);
+        assert!(trip.conversation.pinned);
+        assert_eq!(cache.outbox().unwrap().len(), 2);
+        assert_eq!(cache.sync_value("cursor").unwrap().as_deref(), Some("42"));
+        assert_eq!(cache.search("lisbon", 5).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn a_cache_from_a_newer_app_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", schema::CURRENT + 1)
+            .unwrap();
+    }
+    assert!(matches!(Cache::open(&path), Err(CacheError::TooNew { .. })));
+}
