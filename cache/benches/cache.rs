@@ -45,7 +45,16 @@ fn measure(name: &str, budget_ms: Option<u64>, runs: usize, mut f: impl FnMut() 
     let median = times[runs / 2];
     let worst = times[runs - 1];
     let budget = budget_ms
-        .map(|b| format!(" (budget {b} ms: {})", if median <= Duration::from_millis(b) { "ok" } else { "OVER" }))
+        .map(|b| {
+            format!(
+                " (budget {b} ms: {})",
+                if median <= Duration::from_millis(b) {
+                    "ok"
+                } else {
+                    "OVER"
+                }
+            )
+        })
         .unwrap_or_default();
     println!(
         "{name:<48} median {:>8.2} ms, worst {:>8.2} ms, {size} rows{budget}",
@@ -75,8 +84,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let messages: Vec<Message> = (0..count)
             .map(|m| Message {
-                id: ulid::Ulid::from_parts(1_800_000_000_000 + m as u64, (c * BIG + m) as u128).to_string(),
-                role: if m % 2 == 0 { Role::User } else { Role::Assistant },
+                id: ulid::Ulid::from_parts(1_800_000_000_000 + m as u64, (c * BIG + m) as u128)
+                    .to_string(),
+                role: if m % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
                 content: text(c * 13 + m, 12 + m % 30),
                 timestamp: base + chrono::Duration::seconds(m as i64),
             })
@@ -92,7 +106,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pinned: c % 500 == 0,
             archived: c % 50 == 1,
         };
-        cache.apply_detail(&ConversationDetail { conversation, messages })?;
+        cache.apply_detail(&ConversationDetail {
+            conversation,
+            messages,
+        })?;
         if c == 0 {
             big_id = id;
         }
@@ -103,29 +120,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     measure("list every active conversation", Some(50), 15, || {
-        cache.list(ListFilter::Active, 0, CONVERSATIONS as u32).map(|l| l.len()).unwrap_or(0)
-    });
-    measure("list the first screen (100)", None, 50, || {
-        cache.list(ListFilter::Active, 0, 100).map(|l| l.len()).unwrap_or(0)
-    });
-    measure("open the 5,000-message conversation", Some(150), 15, || {
-        cache.get(&big_id).ok().flatten().map(|v| v.messages.len()).unwrap_or(0)
-    });
-    for query in ["museum", "flight hotel", "mount"] {
-        measure(&format!("search {query:?} (50 results)"), Some(50), 15, || {
-            cache.search(query, 50).map(|h| h.len()).unwrap_or(0)
-        });
-    }
-    let target = big_id.clone();
-    measure("append a message (one transaction + outbox)", None, 50, || {
-        let id = ulid::Ulid::new().to_string();
         cache
-            .append(&target, &id, Role::User, "a new message", confab_cache::now())
-            .map(|_| 1)
+            .list(ListFilter::Active, 0, CONVERSATIONS as u32)
+            .map(|l| l.len())
             .unwrap_or(0)
     });
+    measure("list the first screen (100)", None, 50, || {
+        cache
+            .list(ListFilter::Active, 0, 100)
+            .map(|l| l.len())
+            .unwrap_or(0)
+    });
+    measure("open the 5,000-message conversation", Some(150), 15, || {
+        cache
+            .get(&big_id)
+            .ok()
+            .flatten()
+            .map(|v| v.messages.len())
+            .unwrap_or(0)
+    });
+    for query in ["museum", "flight hotel", "mount"] {
+        measure(
+            &format!("search {query:?} (50 results)"),
+            Some(50),
+            15,
+            || cache.search(query, 50).map(|h| h.len()).unwrap_or(0),
+        );
+    }
+    let target = big_id.clone();
+    measure(
+        "append a message (one transaction + outbox)",
+        None,
+        50,
+        || {
+            let id = ulid::Ulid::new().to_string();
+            cache
+                .append(
+                    &target,
+                    &id,
+                    Role::User,
+                    "a new message",
+                    confab_cache::now(),
+                )
+                .map(|_| 1)
+                .unwrap_or(0)
+        },
+    );
     let size = std::fs::metadata(dir.path().join("bench.db"))?.len()
-        + std::fs::metadata(dir.path().join("bench.db-wal")).map(|m| m.len()).unwrap_or(0);
+        + std::fs::metadata(dir.path().join("bench.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     println!("cache file: {:.1} MB", size as f64 / 1e6);
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod paths;
 pub mod process;
 pub mod proxy;
+pub mod session;
 
 pub use desktop::{App, AppHome, AppOptions, Desktop};
 pub use process::Service;

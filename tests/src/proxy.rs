@@ -25,8 +25,20 @@ impl Proxy {
         store: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_at(issuer, artifacts, store, "127.0.0.1:0", env)
+    }
+
+    /// As [`Proxy::start`], listening on `listen` (e.g. the address of a
+    /// proxy that was stopped, to bring it back).
+    pub fn start_at(
+        issuer: &str,
+        artifacts: &Path,
+        store: &str,
+        listen: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(paths::binary("confab-proxy")?);
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", listen])
             .args(["--clerk-issuer", issuer])
             .args(["--clerk-oauth-client-ids", CLIENT_ID])
             .arg(store)

@@ -1,0 +1,83 @@
+//! Listening to `GET /api/events`: every `change`, `resync` and (re)connect
+//! wakes the engine, which pulls. Reconnects with backoff; a stream that goes
+//! silent (no heartbeat for 45 s) is dropped and reopened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::{Engine, FIRST_BACKOFF, MAX_BACKOFF, jitter};
+
+/// The proxy sends a heartbeat every 15 s.
+const SILENCE: Duration = Duration::from_secs(45);
+
+pub(crate) async fn listen(engine: Arc<Engine>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match stream(&engine).await {
+            Ok(()) => backoff = FIRST_BACKOFF,
+            Err(reason) => {
+                log::info!("event stream: {reason}");
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection, until it ends. `Ok` when it was up and closed normally.
+async fn stream(engine: &Engine) -> Result<(), String> {
+    let config = engine.session.config().ok_or("not configured")?.clone();
+    let token = engine
+        .session
+        .access_token()
+        .await
+        .map_err(|e| e.to_string())?;
+    // Not through `Session::send`: its client ends any request after 30 s.
+    let mut response = engine
+        .http
+        .get(config.proxy_endpoint("api/events"))
+        .bearer_auth(&token)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .timeout(Duration::from_secs(60 * 60 * 24))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    match response.status() {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            // Refreshed on the next try (access_token renews ahead of expiry).
+            return Err("the token was refused".into());
+        }
+        status => return Err(format!("the server answered {status}")),
+    }
+    let mut buffer = String::new();
+    let mut event = String::new();
+    loop {
+        let chunk = tokio::time::timeout(SILENCE, response.chunk())
+            .await
+            .map_err(|_| "silent for too long".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        if buffer.len() > 64 * 1024 {
+            return Err("an event was too large".into());
+        }
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                // End of an event: any event means "pull now".
+                if matches!(event.as_str(), "change" | "resync" | "ready") {
+                    engine.sync_now();
+                }
+                event.clear();
+            } else if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_owned();
+            }
+        }
+    }
+}

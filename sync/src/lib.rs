@@ -1,0 +1,266 @@
+//! The sync engine: keeps one user's cache and the proxy in agreement.
+//!
+//! - Push: the outbox in order, one entry at a time. Creates and appends carry
+//!   client ids, so a replay after a crash is harmless. Failures are
+//!   classified ([`push::Outcome`]): network trouble, 5xx and 429 are retried
+//!   later (honouring `Retry-After`) and stop the push, so order holds; a 4xx
+//!   marks the entry refused, for the user to retry or discard.
+//! - Pull: `GET /api/changes` from the stored cursor, on start, after each
+//!   push, on every server event, on reconnect and every minute; then the
+//!   messages of conversations whose messages changed. An expired cursor
+//!   (410) means a full listing.
+//! - Listen: `GET /api/events`; a `change`, `resync` or a (re)connect wakes the
+//!   engine. It reconnects with backoff.
+//!
+//! Conflicts (ARCHITECTURE.md): the server's version is authoritative; an
+//! update refused with 409 is re-sent against the current version with only
+//! its own fields, so the last writer wins field by field; an update or delete
+//! of something deleted elsewhere is dropped (deletes win); appends never
+//! conflict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use confab_auth::Session;
+use confab_cache::Cache;
+use confab_wire::library::{Connection, SyncStatus};
+use tokio::sync::{Notify, broadcast, watch};
+
+mod events;
+mod pull;
+mod push;
+
+/// How often to pull without any server event (a safety net).
+const PERIODIC: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// Worth trying again later (network, 5xx, 429); `after` when the server
+    /// said how long to wait.
+    #[error("{message}")]
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
+    /// Signed out or the session ended: nothing to do until signed in again.
+    #[error("not signed in")]
+    SignedOut,
+    #[error("the local cache failed: {0}")]
+    Cache(String),
+}
+
+impl From<confab_cache::CacheError> for SyncError {
+    fn from(err: confab_cache::CacheError) -> Self {
+        SyncError::Cache(err.to_string())
+    }
+}
+
+impl From<confab_auth::AuthError> for SyncError {
+    fn from(err: confab_auth::AuthError) -> Self {
+        use confab_auth::AuthError as A;
+        match err {
+            A::SignedOut | A::SessionEnded | A::NotConfigured(_) | A::AlreadySignedIn => {
+                SyncError::SignedOut
+            }
+            A::Unreachable(what) => SyncError::Retry {
+                message: format!("cannot reach {what}"),
+                after: None,
+            },
+            A::Provider(what) => SyncError::Retry {
+                message: what,
+                after: None,
+            },
+        }
+    }
+}
+
+/// Conversations whose cached state changed, for the UI to read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheChanged {
+    pub conversation_ids: Vec<String>,
+}
+
+/// One user's engine. Create it, then [`Engine::spawn`] it; dropping every
+/// handle and aborting the tasks stops it.
+pub struct Engine {
+    cache: Arc<Cache>,
+    session: Session,
+    http: reqwest::Client,
+    wake: Notify,
+    status: watch::Sender<SyncStatus>,
+    changed: broadcast::Sender<CacheChanged>,
+}
+
+impl Engine {
+    pub fn new(cache: Arc<Cache>, session: Session) -> Arc<Self> {
+        let (pending, failed) = cache.outbox_counts().unwrap_or_default();
+        let last_synced_at = cache
+            .sync_value(pull::LAST_SYNCED)
+            .ok()
+            .flatten()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+        Arc::new(Self {
+            cache,
+            session,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            wake: Notify::new(),
+            status: watch::channel(SyncStatus {
+                connection: Connection::Offline,
+                pending,
+                failed,
+                last_synced_at,
+                last_error: None,
+            })
+            .0,
+            changed: broadcast::channel(256).0,
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn subscribe_status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.subscribe()
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<CacheChanged> {
+        self.changed.subscribe()
+    }
+
+    /// Sync as soon as possible (a local write, "sync now", a server event).
+    pub fn sync_now(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A local write happened: refresh the counts and push it.
+    pub fn local_change(&self) {
+        self.refresh_counts();
+        self.sync_now();
+    }
+
+    /// Starts the sync loop and the event listener.
+    pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().run()),
+            tokio::spawn(events::listen(self.clone())),
+        ]
+    }
+
+    pub(crate) fn announce(&self, ids: Vec<String>) {
+        if !ids.is_empty() {
+            let _ = self.changed.send(CacheChanged {
+                conversation_ids: ids,
+            });
+        }
+    }
+
+    fn refresh_counts(&self) {
+        if let Ok((pending, failed)) = self.cache.outbox_counts() {
+            self.status.send_if_modified(|s| {
+                let changed = s.pending != pending || s.failed != failed;
+                s.pending = pending;
+                s.failed = failed;
+                changed
+            });
+        }
+    }
+
+    fn set_connection(&self, connection: Connection, error: Option<String>) {
+        self.status.send_if_modified(|s| {
+            let changed = s.connection != connection || s.last_error != error;
+            s.connection = connection;
+            s.last_error = error;
+            changed
+        });
+    }
+
+    /// One round: push everything that can go, then pull.
+    pub async fn sync_once(&self) -> Result<(), SyncError> {
+        let pushed = push::push_all(self).await;
+        self.refresh_counts();
+        pushed?;
+        pull::pull(self).await?;
+        let now = Utc::now();
+        let _ = self
+            .cache
+            .set_sync_value(pull::LAST_SYNCED, &now.to_rfc3339());
+        self.status.send_modify(|s| s.last_synced_at = Some(now));
+        self.refresh_counts();
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            self.set_connection(Connection::Syncing, None);
+            let wait = match self.sync_once().await {
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    self.set_connection(Connection::Online, None);
+                    PERIODIC
+                }
+                Err(SyncError::SignedOut) => {
+                    self.set_connection(Connection::SignedOut, None);
+                    PERIODIC
+                }
+                Err(SyncError::Retry { message, after }) => {
+                    log::info!("sync postponed: {message}");
+                    self.set_connection(Connection::Offline, Some(message));
+                    let wait = after.unwrap_or_else(|| jitter(backoff));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    wait
+                }
+                Err(SyncError::Cache(message)) => {
+                    log::error!("sync stopped by the cache: {message}");
+                    self.set_connection(Connection::Offline, Some(message));
+                    MAX_BACKOFF
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// `base` ± 25 %, so many clients coming back at once spread out.
+fn jitter(base: Duration) -> Duration {
+    let factor = 0.75 + rand::random::<f64>() * 0.5;
+    base.mul_f64(factor)
+}
+
+/// `Retry-After` in seconds, bounded to 10 minutes.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(600)))
+}
+
+/// The proxy's `{"error": {code, message}}`, read from a failed response.
+pub(crate) async fn error_message(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    body.as_ref()
+        .and_then(|b| b["error"]["message"].as_str())
+        .map(|m| confab_auth::attempt::printable(m, 300))
+        .unwrap_or_else(|| format!("the server answered {status}"))
+}

@@ -1,0 +1,189 @@
+//! Sending the outbox, oldest first.
+
+use std::time::Duration;
+
+use confab_cache::{Op, OutboxEntry};
+use confab_wire::conversations::{AppendedMessage, Change, Conversation, NewMessage};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{Engine, SyncError, error_message, retry_after};
+
+/// What became of one entry.
+pub(crate) enum Outcome {
+    /// Applied; the server's answer is stored.
+    Done,
+    /// The server refused it for good; it stays, marked.
+    Refused(String),
+    /// 409: the conversation changed; its current state is stored, send again.
+    Conflict,
+}
+
+/// Pushes until the outbox is empty or a retryable failure stops it.
+pub(crate) async fn push_all(engine: &Engine) -> Result<(), SyncError> {
+    // Bounded: a conflict loop (another device renaming as fast as we do) must
+    // not spin; the rest waits for the next round.
+    let mut conflicts = 0;
+    while let Some(entry) = engine.cache.next_outbox()? {
+        engine.cache.note_attempt(entry.seq)?;
+        match send(engine, &entry).await? {
+            Outcome::Done => {}
+            Outcome::Refused(reason) => {
+                log::warn!("the server refused outbox entry {}: {reason}", entry.seq);
+                engine.cache.reject(entry.seq, &reason)?;
+            }
+            Outcome::Conflict => {
+                conflicts += 1;
+                if conflicts > 5 {
+                    return Err(SyncError::Retry {
+                        message: "the conversation keeps changing on another device".into(),
+                        after: Some(Duration::from_secs(2)),
+                    });
+                }
+            }
+        }
+        engine.announce(vec![entry.conversation_id.clone()]);
+    }
+    Ok(())
+}
+
+async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError> {
+    let config = engine.session.config().ok_or(SyncError::SignedOut)?.clone();
+    let id = &entry.conversation_id;
+    let url = |path: &str| config.proxy_endpoint(path);
+    let response = match &entry.op {
+        Op::Create { title } => {
+            let body = json!({ "id": id, "title": title });
+            engine
+                .session
+                .send(|http, token| {
+                    http.post(url("api/conversations"))
+                        .bearer_auth(token)
+                        .json(&body)
+                })
+                .await?
+        }
+        Op::Update {
+            title,
+            pinned,
+            archived,
+        } => {
+            let mut body = json!({ "version": entry.server_version });
+            if let Some(title) = title {
+                body["title"] = json!(title);
+            }
+            if let Some(pinned) = pinned {
+                body["pinned"] = json!(pinned);
+            }
+            if let Some(archived) = archived {
+                body["archived"] = json!(archived);
+            }
+            let path = format!("api/conversations/{id}");
+            engine
+                .session
+                .send(|http, token| http.put(url(&path)).bearer_auth(token).json(&body))
+                .await?
+        }
+        Op::Delete => {
+            let path = format!("api/conversations/{id}");
+            engine
+                .session
+                .send(|http, token| http.delete(url(&path)).bearer_auth(token))
+                .await?
+        }
+        Op::Restore => {
+            let path = format!("api/conversations/{id}/restore");
+            engine
+                .session
+                .send(|http, token| http.post(url(&path)).bearer_auth(token))
+                .await?
+        }
+        Op::Append { message } => {
+            let body = NewMessage {
+                id: Some(message.id.clone()),
+                role: message.role,
+                content: message.content.clone(),
+            };
+            let path = format!("api/conversations/{id}/messages");
+            engine
+                .session
+                .send(|http, token| http.post(url(&path)).bearer_auth(token).json(&body))
+                .await?
+        }
+    };
+    classify(engine, entry, response).await
+}
+
+async fn classify(
+    engine: &Engine,
+    entry: &OutboxEntry,
+    response: reqwest::Response,
+) -> Result<Outcome, SyncError> {
+    let status = response.status();
+    let cache = &engine.cache;
+    if status.is_success() {
+        match &entry.op {
+            Op::Delete => cache.acknowledge(entry.seq, None, None)?,
+            Op::Append { .. } => {
+                let appended: AppendedMessage = parse(response).await?;
+                cache.acknowledge(
+                    entry.seq,
+                    Some(&appended.conversation),
+                    Some(&appended.message),
+                )?;
+            }
+            _ => {
+                let conversation: Conversation = parse(response).await?;
+                cache.acknowledge(entry.seq, Some(&conversation), None)?;
+            }
+        }
+        return Ok(Outcome::Done);
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let after = retry_after(&response);
+        return Err(SyncError::Retry {
+            message: error_message(response).await,
+            after,
+        });
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        // `send` already refreshed once: the session is over.
+        return Err(SyncError::SignedOut);
+    }
+    if status == StatusCode::CONFLICT {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if let Ok(current) = serde_json::from_value::<Conversation>(body["current"].clone()) {
+            cache.apply_changes(&[Change::Updated(current)])?;
+            return Ok(Outcome::Conflict);
+        }
+        return Ok(Outcome::Refused(
+            "the server reported a conflict without the current state".into(),
+        ));
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Ok(match &entry.op {
+            // Deleted elsewhere: deletes win, the update or delete is moot.
+            Op::Update { .. } | Op::Delete => {
+                cache.acknowledge(entry.seq, None, None)?;
+                Outcome::Done
+            }
+            Op::Append { .. } => Outcome::Refused(
+                "The conversation was deleted on another device, so this message was not added. Restore the conversation and retry, or discard the message.".into(),
+            ),
+            Op::Restore => Outcome::Refused(
+                "This conversation can no longer be restored.".into(),
+            ),
+            Op::Create { .. } => Outcome::Refused(error_message(response).await),
+        });
+    }
+    Ok(Outcome::Refused(error_message(response).await))
+}
+
+async fn parse<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, SyncError> {
+    response.json().await.map_err(|e| SyncError::Retry {
+        message: format!("the server's answer could not be read: {e}"),
+        after: None,
+    })
+}

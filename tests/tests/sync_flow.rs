@@ -1,0 +1,314 @@
+//! Sync between devices through the real proxy, without a window: each
+//! "device" is a signed-in `confab_auth::Session`, a cache file and a running
+//! `confab_sync::Engine`, as in the app.
+
+use std::time::Duration;
+
+use confab_cache::local::Patch;
+use confab_tests::oidc::Provider;
+use confab_tests::paths;
+use confab_tests::proxy::Proxy;
+use confab_tests::session::Device;
+use confab_wire::conversations::{Conversation, ConversationDetail, Page, Role};
+use confab_wire::library::{Connection, ListFilter};
+
+/// Design section 7 / issue 5: a change shows on the other device within 2 s.
+const REAL_TIME: Duration = Duration::from_secs(2);
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Ids as the app makes them: monotonic, so messages written within one
+/// millisecond keep their order (the server orders messages by id).
+fn ulid() -> String {
+    static IDS: std::sync::Mutex<Option<::ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    let generator = ids.get_or_insert_with(::ulid::Generator::new);
+    generator
+        .generate()
+        .unwrap_or_else(|_| ::ulid::Ulid::new())
+        .to_string()
+}
+
+async fn settled(device: &Device) -> anyhow::Result<()> {
+    device
+        .eventually(SETTLE, "pushed", |c| {
+            (c.outbox_counts().ok()? == (0, 0)).then_some(())
+        })
+        .await
+}
+
+fn title_of(cache: &confab_cache::Cache, id: &str) -> Option<String> {
+    cache.item(id).ok().flatten().map(|i| i.conversation.title)
+}
+
+/// The server's own view, read as the same user from another client.
+async fn server_state(provider: &Provider, proxy: &str) -> anyhow::Result<Vec<ConversationDetail>> {
+    let token = provider.sign_in("user_demo").await?.access_token;
+    let http = reqwest::Client::new();
+    let page: Page<Conversation> = http
+        .get(format!("{proxy}/api/conversations?limit=200"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut out = Vec::new();
+    for c in page.items {
+        out.push(
+            http.get(format!("{proxy}/api/conversations/{}", c.id))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("sync_flow/two_devices")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+    let laptop = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let desktop = Device::start(&provider, &proxy.base, "user_demo").await?;
+    for device in [&laptop, &desktop] {
+        device
+            .eventually(SETTLE, "online", |_| {
+                (device.engine.status().connection == Connection::Online).then_some(())
+            })
+            .await?;
+    }
+
+    // Laptop writes; the desktop shows it without anyone asking.
+    let id = ulid();
+    laptop
+        .cache()
+        .create(&id, Some("Weekend plans"), confab_cache::now())?;
+    laptop.cache().append(
+        &id,
+        &ulid(),
+        Role::User,
+        "Hiking on Saturday?",
+        confab_cache::now(),
+    )?;
+    laptop.engine.local_change();
+    desktop
+        .eventually(
+            REAL_TIME + Duration::from_secs(1),
+            "create and message on the desktop",
+            |c| c.get(&id).ok().flatten().filter(|v| v.messages.len() == 1),
+        )
+        .await?;
+
+    // And the reverse, timed from the write.
+    let started = tokio::time::Instant::now();
+    desktop.cache().update(
+        &id,
+        Patch {
+            title: Some("Weekend: hiking".into()),
+            pinned: Some(true),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+    desktop.engine.local_change();
+    laptop
+        .eventually(REAL_TIME, "rename on the laptop", |c| {
+            (title_of(c, &id).as_deref() == Some("Weekend: hiking")).then_some(())
+        })
+        .await?;
+    assert!(
+        started.elapsed() <= REAL_TIME,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        laptop
+            .cache()
+            .item(&id)?
+            .map(|i| i.conversation.pinned)
+            .unwrap_or(false)
+    );
+
+    // Delete on one, undo on the other: the conversation and its message come back.
+    laptop.cache().delete(&id, confab_cache::now())?;
+    laptop.engine.local_change();
+    desktop
+        .eventually(REAL_TIME, "deleted on the desktop", |c| {
+            c.list(ListFilter::Active, 0, 10)
+                .ok()
+                .filter(|l| l.is_empty())
+        })
+        .await?;
+    desktop.cache().restore(&id, confab_cache::now())?;
+    desktop.engine.local_change();
+    laptop
+        .eventually(REAL_TIME, "restored on the laptop", |c| {
+            c.get(&id)
+                .ok()
+                .flatten()
+                .filter(|v| !v.deleted && v.messages.len() == 1)
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("sync_flow/offline")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &[])?;
+    let listen = proxy.base.trim_start_matches("http://").to_owned();
+    let device = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let doomed = ulid();
+    device
+        .cache()
+        .create(&doomed, Some("Doomed"), confab_cache::now())?;
+    device.engine.local_change();
+    device
+        .eventually(SETTLE, "synced", |c| {
+            (c.outbox_counts().ok()? == (0, 0)).then_some(())
+        })
+        .await?;
+
+    drop(proxy);
+    let id = ulid();
+    let cache = device.cache();
+    cache.create(&id, Some("Written offline"), confab_cache::now())?;
+    cache.update(
+        &id,
+        Patch {
+            title: Some("Renamed offline".into()),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+    for n in 0..3 {
+        cache.append(
+            &id,
+            &ulid(),
+            Role::User,
+            &format!("line {n}"),
+            confab_cache::now(),
+        )?;
+    }
+    cache.delete(&doomed, confab_cache::now())?;
+    device.engine.local_change();
+    device
+        .eventually(SETTLE, "offline", |_| {
+            (device.engine.status().connection == Connection::Offline).then_some(())
+        })
+        .await?;
+    assert_eq!(cache.outbox_counts()?, (6, 0));
+
+    let proxy = Proxy::start_at(&provider.issuer, &artifacts, &store, &listen, &[])?;
+    device.engine.sync_now();
+    device
+        .eventually(SETTLE, "everything pushed", |c| {
+            (c.outbox_counts().ok()? == (0, 0)).then_some(())
+        })
+        .await?;
+
+    let server = server_state(&provider, &proxy.base).await?;
+    assert_eq!(server.len(), 1, "{server:?}");
+    assert_eq!(server[0].conversation.title, "Renamed offline");
+    let lines: Vec<&str> = server[0]
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(
+        lines,
+        ["line 0", "line 1", "line 2"],
+        "each write exactly once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("sync_flow/conflict")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &[])?;
+    let listen = proxy.base.trim_start_matches("http://").to_owned();
+    let mut a = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let b = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let id = ulid();
+    a.cache()
+        .create(&id, Some("Original"), confab_cache::now())?;
+    a.engine.local_change();
+    b.eventually(SETTLE, "seen on b", |c| title_of(c, &id))
+        .await?;
+
+    // Both rename while the proxy is away, then both push.
+    drop(proxy);
+    a.cache().update(
+        &id,
+        Patch {
+            title: Some("From A".into()),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+    b.cache().update(
+        &id,
+        Patch {
+            title: Some("From B".into()),
+            pinned: Some(true),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+    let _proxy = Proxy::start_at(&provider.issuer, &artifacts, &store, &listen, &[])?;
+    a.engine.sync_now();
+    b.engine.sync_now();
+    settled(&a).await?;
+    settled(&b).await?;
+    a.engine.sync_now();
+    b.engine.sync_now();
+    let final_a = a
+        .eventually(SETTLE, "converged", |c| {
+            let ta = title_of(c, &id)?;
+            let tb = title_of(b.cache(), &id)?;
+            (ta == tb).then_some(ta)
+        })
+        .await?;
+    assert!(final_a == "From A" || final_a == "From B", "{final_a}");
+    // Field by field: B's pin survives whichever title won.
+    a.eventually(SETTLE, "pin kept", |c| {
+        c.item(&id).ok().flatten().filter(|i| i.conversation.pinned)
+    })
+    .await?;
+
+    // An append to a conversation deleted on the other device is refused,
+    // kept with the reason, and can be discarded. A writes before it has
+    // heard of the delete (its sync paused).
+    a.stop_sync();
+    b.cache().delete(&id, confab_cache::now())?;
+    b.engine.local_change();
+    settled(&b).await?;
+    let message = ulid();
+    a.cache()
+        .append(&id, &message, Role::User, "too late", confab_cache::now())?;
+    a.start_sync();
+    let entry = a
+        .eventually(SETTLE, "refused", |c| {
+            c.outbox().ok()?.into_iter().find(|e| e.failed.is_some())
+        })
+        .await?;
+    let reason = entry.failed.clone().unwrap_or_default();
+    assert!(reason.contains("deleted on another device"), "{reason}");
+    assert_eq!(a.cache().outbox_counts()?, (0, 1));
+    a.cache().discard(entry.seq)?;
+    assert_eq!(a.cache().outbox_counts()?, (0, 0));
+    a.eventually(SETTLE, "deleted on a", |c| {
+        c.get(&id).ok().flatten().filter(|v| v.deleted)
+    })
+    .await?;
+    Ok(())
+}
