@@ -18,6 +18,7 @@ use confab_wire::conversations::Message;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+pub mod export;
 pub mod local;
 mod overlay;
 pub mod read;

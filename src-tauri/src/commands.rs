@@ -4,12 +4,17 @@
 //! its signature matches that command's `Args` and `Output`. Errors cross IPC as
 //! [`ErrorBody`].
 
+pub mod conversations;
+
+use std::sync::Arc;
+
 use confab_auth::Session;
-use confab_wire::auth::{AuthState, SignOutOutcome};
+use confab_wire::auth::{AuthState, SignOutArgs, SignOutOutcome};
 use confab_wire::{ErrorBody, ErrorCode, app::AppInfo};
 use tauri::State;
 
 use crate::build_info;
+use crate::library::Library;
 use crate::session::Browser;
 
 #[tauri::command]
@@ -53,17 +58,25 @@ pub async fn cancel_sign_in(session: State<'_, Session>) -> Result<AuthState, Er
     Ok(session.state())
 }
 
+/// Asks first when writes are not synced; an explicit sign-out also removes
+/// the user's cache from this computer.
 #[tauri::command]
 pub async fn sign_out(
     session: State<'_, Session>,
-    discard_pending: Option<bool>,
+    library: State<'_, Arc<Library>>,
+    args: SignOutArgs,
 ) -> Result<SignOutOutcome, ErrorBody> {
-    // The outbox of unsynced writes arrives with the conversations cache; until
-    // then nothing can be pending.
-    let pending = 0;
-    Ok(session
-        .sign_out(discard_pending.unwrap_or(false), pending)
-        .await)
+    let user = match session.state() {
+        AuthState::SignedIn { user, .. } => Some(user.id),
+        _ => None,
+    };
+    let outcome = session
+        .sign_out(args.discard_pending, library.unsynced())
+        .await;
+    if let (SignOutOutcome::SignedOut, Some(user)) = (&outcome, user) {
+        library.forget_user(&user);
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -102,6 +115,7 @@ mod tests {
             Vault::new(MemoryStore::default()),
             dir.path(),
         ));
+        app.manage(Arc::new(Library::new(dir.path().join("cache"))));
         app.manage(Browser(Box::new(move |url| {
             recorder.lock().expect("lock").push(url.to_owned());
             Ok(())
@@ -222,18 +236,19 @@ mod tests {
             invoke(
                 &mock,
                 SignOut::NAME,
-                serde_json::json!({"discardPending": true}),
+                serde_json::json!({"args": {"discardPending": true}}),
             )
             .expect("sign_out"),
         )
         .expect("an outcome");
         assert_eq!(out, SignOutOutcome::SignedOut);
-        let err = invoke(
-            &mock,
-            SignOut::NAME,
-            serde_json::json!({"discardPending": "yes"}),
-        )
-        .expect_err("a string is not a bool");
-        assert!(err.to_string().contains("discardPending"), "{err}");
+        for bad in [
+            serde_json::json!({"args": {"discardPending": "yes"}}),
+            serde_json::json!({"args": {"discard": true}}),
+            serde_json::json!({}),
+        ] {
+            let err = invoke(&mock, SignOut::NAME, bad.clone()).expect_err("refused");
+            assert!(err.to_string().contains("args"), "{bad}: {err}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod build_info;
 pub mod commands;
 mod deep_link;
+pub mod library;
 mod logging;
 pub mod session;
 
@@ -22,6 +23,20 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::sign_in,
         commands::cancel_sign_in,
         commands::sign_out,
+        commands::conversations::list_conversations,
+        commands::conversations::get_conversation,
+        commands::conversations::create_conversation,
+        commands::conversations::update_conversation,
+        commands::conversations::delete_conversation,
+        commands::conversations::restore_conversation,
+        commands::conversations::append_message,
+        commands::conversations::search_conversations,
+        commands::conversations::export_conversation,
+        commands::conversations::sync_status,
+        commands::conversations::sync_now,
+        commands::conversations::retry_failed,
+        commands::conversations::discard_failed,
+        commands::conversations::open_link,
     ])
 }
 
@@ -48,6 +63,7 @@ pub fn run() -> Result<(), tauri::Error> {
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_dialog::init())
         .plugin(logging::plugin())
         .setup(|app| {
             let info = build_info::current();
@@ -67,6 +83,7 @@ pub fn run() -> Result<(), tauri::Error> {
                     .open_url(url, None::<&str>)
                     .map_err(|e| e.to_string())
             })));
+            app.manage(session::SaveDialog::system(app.handle()));
             let links = session::install(app.handle());
             deep_link::install(app.handle(), links);
             Ok(())

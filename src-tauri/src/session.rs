@@ -27,6 +27,36 @@ pub struct Browser(pub Box<OpenUrl>);
 /// Opens one URL, or says why it could not.
 pub type OpenUrl = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 
+/// Asks the user where to save a file (suggested name in, path out; `None`
+/// when cancelled): the system's save dialog in the app, a fixed answer in
+/// tests.
+pub struct SaveDialog(pub Box<SaveFile>);
+
+/// Suggested file name in, chosen path out.
+pub type SaveFile = dyn Fn(
+        String,
+    )
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<std::path::PathBuf>> + Send>>
+    + Send
+    + Sync;
+
+impl SaveDialog {
+    pub fn system<R: Runtime>(app: &AppHandle<R>) -> Self {
+        use tauri_plugin_dialog::DialogExt;
+        let app = app.clone();
+        Self(Box::new(move |name| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            app.dialog()
+                .file()
+                .set_file_name(name)
+                .save_file(move |path| {
+                    let _ = tx.send(path.and_then(|p| p.into_path().ok()));
+                });
+            Box::pin(async move { rx.await.ok().flatten() })
+        }))
+    }
+}
+
 /// Creates the session, starts it, and returns where deep links go.
 pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
     let paths = app.path();
@@ -45,6 +75,9 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
         .unwrap_or_else(|_| std::env::temp_dir().join("app.confab.desktop"));
     let session = Session::new(config, Vault::system(), &data_dir);
     app.manage(session.clone());
+    let library = std::sync::Arc::new(crate::library::Library::new(data_dir.join("cache")));
+    app.manage(library.clone());
+    crate::library::follow(app, &session, library);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Url>();
     let mut changes = session.subscribe();

@@ -23,7 +23,9 @@ extern "C" {
 
 /// Invokes command `C` with `args` and decodes its answer.
 pub async fn invoke<C: Command>(args: &C::Args) -> Result<C::Output, ErrorBody> {
-    let args = to_js(args).map_err(|e| {
+    // Every command takes one parameter, `args`, typed by `C::Args` on both
+    // sides (unknown fields refused there).
+    let args = to_js(&Wrapped { args }).map_err(|e| {
         ErrorBody::new(
             ErrorCode::Internal,
             format!("could not encode the arguments of {}: {e}", C::NAME),
@@ -85,6 +87,11 @@ pub async fn listen<E: Event + 'static>(
         unlisten,
         _handler: handler,
     })
+}
+
+#[derive(Serialize)]
+struct Wrapped<'a, T> {
+    args: &'a T,
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, serde_wasm_bindgen::Error> {

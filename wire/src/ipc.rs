@@ -9,6 +9,10 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::app::AppInfo;
 use crate::auth::{AuthState, SignOutArgs, SignOutOutcome};
+use crate::library::{
+    ConversationView, ExportFormat, LibraryChanged, ListFilter, ListItem, ListPage, MessageView,
+    SearchHit, SyncStatus,
+};
 
 /// A command the UI can invoke.
 pub trait Command {
@@ -85,6 +89,155 @@ impl Event for AuthChanged {
     type Payload = AuthState;
 }
 
+/// Declares a command type with its name, arguments and output.
+macro_rules! command {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $args:ty => $out:ty) => {
+        $(#[$doc])*
+        pub struct $ty;
+        impl Command for $ty {
+            const NAME: &'static str = $name;
+            type Args = $args;
+            type Output = $out;
+        }
+    };
+}
+
+/// Arguments naming one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ById {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListArgs {
+    #[serde(default)]
+    pub filter: ListFilter,
+    #[serde(default)]
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateArgs {
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateArgs {
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub pinned: Option<bool>,
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppendArgs {
+    pub conversation_id: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchArgs {
+    pub query: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportArgs {
+    pub id: String,
+    pub format: ExportFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenLinkArgs {
+    pub url: String,
+}
+
+command!(
+    /// `list_conversations`: a page of the list, from the cache.
+    ListConversations, "list_conversations", ListArgs => ListPage
+);
+command!(
+    /// `get_conversation`: one conversation with its messages, from the cache.
+    GetConversation, "get_conversation", ById => Option<ConversationView>
+);
+command!(
+    /// `create_conversation`: saved locally with its outbox entry, then synced.
+    CreateConversation, "create_conversation", CreateArgs => ListItem
+);
+command!(
+    /// `update_conversation`: rename, pin, archive.
+    UpdateConversation, "update_conversation", UpdateArgs => ListItem
+);
+command!(
+    /// `delete_conversation`: a tombstone; `restore_conversation` undoes it.
+    DeleteConversation, "delete_conversation", ById => ()
+);
+command!(RestoreConversation, "restore_conversation", ById => ListItem);
+command!(
+    /// `append_message`: the user's message, at the end.
+    AppendMessage, "append_message", AppendArgs => MessageView
+);
+command!(
+    /// `search_conversations`: full-text search of the cache.
+    SearchConversations, "search_conversations", SearchArgs => Vec<SearchHit>
+);
+command!(
+    /// `export_conversation`: asks where to save (the system's save dialog)
+    /// and writes the file; answers its path, or none when cancelled.
+    ExportConversation, "export_conversation", ExportArgs => Option<String>
+);
+command!(
+    /// `sync_status`: the status indicator's data.
+    GetSyncStatus, "sync_status", NoArgs => SyncStatus
+);
+command!(
+    /// `sync_now`: push and pull at once.
+    SyncNow, "sync_now", NoArgs => SyncStatus
+);
+command!(
+    /// `retry_failed`: sends the conversation's refused writes again.
+    RetryFailed, "retry_failed", ById => ()
+);
+command!(
+    /// `discard_failed`: drops the conversation's refused writes.
+    DiscardFailed, "discard_failed", ById => ()
+);
+command!(
+    /// `open_link`: opens an http(s) or mailto link from a message in the
+    /// system browser (the webview never navigates away).
+    OpenLink, "open_link", OpenLinkArgs => ()
+);
+
+/// `library-changed`: cached conversations changed.
+pub struct LibraryChangedEvent;
+
+impl Event for LibraryChangedEvent {
+    const NAME: &'static str = "library-changed";
+    type Payload = LibraryChanged;
+}
+
+/// `sync-status`: the status indicator changed.
+pub struct SyncStatusChanged;
+
+impl Event for SyncStatusChanged {
+    const NAME: &'static str = "sync-status";
+    type Payload = SyncStatus;
+}
+
 /// Every command the shell registers, and therefore every command its ACL allows.
 pub const COMMANDS: &[&str] = &[
     GetAppInfo::NAME,
@@ -92,6 +245,20 @@ pub const COMMANDS: &[&str] = &[
     SignIn::NAME,
     CancelSignIn::NAME,
     SignOut::NAME,
+    ListConversations::NAME,
+    GetConversation::NAME,
+    CreateConversation::NAME,
+    UpdateConversation::NAME,
+    DeleteConversation::NAME,
+    RestoreConversation::NAME,
+    AppendMessage::NAME,
+    SearchConversations::NAME,
+    ExportConversation::NAME,
+    GetSyncStatus::NAME,
+    SyncNow::NAME,
+    RetryFailed::NAME,
+    DiscardFailed::NAME,
+    OpenLink::NAME,
 ];
 
 #[cfg(test)]

@@ -87,3 +87,28 @@ pub enum Connection {
     Offline,
     SignedOut,
 }
+
+/// A page of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage {
+    pub items: Vec<ListItem>,
+    /// How many conversations the filter shows in all.
+    pub total: u64,
+}
+
+/// Which cached conversations changed (locally or from the server): the UI
+/// reads the list, and the open conversation if it is among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LibraryChanged {
+    pub conversation_ids: Vec<String>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExportFormat {
+    Markdown,
+    Json,
+}

@@ -1,0 +1,222 @@
+//! Conversation commands: argument mapping onto the signed-in user's cache
+//! and sync engine (`crate::library`). Every write goes to the cache (with its
+//! outbox entry) and then nudges the engine; nothing here waits for the
+//! network.
+
+use std::sync::Arc;
+
+use confab_cache::local::Patch;
+use confab_wire::conversations::Role;
+use confab_wire::ipc::{
+    AppendArgs, ById, CreateArgs, ExportArgs, ListArgs, OpenLinkArgs, SearchArgs, UpdateArgs,
+};
+use confab_wire::library::{
+    ConversationView, ExportFormat, ListItem, ListPage, MessageView, SearchHit, SyncStatus,
+};
+use confab_wire::{ErrorBody, ErrorCode};
+use tauri::State;
+
+use crate::library::Library;
+use crate::session::{Browser, SaveDialog};
+
+type Reply<T> = Result<T, ErrorBody>;
+
+fn cache_error(err: confab_cache::CacheError) -> ErrorBody {
+    ErrorBody::from(&err)
+}
+
+/// Most rows one list call answers (the UI pages).
+const MAX_PAGE: u32 = 500;
+
+#[tauri::command]
+pub fn list_conversations(library: State<'_, Arc<Library>>, args: ListArgs) -> Reply<ListPage> {
+    let engine = library.engine()?;
+    let cache = engine.cache();
+    Ok(ListPage {
+        items: cache
+            .list(args.filter, args.offset, args.limit.min(MAX_PAGE))
+            .map_err(cache_error)?,
+        total: cache.count(args.filter).map_err(cache_error)?,
+    })
+}
+
+#[tauri::command]
+pub fn get_conversation(
+    library: State<'_, Arc<Library>>,
+    args: ById,
+) -> Reply<Option<ConversationView>> {
+    library.engine()?.cache().get(&args.id).map_err(cache_error)
+}
+
+#[tauri::command]
+pub fn create_conversation(library: State<'_, Arc<Library>>, args: CreateArgs) -> Reply<ListItem> {
+    let engine = library.engine()?;
+    let item = engine
+        .cache()
+        .create(
+            &library.new_id(),
+            args.title.as_deref(),
+            confab_cache::now(),
+        )
+        .map_err(cache_error)?;
+    engine.local_change();
+    Ok(item)
+}
+
+#[tauri::command]
+pub fn update_conversation(library: State<'_, Arc<Library>>, args: UpdateArgs) -> Reply<ListItem> {
+    let engine = library.engine()?;
+    let patch = Patch {
+        title: args.title,
+        pinned: args.pinned,
+        archived: args.archived,
+    };
+    let item = engine
+        .cache()
+        .update(&args.id, patch, confab_cache::now())
+        .map_err(cache_error)?;
+    engine.local_change();
+    Ok(item)
+}
+
+#[tauri::command]
+pub fn delete_conversation(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
+    let engine = library.engine()?;
+    engine
+        .cache()
+        .delete(&args.id, confab_cache::now())
+        .map_err(cache_error)?;
+    engine.local_change();
+    Ok(())
+}
+
+#[tauri::command]
+pub fn restore_conversation(library: State<'_, Arc<Library>>, args: ById) -> Reply<ListItem> {
+    let engine = library.engine()?;
+    let item = engine
+        .cache()
+        .restore(&args.id, confab_cache::now())
+        .map_err(cache_error)?;
+    engine.local_change();
+    Ok(item)
+}
+
+#[tauri::command]
+pub fn append_message(library: State<'_, Arc<Library>>, args: AppendArgs) -> Reply<MessageView> {
+    let engine = library.engine()?;
+    let message = engine
+        .cache()
+        .append(
+            &args.conversation_id,
+            &library.new_id(),
+            Role::User,
+            &args.content,
+            confab_cache::now(),
+        )
+        .map_err(cache_error)?;
+    engine.local_change();
+    Ok(message)
+}
+
+#[tauri::command]
+pub fn search_conversations(
+    library: State<'_, Arc<Library>>,
+    args: SearchArgs,
+) -> Reply<Vec<SearchHit>> {
+    if args.query.len() > 1024 {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            "query: at most 1,024 characters",
+        ));
+    }
+    library
+        .engine()?
+        .cache()
+        .search(&args.query, args.limit.unwrap_or(50).min(200))
+        .map_err(cache_error)
+}
+
+/// Asks where to save with the system's dialog, then writes the file here in
+/// Rust: the webview gets no file system access.
+#[tauri::command]
+pub async fn export_conversation(
+    library: State<'_, Arc<Library>>,
+    dialog: State<'_, SaveDialog>,
+    args: ExportArgs,
+) -> Reply<Option<String>> {
+    let view = library
+        .engine()?
+        .cache()
+        .get(&args.id)
+        .map_err(cache_error)?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "no such conversation"))?;
+    let (contents, extension) = match args.format {
+        ExportFormat::Markdown => (confab_cache::export::markdown(&view), "md"),
+        ExportFormat::Json => (
+            confab_cache::export::json(&view)
+                .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?,
+            "json",
+        ),
+    };
+    let name = confab_cache::export::file_name(&view, extension);
+    let Some(path) = (dialog.0)(name).await else {
+        return Ok(None);
+    };
+    std::fs::write(&path, contents).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!("Could not save {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(path.display().to_string()))
+}
+
+#[tauri::command]
+pub fn sync_status(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
+    Ok(library.engine()?.status())
+}
+
+#[tauri::command]
+pub fn sync_now(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
+    let engine = library.engine()?;
+    engine.sync_now();
+    Ok(engine.status())
+}
+
+#[tauri::command]
+pub fn retry_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
+    let engine = library.engine()?;
+    for entry in engine.cache().outbox().map_err(cache_error)? {
+        if entry.conversation_id == args.id && entry.failed.is_some() {
+            engine.cache().retry(entry.seq).map_err(cache_error)?;
+        }
+    }
+    engine.local_change();
+    Ok(())
+}
+
+#[tauri::command]
+pub fn discard_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
+    let engine = library.engine()?;
+    for entry in engine.cache().outbox().map_err(cache_error)? {
+        if entry.conversation_id == args.id && entry.failed.is_some() {
+            engine.cache().discard(entry.seq).map_err(cache_error)?;
+        }
+    }
+    engine.local_change();
+    Ok(())
+}
+
+/// Only http(s) and mailto links leave the app, in the system browser.
+#[tauri::command]
+pub fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply<()> {
+    let url = url::Url::parse(&args.url)
+        .map_err(|_| ErrorBody::new(ErrorCode::InvalidInput, "url: not a link"))?;
+    if !matches!(url.scheme(), "http" | "https" | "mailto") {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            "url: only web and mail links open",
+        ));
+    }
+    (browser.0)(url.as_str()).map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e))
+}
