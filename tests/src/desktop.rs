@@ -268,7 +268,9 @@ impl App {
     }
 
     /// Waits until the text of `css` satisfies `want` (the UI follows events
-    /// from the shell, so a screen may take a moment to change).
+    /// from the shell, so a screen may take a moment to change). The text is
+    /// the element's `textContent`: WebDriver's rendered text can come back
+    /// empty for rows inside a scrolling container.
     pub async fn wait_text(
         &self,
         css: &str,
@@ -278,9 +280,14 @@ impl App {
         let deadline = std::time::Instant::now() + limit;
         let mut last = None;
         loop {
-            if let Ok(element) = self.client.find(Locator::Css(css)).await
-                && let Ok(text) = element.text().await
-            {
+            let text = self
+                .client
+                .execute(
+                    "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                    vec![serde_json::Value::String(css.to_owned())],
+                )
+                .await;
+            if let Ok(serde_json::Value::String(text)) = text {
                 if want(&text) {
                     return Ok(text);
                 }

@@ -15,6 +15,7 @@ pub mod paths;
 pub mod process;
 pub mod proxy;
 pub mod session;
+pub mod stack;
 
 pub use desktop::{App, AppHome, AppOptions, Desktop};
 pub use process::Service;

@@ -5,75 +5,9 @@
 //! to gnome-keyring's Secret Service on the test desktop's bus.
 
 use std::path::Path;
-use std::time::Duration;
 
-use confab_tests::browser::Browser;
-use confab_tests::keyring::Keyring;
-use confab_tests::oidc::{CLIENT_ID, Provider};
-use confab_tests::proxy::Proxy;
-use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
-
-const UI: Duration = Duration::from_secs(20);
-
-struct Stack {
-    // Dropped in reverse: the app first (tests quit it), then the servers.
-    provider: Provider,
-    proxy: Proxy,
-    browser: Browser,
-    keyring: Keyring,
-    home: AppHome,
-    desktop: Desktop,
-    artifacts: std::path::PathBuf,
-}
-
-impl Stack {
-    fn start(name: &str) -> anyhow::Result<Self> {
-        let artifacts = paths::artifacts_dir(&format!("e2e_sign_in/{name}"))?;
-        let desktop = Desktop::start(&artifacts)?;
-        let home = AppHome::new()?;
-        let keyring = Keyring::start(&desktop, &home)?;
-        let browser = Browser::install(&home)?;
-        let provider = Provider::start(&artifacts, &[])?;
-        let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
-        Ok(Self {
-            provider,
-            proxy,
-            browser,
-            keyring,
-            home,
-            desktop,
-            artifacts,
-        })
-    }
-
-    fn options(&self, args: Vec<String>) -> AppOptions {
-        AppOptions {
-            args,
-            env: vec![
-                ("CONFAB_ISSUER".into(), self.provider.issuer.clone()),
-                ("CONFAB_CLIENT_ID".into(), CLIENT_ID.into()),
-                ("CONFAB_PROXY_URL".into(), self.proxy.base.clone()),
-                ("HOME".into(), self.home.path().display().to_string()),
-            ],
-        }
-    }
-
-    async fn launch(&self) -> anyhow::Result<App> {
-        App::launch(&self.desktop, &self.home, self.options(Vec::new())).await
-    }
-
-    /// Clicks "Continue in browser" and returns the URL the browser was sent to.
-    async fn continue_in_browser(&self, app: &App) -> anyhow::Result<String> {
-        let before = self.browser.opened().len();
-        app.click("#continue-in-browser").await?;
-        let url = self.browser.wait_for(before + 1, UI).await?;
-        app.wait_text("#waiting", UI, |t| {
-            t.contains("Finish signing in in your browser")
-        })
-        .await?;
-        Ok(url)
-    }
-}
+use confab_tests::stack::{Stack, UI};
+use confab_tests::{App, paths};
 
 async fn signed_in_as(app: &App, name: &str) -> anyhow::Result<()> {
     app.wait_text("#user-name", UI, |t| t == name).await?;
@@ -107,7 +41,7 @@ async fn sign_in_through_the_browser_and_the_os_link_handler() -> anyhow::Result
 }
 
 async fn full_sign_in() -> anyhow::Result<()> {
-    let stack = Stack::start("full")?;
+    let stack = Stack::start("e2e_sign_in/full")?;
     let app = stack.launch().await?;
     app.wait_text("#sign-in-note", UI, |t| t.contains("your own browser"))
         .await?;
@@ -217,7 +151,7 @@ async fn a_cold_start_by_the_callback_link_finishes_sign_in() -> anyhow::Result<
 }
 
 async fn cold_start() -> anyhow::Result<()> {
-    let stack = Stack::start("cold_start")?;
+    let stack = Stack::start("e2e_sign_in/cold_start")?;
     let app = stack.launch().await?;
     let authorize = stack.continue_in_browser(&app).await?;
     // The user closes the app while the browser is open.
@@ -244,7 +178,7 @@ async fn cancelling_in_the_browser_or_the_app_is_explained() -> anyhow::Result<(
 }
 
 async fn cancelled() -> anyhow::Result<()> {
-    let stack = Stack::start("cancelled")?;
+    let stack = Stack::start("e2e_sign_in/cancelled")?;
     let app = stack.launch().await?;
 
     // Cancel at the provider: the app says so and offers to try again.

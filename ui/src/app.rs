@@ -32,7 +32,14 @@ pub fn app() -> Html {
             wasm_bindgen_futures::spawn_local(async move {
                 // Listen first, then read: a change between the two is not lost.
                 let on_change = auth.clone();
-                match ipc::listen::<AuthChanged>(move |state| on_change.set(Some(state))).await {
+                let heard = std::rc::Rc::new(std::cell::Cell::new(false));
+                let heard_event = heard.clone();
+                match ipc::listen::<AuthChanged>(move |state| {
+                    heard_event.set(true);
+                    on_change.set(Some(state))
+                })
+                .await
+                {
                     Ok(sub) => *keep.borrow_mut() = Some(sub),
                     Err(err) => web_sys::console::error_1(&err.message.into()),
                 }
@@ -44,7 +51,7 @@ pub fn app() -> Html {
                         message: err.message,
                     },
                 };
-                if auth.is_none() {
+                if !heard.get() {
                     auth.set(Some(first));
                 }
                 build.set(match ipc::invoke::<GetAppInfo>(&NoArgs {}).await {

@@ -7,6 +7,7 @@ use confab_wire::ipc::SignOut;
 use yew::prelude::*;
 
 use crate::ipc;
+use crate::library::{Library, StatusBadge};
 use crate::notice::NoticeView;
 
 #[derive(Properties, PartialEq)]
@@ -75,6 +76,7 @@ pub fn home(props: &Props) -> Html {
                     <img src="confab.svg" alt="" width="28" height="28" />
                     <span>{ "Confab" }</span>
                 </div>
+                <StatusBadge />
                 <div class="account" aria-label="Signed in as">
                     { avatar }
                     <div class="who">
@@ -100,10 +102,7 @@ pub fn home(props: &Props) -> Html {
                 </div>
             }
             <NoticeView {notice} />
-            <main class="empty" aria-labelledby="empty-title">
-                <h1 id="empty-title">{ format!("Welcome, {}", user.name) }</h1>
-                <p class="muted">{ "Your conversations will appear here." }</p>
-            </main>
+            <Library />
         </div>
     }
 }

@@ -6,6 +6,7 @@
 mod app;
 mod home;
 mod ipc;
+mod library;
 mod notice;
 mod sign_in;
 

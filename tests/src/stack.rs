@@ -1,0 +1,87 @@
+//! Everything a signed-in app needs, started for one test: a desktop (X and
+//! D-Bus), a home with gnome-keyring and a stand-in browser, the OpenID
+//! provider and the proxy on an embedded store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::browser::Browser;
+use crate::desktop::{App, AppHome, AppOptions, Desktop};
+use crate::keyring::Keyring;
+use crate::oidc::{CLIENT_ID, Provider};
+use crate::paths;
+use crate::proxy::Proxy;
+
+/// How long a screen may take to change.
+pub const UI: Duration = Duration::from_secs(20);
+
+pub struct Stack {
+    // Dropped in this order, after the app (tests quit it first).
+    pub provider: Provider,
+    pub proxy: Proxy,
+    pub browser: Browser,
+    pub keyring: Keyring,
+    pub home: AppHome,
+    pub desktop: Desktop,
+    pub artifacts: PathBuf,
+}
+
+impl Stack {
+    /// `name` is the artifacts folder (`tests/artifacts/<name>/`).
+    pub fn start(name: &str) -> anyhow::Result<Self> {
+        let artifacts = paths::artifacts_dir(name)?;
+        let desktop = Desktop::start(&artifacts)?;
+        let home = AppHome::new()?;
+        let keyring = Keyring::start(&desktop, &home)?;
+        let browser = Browser::install(&home)?;
+        let provider = Provider::start(&artifacts, &[])?;
+        let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+        Ok(Self {
+            provider,
+            proxy,
+            browser,
+            keyring,
+            home,
+            desktop,
+            artifacts,
+        })
+    }
+
+    pub fn options(&self, args: Vec<String>) -> AppOptions {
+        AppOptions {
+            args,
+            env: vec![
+                ("CONFAB_ISSUER".into(), self.provider.issuer.clone()),
+                ("CONFAB_CLIENT_ID".into(), CLIENT_ID.into()),
+                ("CONFAB_PROXY_URL".into(), self.proxy.base.clone()),
+                ("HOME".into(), self.home.path().display().to_string()),
+            ],
+        }
+    }
+
+    pub async fn launch(&self) -> anyhow::Result<App> {
+        App::launch(&self.desktop, &self.home, self.options(Vec::new())).await
+    }
+
+    /// Clicks "Continue in browser" and returns the URL the browser was sent to.
+    pub async fn continue_in_browser(&self, app: &App) -> anyhow::Result<String> {
+        let before = self.browser.opened().len();
+        app.click("#continue-in-browser").await?;
+        let url = self.browser.wait_for(before + 1, UI).await?;
+        app.wait_text("#waiting", UI, |t| {
+            t.contains("Finish signing in in your browser")
+        })
+        .await?;
+        Ok(url)
+    }
+
+    /// Signs `login` in through the browser and the OS link handler, and
+    /// waits for the header to show `name`.
+    pub async fn sign_in(&self, app: &App, login: &str, name: &str) -> anyhow::Result<()> {
+        let authorize = self.continue_in_browser(app).await?;
+        let callback = self.provider.authorize(&authorize, login).await?;
+        self.desktop.open_url(&self.home, &callback)?;
+        app.wait_text("#user-name", UI, |t| t == name).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,219 @@
+//! Conversations in the real window, with another device of the same user
+//! (a headless client on the same proxy) writing at the same time.
+
+use std::time::Duration;
+
+use confab_cache::local::Patch;
+use confab_tests::session::Device;
+use confab_tests::stack::{Stack, UI};
+use confab_wire::conversations::Role;
+use fantoccini::Locator;
+
+/// Design section 7 / issue 5: the other device's change shows within 2 s.
+const REAL_TIME: Duration = Duration::from_secs(2);
+
+fn ulid() -> String {
+    static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    ids.get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_in_real_time_and_untrusted_content_stays_inert() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, two_devices()).await
+}
+
+async fn two_devices() -> anyhow::Result<()> {
+    let stack = Stack::start("e2e_conversations/two_devices")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    app.wait_text("#empty-list", UI, |t| t.contains("No conversations yet"))
+        .await?;
+    app.wait_text("#sync-label", UI, |t| t == "Online").await?;
+
+    // The other device writes; the open app shows it without any action.
+    let phone = Device::start(&stack.provider, &stack.proxy.base, "user_demo").await?;
+    let id = ulid();
+    phone
+        .cache()
+        .create(&id, Some("Groceries"), confab_cache::now())?;
+    phone.cache().append(
+        &id,
+        &ulid(),
+        Role::User,
+        "Milk, **eggs** and [bread](https://example.com/bread)",
+        confab_cache::now(),
+    )?;
+    let written = tokio::time::Instant::now();
+    phone.engine.local_change();
+    app.wait_text(
+        "#conversation-list",
+        REAL_TIME + Duration::from_secs(1),
+        |t| t.contains("Groceries"),
+    )
+    .await?;
+    let latency = written.elapsed();
+    assert!(
+        latency <= REAL_TIME + Duration::from_millis(500),
+        "took {latency:?}"
+    );
+
+    // Open it: Markdown renders, the link is a link the shell opens.
+    app.click(&format!("button[data-id='{id}']")).await?;
+    app.wait_text("#messages", UI, |t| t.contains("Milk, eggs and bread"))
+        .await?;
+    let strong = app
+        .client
+        .find(Locator::Css("#messages strong"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(strong, "eggs");
+    let link = app.client.find(Locator::Css("#messages a.link")).await?;
+    assert_eq!(
+        link.attr("data-href").await?.as_deref(),
+        Some("https://example.com/bread")
+    );
+
+    // The app writes; the other device has it within 2 s.
+    app.client
+        .find(Locator::Css("#composer"))
+        .await?
+        .send_keys("Also coffee")
+        .await?;
+    app.client
+        .find(Locator::Css("#composer"))
+        .await?
+        .send_keys("\u{E007}") // Enter
+        .await?;
+    let sent = tokio::time::Instant::now();
+    phone
+        .eventually(REAL_TIME, "the app's message on the phone", |c| {
+            c.get(&id).ok().flatten().filter(|v| {
+                v.messages
+                    .iter()
+                    .any(|m| m.message.content == "Also coffee")
+            })
+        })
+        .await?;
+    assert!(sent.elapsed() <= REAL_TIME);
+    app.wait_text("#messages", UI, |t| t.contains("Also coffee"))
+        .await?;
+    assert_eq!(
+        app.client
+            .find(Locator::Css("#composer"))
+            .await?
+            .prop("value")
+            .await?
+            .as_deref(),
+        Some("")
+    );
+
+    // Rename on the phone shows in the app's title and list.
+    phone.cache().update(
+        &id,
+        Patch {
+            title: Some("Shopping".into()),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+    phone.engine.local_change();
+    app.wait_text(
+        "#conversation-title",
+        REAL_TIME + Duration::from_secs(1),
+        |t| t == "Shopping",
+    )
+    .await?;
+
+    // Untrusted content from the other device renders inert.
+    let hostile = [
+        "<script>window.__pwned = 'script'</script>",
+        "<img src=x onerror=\"window.__pwned = 'img'\">",
+        "[click me](javascript:window.__pwned='link')",
+        "<iframe src=\"https://example.com\"></iframe>",
+        "![pixel](https://example.com/track.png)",
+    ];
+    for text in hostile {
+        phone
+            .cache()
+            .append(&id, &ulid(), Role::Assistant, text, confab_cache::now())?;
+    }
+    phone.engine.local_change();
+    app.wait_text("#messages", UI, |t| {
+        t.contains("click me") && t.contains("pixel")
+    })
+    .await?;
+    // Give anything that could run a moment to run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for selector in [
+        "#messages script",
+        "#messages img",
+        "#messages iframe",
+        "#messages [onerror]",
+    ] {
+        assert!(
+            app.client
+                .find_all(Locator::Css(selector))
+                .await?
+                .is_empty(),
+            "{selector} exists"
+        );
+    }
+    let pwned = app
+        .client
+        .execute("return String(window.__pwned)", vec![])
+        .await?;
+    assert_eq!(pwned, "undefined");
+    let inert = app
+        .client
+        .find(Locator::Css("#messages .link-inert"))
+        .await?;
+    inert.click().await?;
+    let pwned = app
+        .client
+        .execute("return String(window.__pwned)", vec![])
+        .await?;
+    assert_eq!(pwned, "undefined", "the javascript: link ran");
+    assert_eq!(
+        stack.browser.opened().len(),
+        1,
+        "only the sign-in opened the browser"
+    );
+    app.screenshot("conversation")?;
+    if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
+        stack
+            .desktop
+            .screenshot(&confab_tests::paths::workspace_root().join("docs/conversation.png"))?;
+    }
+
+    // Delete, then Undo: back on both devices with every message.
+    app.click("#delete-conversation").await?;
+    phone
+        .eventually(
+            REAL_TIME + Duration::from_secs(1),
+            "deleted on the phone",
+            |c| c.get(&id).ok().flatten().filter(|v| v.deleted),
+        )
+        .await?;
+    app.click("#undo").await?;
+    phone
+        .eventually(
+            REAL_TIME + Duration::from_secs(1),
+            "restored on the phone",
+            |c| {
+                c.get(&id)
+                    .ok()
+                    .flatten()
+                    .filter(|v| !v.deleted && v.messages.len() == 7)
+            },
+        )
+        .await?;
+    app.wait_text("#conversation-list", UI, |t| t.contains("Shopping"))
+        .await?;
+    app.quit().await?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The signed-in workspace: the sidebar (search, new, list), the open
+//! conversation, the sync status and the Undo toast. Everything shown comes
+//! from the shell's cache; `library-changed` events say when to read again.
+
+mod markdown;
+mod pane;
+mod sidebar;
+mod status;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use confab_wire::ErrorBody;
+use confab_wire::ipc::{
+    ById, CreateArgs, CreateConversation, DeleteConversation, LibraryChangedEvent,
+    RestoreConversation,
+};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use yew::prelude::*;
+
+use crate::ipc;
+pub use status::StatusBadge;
+
+/// A command's answer with nothing in it but success or an error.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ErrorBody>>>>;
+
+/// A short message at the bottom, with Undo for a delete.
+#[derive(Clone, PartialEq)]
+pub struct Toast {
+    pub message: String,
+    pub undo: Option<String>,
+}
+
+/// Shared by the parts of the workspace.
+#[derive(Clone, PartialEq)]
+pub struct Ctx {
+    /// Bumped on every `library-changed`: the list reads again.
+    pub tick: u32,
+    /// Bumped when the open conversation changed.
+    pub open_tick: u32,
+    pub selected: Option<String>,
+    pub select: Callback<Option<String>>,
+    pub notify: Callback<Toast>,
+    pub error: Callback<ErrorBody>,
+    pub delete: Callback<String>,
+}
+
+#[function_component(Library)]
+pub fn library() -> Html {
+    let tick = use_state(|| 0u32);
+    let open_tick = use_state(|| 0u32);
+    let selected = use_state(|| None::<String>);
+    let toast = use_state(|| None::<Toast>);
+    let selected_now = use_mut_ref(|| None::<String>);
+    *selected_now.borrow_mut() = (*selected).clone();
+    // Counters behind the ticks: an event handler registered once must not
+    // count from the value it saw at registration.
+    let counters = use_mut_ref(|| (0u32, 0u32));
+
+    {
+        let tick = tick.clone();
+        let open_tick = open_tick.clone();
+        let selected_now = selected_now.clone();
+        let counters = counters.clone();
+        use_effect_with((), move |_| {
+            let keep = Rc::new(RefCell::new(None));
+            let slot = keep.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let sub = ipc::listen::<LibraryChangedEvent>(move |change| {
+                    let mut counters = counters.borrow_mut();
+                    counters.0 += 1;
+                    tick.set(counters.0);
+                    let open = selected_now.borrow().clone();
+                    let touches_open = change.conversation_ids.is_empty()
+                        || open.is_some_and(|id| change.conversation_ids.contains(&id));
+                    if touches_open {
+                        counters.1 += 1;
+                        open_tick.set(counters.1);
+                    }
+                })
+                .await;
+                if let Ok(sub) = sub {
+                    *slot.borrow_mut() = Some(sub);
+                }
+            });
+            move || drop(keep)
+        });
+    }
+
+    let notify = {
+        let toast = toast.clone();
+        Callback::from(move |t: Toast| toast.set(Some(t)))
+    };
+    let error = {
+        let toast = toast.clone();
+        Callback::from(move |e: ErrorBody| {
+            toast.set(Some(Toast {
+                message: e.message,
+                undo: None,
+            }))
+        })
+    };
+    let select = {
+        let selected = selected.clone();
+        Callback::from(move |id: Option<String>| selected.set(id))
+    };
+    let delete = {
+        let notify = notify.clone();
+        let error = error.clone();
+        let selected = selected.clone();
+        Callback::from(move |id: String| {
+            let notify = notify.clone();
+            let error = error.clone();
+            let selected = selected.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match ipc::invoke::<DeleteConversation>(&ById { id: id.clone() }).await {
+                    Ok(()) => {
+                        if selected.as_deref() == Some(id.as_str()) {
+                            selected.set(None);
+                        }
+                        notify.emit(Toast {
+                            message: "Conversation deleted.".into(),
+                            undo: Some(id),
+                        });
+                    }
+                    Err(e) => error.emit(e),
+                }
+            });
+        })
+    };
+
+    // Keyboard: Ctrl/Cmd+N new, Ctrl/Cmd+K or / search, Alt+Up/Down move
+    // through the list (handled by the sidebar through a custom event).
+    {
+        let select = select.clone();
+        let error = error.clone();
+        use_effect_with((), move |_| {
+            let handler = Closure::<dyn FnMut(KeyboardEvent)>::new(move |e: KeyboardEvent| {
+                let modifier = e.ctrl_key() || e.meta_key();
+                let key = e.key();
+                if modifier && key.eq_ignore_ascii_case("n") {
+                    e.prevent_default();
+                    let select = select.clone();
+                    let error = error.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match ipc::invoke::<CreateConversation>(&CreateArgs::default()).await {
+                            Ok(item) => select.emit(Some(item.conversation.id)),
+                            Err(e) => error.emit(e),
+                        }
+                    });
+                } else if (modifier && key.eq_ignore_ascii_case("k")) || (key == "/" && !typing(&e))
+                {
+                    e.prevent_default();
+                    focus("#search");
+                }
+            });
+            let document = web_sys::window().and_then(|w| w.document());
+            if let Some(doc) = &document {
+                let _ = doc
+                    .add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+            }
+            move || {
+                if let Some(doc) = &document {
+                    let _ = doc.remove_event_listener_with_callback(
+                        "keydown",
+                        handler.as_ref().unchecked_ref(),
+                    );
+                }
+            }
+        });
+    }
+
+    let ctx = Ctx {
+        tick: *tick,
+        open_tick: *open_tick,
+        selected: (*selected).clone(),
+        select,
+        notify,
+        error,
+        delete,
+    };
+
+    let toast_view = (*toast).clone().map(|t| {
+        let close = {
+            let toast = toast.clone();
+            Callback::from(move |_: MouseEvent| toast.set(None))
+        };
+        let undo = t.undo.clone().map(|id| {
+            let toast = toast.clone();
+            let select = ctx.select.clone();
+            let error = ctx.error.clone();
+            Callback::from(move |_: MouseEvent| {
+                let toast = toast.clone();
+                let select = select.clone();
+                let error = error.clone();
+                let id = id.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match ipc::invoke::<RestoreConversation>(&ById { id: id.clone() }).await {
+                        Ok(_) => {
+                            toast.set(None);
+                            select.emit(Some(id));
+                        }
+                        Err(e) => error.emit(e),
+                    }
+                });
+            })
+        });
+        html! {
+            <div id="toast" class="toast" role="status">
+                <span>{ t.message }</span>
+                if let Some(undo) = undo {
+                    <button id="undo" class="link" type="button" onclick={undo}>{ "Undo" }</button>
+                }
+                <button class="link" type="button" aria-label="Dismiss" onclick={close}>{ "✕" }</button>
+            </div>
+        }
+    });
+
+    html! {
+        <div class="workspace">
+            <sidebar::Sidebar ctx={ctx.clone()} />
+            <pane::Pane ctx={ctx} />
+            { toast_view.unwrap_or_default() }
+        </div>
+    }
+}
+
+/// Whether a key press is typing into a field.
+fn typing(e: &KeyboardEvent) -> bool {
+    e.target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .map(|el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA"))
+        .unwrap_or(false)
+}
+
+pub fn focus(selector: &str) {
+    if let Some(el) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector(selector).ok().flatten())
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = el.focus();
+    }
+}

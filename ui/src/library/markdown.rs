@@ -1,0 +1,184 @@
+//! Message content as Markdown, built as DOM nodes (never as an HTML string):
+//! raw HTML in a message shows as text, images are not loaded, and links open
+//! in the system browser through the shell (only http, https and mailto).
+
+use confab_wire::ipc::{OpenLink, OpenLinkArgs};
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag};
+use yew::prelude::*;
+use yew::virtual_dom::VTag;
+
+use crate::ipc;
+
+/// Frames of elements being built; the first is the root.
+struct Frame {
+    tag: VTag,
+}
+
+fn element(name: &'static str) -> VTag {
+    VTag::new(name)
+}
+
+fn safe_link(url: &str) -> Option<String> {
+    let lower = url.trim().to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("mailto:"))
+        .then(|| url.trim().to_owned())
+}
+
+/// A link element; clicks are handled by [`on_link_click`] on the container.
+fn link(url: &str) -> VTag {
+    match safe_link(url) {
+        Some(target) => {
+            let mut a = element("a");
+            a.add_attribute("href", "#");
+            a.add_attribute("title", target.clone());
+            a.add_attribute("data-href", target);
+            a.add_attribute("class", "link");
+            a
+        }
+        // Anything else (javascript:, data:, file:) is shown, not followed.
+        None => {
+            let mut span = element("span");
+            span.add_attribute("class", "link-inert");
+            span.add_attribute("title", url.to_owned());
+            span
+        }
+    }
+}
+
+/// Put on an element holding rendered Markdown: a click on one of its links
+/// opens the link in the system browser, never in the webview.
+pub fn on_link_click() -> Callback<MouseEvent> {
+    Callback::from(|e: MouseEvent| {
+        use wasm_bindgen::JsCast;
+        let Some(target) = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        let Ok(Some(anchor)) = target.closest("a[data-href]") else {
+            return;
+        };
+        e.prevent_default();
+        let Some(url) = anchor
+            .get_attribute("data-href")
+            .and_then(|u| safe_link(&u))
+        else {
+            return;
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = ipc::invoke::<OpenLink>(&OpenLinkArgs { url }).await {
+                web_sys::console::warn_1(&err.message.into());
+            }
+        });
+    })
+}
+
+pub fn render(source: &str) -> Html {
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    options.insert(Options::ENABLE_TABLES);
+    options.insert(Options::ENABLE_TASKLISTS);
+    let mut stack = vec![Frame {
+        tag: element("div"),
+    }];
+    stack[0].tag.add_attribute("class", "markdown");
+    let push_child = |stack: &mut Vec<Frame>, node: Html| {
+        if let Some(top) = stack.last_mut() {
+            top.tag.add_child(node);
+        }
+    };
+    for event in Parser::new_ext(source, options) {
+        match event {
+            Event::Start(tag) => {
+                let vtag = match tag {
+                    Tag::Paragraph => element("p"),
+                    Tag::Heading { level, .. } => element(match level {
+                        HeadingLevel::H1 => "h3",
+                        HeadingLevel::H2 => "h4",
+                        _ => "h5",
+                    }),
+                    Tag::BlockQuote(_) => element("blockquote"),
+                    Tag::CodeBlock(kind) => {
+                        let mut pre = element("pre");
+                        if let CodeBlockKind::Fenced(lang) = kind
+                            && !lang.is_empty()
+                        {
+                            pre.add_attribute("data-lang", lang.to_string());
+                        }
+                        pre
+                    }
+                    Tag::List(Some(_)) => element("ol"),
+                    Tag::List(None) => element("ul"),
+                    Tag::Item => element("li"),
+                    Tag::Emphasis => element("em"),
+                    Tag::Strong => element("strong"),
+                    Tag::Strikethrough => element("del"),
+                    Tag::Link { dest_url, .. } => link(&dest_url),
+                    // Images are not fetched: the alt text shows, marked.
+                    Tag::Image { .. } => {
+                        let mut span = element("span");
+                        span.add_attribute("class", "image-alt");
+                        span
+                    }
+                    Tag::Table(_) => element("table"),
+                    Tag::TableHead => element("thead"),
+                    Tag::TableRow => element("tr"),
+                    Tag::TableCell => element("td"),
+                    // HTML blocks, footnotes, metadata: their text shows as text.
+                    _ => element("span"),
+                };
+                stack.push(Frame { tag: vtag });
+            }
+            Event::End(_) if stack.len() > 1 => {
+                if let Some(frame) = stack.pop() {
+                    push_child(&mut stack, Html::from(frame.tag));
+                }
+            }
+            Event::Text(text) => push_child(&mut stack, html! { { text.to_string() } }),
+            Event::Code(code) => {
+                push_child(&mut stack, html! { <code>{ code.to_string() }</code> })
+            }
+            // Raw HTML is content like any other: shown, never interpreted.
+            Event::Html(raw) | Event::InlineHtml(raw) => {
+                push_child(&mut stack, html! { { raw.to_string() } })
+            }
+            Event::SoftBreak => push_child(&mut stack, html! { { "\n" } }),
+            Event::HardBreak => push_child(&mut stack, html! { <br /> }),
+            Event::Rule => push_child(&mut stack, html! { <hr /> }),
+            Event::TaskListMarker(done) => push_child(
+                &mut stack,
+                html! { <span class="task" aria-hidden="true">{ if done { "☑ " } else { "☐ " } }</span> },
+            ),
+            _ => {}
+        }
+    }
+    while stack.len() > 1 {
+        if let Some(frame) = stack.pop() {
+            push_child(&mut stack, Html::from(frame.tag));
+        }
+    }
+    stack.pop().map(|f| Html::from(f.tag)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_web_and_mail_links_are_followed() {
+        for ok in ["https://example.com", "HTTP://x.y", "mailto:a@b.c"] {
+            assert!(safe_link(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            " JavaScript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "#",
+            "",
+        ] {
+            assert_eq!(safe_link(bad), None, "{bad}");
+        }
+    }
+}

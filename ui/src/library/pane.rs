@@ -1,0 +1,307 @@
+//! The open conversation: its title (renamed in place), actions, messages as
+//! Markdown, and the composer (Enter sends, Shift+Enter adds a line).
+
+use confab_wire::ipc::{
+    AppendArgs, AppendMessage, ById, DiscardFailed, ExportArgs, ExportConversation,
+    GetConversation, RetryFailed, UpdateArgs, UpdateConversation,
+};
+use confab_wire::library::{ConversationView, ExportFormat};
+use yew::prelude::*;
+
+use super::{Ctx, Toast, markdown};
+use crate::ipc;
+
+/// Messages rendered at first; "Show earlier" adds this many more. Long
+/// conversations stay smooth because older messages are not in the page.
+const WINDOW: usize = 200;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub ctx: Ctx,
+}
+
+#[function_component(Pane)]
+pub fn pane(props: &Props) -> Html {
+    let ctx = &props.ctx;
+    let view = use_state(|| None::<ConversationView>);
+    let shown = use_state(|| WINDOW);
+    let renaming = use_state(|| false);
+    let draft = use_state(String::new);
+    let messages_ref = use_node_ref();
+
+    {
+        let view = view.clone();
+        let shown = shown.clone();
+        let renaming = renaming.clone();
+        let error = ctx.error.clone();
+        use_effect_with(ctx.selected.clone(), move |_| {
+            shown.set(WINDOW);
+            renaming.set(false);
+            view.set(None);
+            let _ = error;
+        });
+    }
+    {
+        let view = view.clone();
+        let error = ctx.error.clone();
+        use_effect_with(
+            (ctx.selected.clone(), ctx.open_tick),
+            move |(selected, _)| {
+                if let Some(id) = selected.clone() {
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match ipc::invoke::<GetConversation>(&ById { id }).await {
+                            Ok(found) => view.set(found),
+                            Err(e) => error.emit(e),
+                        }
+                    });
+                }
+            },
+        );
+    }
+    // Keep the newest message in view when messages arrive.
+    {
+        let messages_ref = messages_ref.clone();
+        let count = view.as_ref().map(|v| v.messages.len()).unwrap_or(0);
+        use_effect_with(count, move |_| {
+            if let Some(el) = messages_ref.cast::<web_sys::Element>() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        });
+    }
+
+    let Some(id) = ctx.selected.clone() else {
+        return html! {
+            <main class="pane empty" aria-labelledby="pane-empty">
+                <p id="pane-empty" class="muted">
+                    { "Select a conversation, or start a new one with Ctrl+N." }
+                </p>
+            </main>
+        };
+    };
+    let Some(v) = (*view).clone() else {
+        return html! { <main class="pane empty"><p class="muted">{ "Loading…" }</p></main> };
+    };
+
+    let update = |args: UpdateArgs| {
+        let error = ctx.error.clone();
+        Callback::from(move |_: MouseEvent| {
+            let args = args.clone();
+            let error = error.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = ipc::invoke::<UpdateConversation>(&args).await {
+                    error.emit(e);
+                }
+            });
+        })
+    };
+    let c = &v.conversation;
+    let pin = update(UpdateArgs {
+        id: id.clone(),
+        pinned: Some(!c.pinned),
+        ..UpdateArgs::default()
+    });
+    let archive = update(UpdateArgs {
+        id: id.clone(),
+        archived: Some(!c.archived),
+        ..UpdateArgs::default()
+    });
+    let delete = {
+        let delete = ctx.delete.clone();
+        let id = id.clone();
+        Callback::from(move |_: MouseEvent| delete.emit(id.clone()))
+    };
+    let export = |format: ExportFormat| {
+        let id = id.clone();
+        let notify = ctx.notify.clone();
+        let error = ctx.error.clone();
+        Callback::from(move |_: MouseEvent| {
+            let id = id.clone();
+            let notify = notify.clone();
+            let error = error.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match ipc::invoke::<ExportConversation>(&ExportArgs { id, format }).await {
+                    Ok(Some(path)) => notify.emit(Toast {
+                        message: format!("Saved to {path}"),
+                        undo: None,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => error.emit(e),
+                }
+            });
+        })
+    };
+    let by_id = |run: fn(ById) -> super::Pending| {
+        let id = id.clone();
+        let error = ctx.error.clone();
+        Callback::from(move |_: MouseEvent| {
+            let error = error.clone();
+            let future = run(ById { id: id.clone() });
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = future.await {
+                    error.emit(e);
+                }
+            });
+        })
+    };
+    let retry = by_id(|args| Box::pin(async move { ipc::invoke::<RetryFailed>(&args).await }));
+    let discard = by_id(|args| Box::pin(async move { ipc::invoke::<DiscardFailed>(&args).await }));
+
+    let title = if *renaming {
+        let renaming_done = renaming.clone();
+        let error = ctx.error.clone();
+        let id = id.clone();
+        let original = c.title.clone();
+        let onkeydown = Callback::from(move |e: KeyboardEvent| {
+            let Some(input) = e.target_dyn_into::<web_sys::HtmlInputElement>() else {
+                return;
+            };
+            match e.key().as_str() {
+                "Enter" => {
+                    e.prevent_default();
+                    let title = input.value();
+                    renaming_done.set(false);
+                    if title.trim() != original {
+                        let args = UpdateArgs {
+                            id: id.clone(),
+                            title: Some(title),
+                            ..UpdateArgs::default()
+                        };
+                        let error = error.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            if let Err(e) = ipc::invoke::<UpdateConversation>(&args).await {
+                                error.emit(e);
+                            }
+                        });
+                    }
+                }
+                "Escape" => renaming_done.set(false),
+                _ => {}
+            }
+        });
+        let blur = {
+            let renaming = renaming.clone();
+            Callback::from(move |_: FocusEvent| renaming.set(false))
+        };
+        html! {
+            <input id="rename-input" class="rename" aria-label="Conversation title"
+                value={c.title.clone()} maxlength="500" {onkeydown} onblur={blur} autofocus=true />
+        }
+    } else {
+        let renaming = renaming.clone();
+        let onclick = Callback::from(move |_: MouseEvent| renaming.set(true));
+        html! {
+            <h1 class="conversation-title">
+                <button id="conversation-title" class="title-button" type="button"
+                    title="Rename" {onclick}>{ &c.title }</button>
+            </h1>
+        }
+    };
+
+    let start = v.messages.len().saturating_sub(*shown);
+    let earlier = (start > 0).then(|| {
+        let shown = shown.clone();
+        let onclick = Callback::from(move |_: MouseEvent| shown.set(*shown + WINDOW));
+        html! {
+            <button id="show-earlier" class="link" type="button" {onclick}>
+                { format!("Show earlier messages ({start} more)") }
+            </button>
+        }
+    });
+    let messages = v.messages[start..].iter().map(|m| {
+        let role = m.message.role.as_str();
+        html! {
+            <article class={classes!("message", role, m.pending.then_some("pending"))}
+                data-id={m.message.id.clone()} aria-label={format!("{role} message")}>
+                { markdown::render(&m.message.content) }
+                if m.pending {
+                    <span class="pending-mark" title="Waiting to sync">{ "Not synced yet" }</span>
+                }
+            </article>
+        }
+    });
+
+    let send = {
+        let draft = draft.clone();
+        let id = id.clone();
+        let error = ctx.error.clone();
+        move || {
+            let content = (*draft).clone();
+            if content.trim().is_empty() {
+                return;
+            }
+            draft.set(String::new());
+            let args = AppendArgs {
+                conversation_id: id.clone(),
+                content,
+            };
+            let error = error.clone();
+            let draft = draft.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Err(e) = ipc::invoke::<AppendMessage>(&args).await {
+                    // Nothing typed is lost: the text goes back in the box.
+                    draft.set(args.content);
+                    error.emit(e);
+                }
+            });
+        }
+    };
+    let on_input = {
+        let draft = draft.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(area) = e.target_dyn_into::<web_sys::HtmlTextAreaElement>() {
+                draft.set(area.value());
+            }
+        })
+    };
+    let on_key = {
+        let send = send.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                e.prevent_default();
+                send();
+            }
+        })
+    };
+    let on_send = Callback::from(move |_: MouseEvent| send());
+
+    html! {
+        <main class="pane" aria-label="Conversation">
+            <header class="pane-header">
+                { title }
+                <div class="actions">
+                    <button id="pin" class="secondary small" type="button" onclick={pin}
+                        aria-pressed={c.pinned.to_string()}>{ if c.pinned { "Unpin" } else { "Pin" } }</button>
+                    <button id="archive" class="secondary small" type="button" onclick={archive}>
+                        { if c.archived { "Unarchive" } else { "Archive" } }</button>
+                    <button id="export-markdown" class="secondary small" type="button"
+                        onclick={export(ExportFormat::Markdown)}>{ "Export .md" }</button>
+                    <button id="export-json" class="secondary small" type="button"
+                        onclick={export(ExportFormat::Json)}>{ "Export .json" }</button>
+                    <button id="delete-conversation" class="danger small" type="button" onclick={delete}>
+                        { "Delete" }</button>
+                </div>
+            </header>
+            if let Some(reason) = &v.failed {
+                <div id="sync-failed" class="notice error" role="alert">
+                    <span>{ format!("Not synced: {reason}") }</span>
+                    <button id="retry-failed" class="secondary small" type="button" onclick={retry}>{ "Retry" }</button>
+                    <button id="discard-failed" class="link" type="button" onclick={discard}>{ "Discard" }</button>
+                </div>
+            }
+            <section id="messages" class="messages" ref={messages_ref} aria-label="Messages"
+                onclick={markdown::on_link_click()}>
+                { earlier.unwrap_or_default() }
+                if v.messages.is_empty() {
+                    <p class="muted empty-messages">{ "No messages yet. Write the first one below." }</p>
+                }
+                { for messages }
+            </section>
+            <div class="composer">
+                <textarea id="composer" aria-label="Message" placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
+                    value={(*draft).clone()} oninput={on_input} onkeydown={on_key} rows="3" />
+                <button id="send" class="primary small" type="button" onclick={on_send}
+                    disabled={draft.trim().is_empty()}>{ "Send" }</button>
+            </div>
+        </main>
+    }
+}

@@ -1,0 +1,348 @@
+//! The sidebar: search, new conversation, the pinned and recent sections, the
+//! archive. Long lists render only the rows in view.
+
+use std::rc::Rc;
+
+use confab_wire::ipc::{
+    CreateArgs, CreateConversation, ListArgs, ListConversations, SearchArgs, SearchConversations,
+};
+use confab_wire::library::{ListFilter, ListItem, SearchHit};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use yew::prelude::*;
+
+use super::Ctx;
+use crate::ipc;
+
+/// Every row is this tall (CSS `.row`), so the window is computed, not measured.
+const ROW: f64 = 56.0;
+const PAGE: u32 = 500;
+
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    pub ctx: Ctx,
+}
+
+#[derive(Clone, PartialEq)]
+enum Row {
+    Header(&'static str),
+    Item(ListItem),
+}
+
+#[function_component(Sidebar)]
+pub fn sidebar(props: &Props) -> Html {
+    let ctx = &props.ctx;
+    let filter = use_state(ListFilter::default);
+    let items = use_state(Vec::<ListItem>::new);
+    let total = use_state(|| 0u64);
+    let limit = use_state(|| PAGE);
+    let query = use_state(String::new);
+    let hits = use_state(|| None::<Vec<SearchHit>>);
+    let scroll = use_state(|| (0.0f64, 600.0f64));
+    let list_ref = use_node_ref();
+    let order = use_mut_ref(Vec::<String>::new);
+
+    // The list, read again on every change.
+    {
+        let items = items.clone();
+        let total = total.clone();
+        let error = ctx.error.clone();
+        use_effect_with((ctx.tick, *filter, *limit), move |(_, filter, limit)| {
+            let (filter, limit) = (*filter, *limit);
+            wasm_bindgen_futures::spawn_local(async move {
+                match ipc::invoke::<ListConversations>(&ListArgs {
+                    filter,
+                    offset: 0,
+                    limit,
+                })
+                .await
+                {
+                    Ok(page) => {
+                        items.set(page.items);
+                        total.set(page.total);
+                    }
+                    // Not signed in yet (the library opens a moment after).
+                    Err(e) if e.code == confab_wire::ErrorCode::Unauthenticated => {}
+                    Err(e) => error.emit(e),
+                }
+            });
+        });
+    }
+    // Search as the user types.
+    {
+        let hits = hits.clone();
+        use_effect_with(((*query).clone(), ctx.tick), move |(query, _)| {
+            let query = query.clone();
+            if query.trim().is_empty() {
+                hits.set(None);
+            } else {
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Ok(found) = ipc::invoke::<SearchConversations>(&SearchArgs {
+                        query,
+                        limit: Some(50),
+                    })
+                    .await
+                    {
+                        hits.set(Some(found));
+                    }
+                });
+            }
+        });
+    }
+
+    let rows: Vec<Row> = {
+        let (pinned, recent): (Vec<_>, Vec<_>) =
+            items.iter().cloned().partition(|i| i.conversation.pinned);
+        let mut rows = Vec::new();
+        if !pinned.is_empty() {
+            rows.push(Row::Header("Pinned"));
+            rows.extend(pinned.into_iter().map(Row::Item));
+            if !recent.is_empty() {
+                rows.push(Row::Header("Recent"));
+            }
+        }
+        rows.extend(recent.into_iter().map(Row::Item));
+        rows
+    };
+    *order.borrow_mut() = rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Item(i) => Some(i.conversation.id.clone()),
+            Row::Header(_) => None,
+        })
+        .collect();
+
+    // Alt+Up / Alt+Down: the previous or next conversation.
+    {
+        let order = order.clone();
+        let select = ctx.select.clone();
+        let selected = ctx.selected.clone();
+        use_effect_with(selected, move |selected| {
+            let selected = selected.clone();
+            let handler = Closure::<dyn FnMut(KeyboardEvent)>::new(move |e: KeyboardEvent| {
+                if !e.alt_key() || !(e.key() == "ArrowDown" || e.key() == "ArrowUp") {
+                    return;
+                }
+                e.prevent_default();
+                let order = order.borrow();
+                let at = selected
+                    .as_ref()
+                    .and_then(|s| order.iter().position(|id| id == s));
+                let next = match (at, e.key() == "ArrowDown") {
+                    (None, _) => order.first(),
+                    (Some(i), true) => order.get(i + 1).or(order.get(i)),
+                    (Some(i), false) => order.get(i.saturating_sub(1)),
+                };
+                if let Some(id) = next {
+                    select.emit(Some(id.clone()));
+                }
+            });
+            let document = web_sys::window().and_then(|w| w.document());
+            if let Some(doc) = &document {
+                let _ = doc
+                    .add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+            }
+            move || {
+                if let Some(doc) = &document {
+                    let _ = doc.remove_event_listener_with_callback(
+                        "keydown",
+                        handler.as_ref().unchecked_ref(),
+                    );
+                }
+            }
+        });
+    }
+
+    let on_new = {
+        let select = ctx.select.clone();
+        let error = ctx.error.clone();
+        let filter = filter.clone();
+        Callback::from(move |_: MouseEvent| {
+            let select = select.clone();
+            let error = error.clone();
+            filter.set(ListFilter::Active);
+            wasm_bindgen_futures::spawn_local(async move {
+                match ipc::invoke::<CreateConversation>(&CreateArgs::default()).await {
+                    Ok(item) => select.emit(Some(item.conversation.id)),
+                    Err(e) => error.emit(e),
+                }
+            });
+        })
+    };
+    let on_query = {
+        let query = query.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(input) = e.target_dyn_into::<web_sys::HtmlInputElement>() {
+                query.set(input.value());
+            }
+        })
+    };
+    let on_search_key = {
+        let query = query.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                query.set(String::new());
+                if let Some(input) = e.target_dyn_into::<web_sys::HtmlInputElement>() {
+                    input.set_value("");
+                }
+            }
+        })
+    };
+    let toggle_archive = {
+        let filter = filter.clone();
+        Callback::from(move |_: MouseEvent| {
+            filter.set(match *filter {
+                ListFilter::Active => ListFilter::Archived,
+                ListFilter::Archived => ListFilter::Active,
+            })
+        })
+    };
+    let on_scroll = {
+        let scroll = scroll.clone();
+        let limit = limit.clone();
+        let loaded = items.len();
+        let total = *total;
+        let list_ref = list_ref.clone();
+        Callback::from(move |_: Event| {
+            if let Some(el) = list_ref.cast::<web_sys::Element>() {
+                let top = f64::from(el.scroll_top());
+                let height = f64::from(el.client_height());
+                scroll.set((top, height));
+                // Near the end of what is loaded: load the next page.
+                if (top + height) / ROW > loaded as f64 - 50.0 && (loaded as u64) < total {
+                    limit.set(*limit + PAGE);
+                }
+            }
+        })
+    };
+
+    let list = if let Some(hits) = &*hits {
+        let rows = hits.iter().map(|hit| {
+            let select = ctx.select.clone();
+            let id = hit.conversation_id.clone();
+            let onclick = Callback::from(move |_: MouseEvent| select.emit(Some(id.clone())));
+            html! {
+                <li>
+                    <button class="row hit" type="button" {onclick}>
+                        <span class="title">{ &hit.title }</span>
+                        <span class="preview">{ highlighted(&hit.snippet, &hit.highlights) }</span>
+                    </button>
+                </li>
+            }
+        });
+        html! {
+            <ul id="search-results" class="rows" aria-label="Search results">
+                if hits.is_empty() {
+                    <li class="empty-list">{ "Nothing matches." }</li>
+                }
+                { for rows }
+            </ul>
+        }
+    } else if rows.is_empty() {
+        html! {
+            <p id="empty-list" class="empty-list">
+                { match *filter {
+                    ListFilter::Active => "No conversations yet. Start one with New conversation (Ctrl+N).",
+                    ListFilter::Archived => "Nothing archived.",
+                } }
+            </p>
+        }
+    } else {
+        // Only the rows in view (plus a margin) exist in the page.
+        let (top, height) = *scroll;
+        let first = ((top / ROW) as usize).saturating_sub(10);
+        let last = (((top + height) / ROW) as usize + 10).min(rows.len());
+        let before = first as f64 * ROW;
+        let after = (rows.len() - last) as f64 * ROW;
+        let visible = rows[first.min(last)..last].iter().map(|row| match row {
+            Row::Header(name) => html! {
+                <li class="row section" role="presentation">{ *name }</li>
+            },
+            Row::Item(item) => {
+                let c = &item.conversation;
+                let select = ctx.select.clone();
+                let id = c.id.clone();
+                let onclick = Callback::from(move |_: MouseEvent| select.emit(Some(id.clone())));
+                let current = ctx.selected.as_deref() == Some(c.id.as_str());
+                html! {
+                    <li>
+                        <button
+                            class={classes!("row", current.then_some("current"))}
+                            type="button"
+                            data-id={c.id.clone()}
+                            aria-current={current.then_some("true")}
+                            {onclick}
+                        >
+                            <span class="title">
+                                if c.pinned { <span class="pin" aria-label="Pinned">{ "📌 " }</span> }
+                                { &c.title }
+                            </span>
+                            <span class="preview">
+                                if item.failed.is_some() {
+                                    <span class="badge failed">{ "not synced" }</span>
+                                } else if item.pending > 0 {
+                                    <span class="badge pending" title="Waiting to sync">{ "•" }</span>
+                                }
+                                { c.last_message_preview.clone().unwrap_or_default() }
+                            </span>
+                        </button>
+                    </li>
+                }
+            }
+        });
+        html! {
+            <ul id="conversation-list" class="rows" aria-label="Conversations">
+                <li style={format!("height:{before}px")} aria-hidden="true"></li>
+                { for visible }
+                <li style={format!("height:{after}px")} aria-hidden="true"></li>
+            </ul>
+        }
+    };
+
+    html! {
+        <nav class="sidebar" aria-label="Conversations">
+            <div class="sidebar-top">
+                <input
+                    id="search"
+                    type="search"
+                    placeholder="Search (Ctrl+K)"
+                    aria-label="Search conversations"
+                    maxlength="1024"
+                    oninput={on_query}
+                    onkeydown={on_search_key}
+                />
+                <button id="new-conversation" class="primary small" type="button" onclick={on_new}
+                    title="New conversation (Ctrl+N)">
+                    { "New" }
+                </button>
+            </div>
+            <div class="list" ref={list_ref} onscroll={on_scroll}>
+                { list }
+            </div>
+            <button id="show-archived" class="link archive-toggle" type="button" onclick={toggle_archive}>
+                { match *filter {
+                    ListFilter::Active => "Show archived",
+                    ListFilter::Archived => "Back to conversations",
+                } }
+            </button>
+        </nav>
+    }
+}
+
+/// `text` with `ranges` (character offsets) in `<mark>`.
+fn highlighted(text: &str, ranges: &[(u32, u32)]) -> Html {
+    let chars: Rc<Vec<char>> = Rc::new(text.chars().collect());
+    let mut parts = Vec::new();
+    let mut at = 0usize;
+    for &(start, end) in ranges {
+        let (start, end) = (start as usize, (end as usize).min(chars.len()));
+        if start < at || start > end {
+            continue;
+        }
+        parts.push(html! { { chars[at..start].iter().collect::<String>() } });
+        parts.push(html! { <mark>{ chars[start..end].iter().collect::<String>() }</mark> });
+        at = end;
+    }
+    parts.push(html! { { chars[at..].iter().collect::<String>() } });
+    html! { <>{ for parts }</> }
+}
