@@ -144,8 +144,10 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// A local write happened: refresh the counts and push it.
-    pub fn local_change(&self) {
+    /// A local write to `conversation_id` happened: tell the UI, refresh the
+    /// counts, push it.
+    pub fn local_change(&self, conversation_id: &str) {
+        self.announce(vec![conversation_id.to_owned()]);
         self.refresh_counts();
         self.sync_now();
     }

@@ -309,6 +309,15 @@ impl App {
         Ok(path)
     }
 
+    /// Kills the app, its webview processes and the driver with SIGKILL, as a
+    /// crash or a power cut would end them.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        let result = self.driver.kill_group();
+        self.finished = result.is_ok();
+        drop(self);
+        result
+    }
+
     /// Ends the WebDriver session (closing the app) and stops the driver.
     pub async fn quit(mut self) -> anyhow::Result<()> {
         let result = self.client.clone().close().await;

@@ -107,6 +107,15 @@ impl Service {
         nix::sys::signal::kill(pid, signal).with_context(|| format!("signalling {}", self.name))
     }
 
+    /// Kills the whole process group at once (SIGKILL): a crash, with no
+    /// chance to clean up.
+    pub fn kill_group(&mut self) -> anyhow::Result<()> {
+        let group = Pid::from_raw(i32::try_from(self.child.id())?);
+        killpg(group, Signal::SIGKILL).with_context(|| format!("killing {}", self.name))?;
+        let _ = self.child.wait();
+        Ok(())
+    }
+
     /// Waits for the process to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -59,6 +59,61 @@ impl Stack {
         }
     }
 
+    /// Stops the proxy (the network is gone); [`Stack::restart_proxy`] brings
+    /// it back on the same address and data.
+    pub fn stop_proxy(&mut self) -> anyhow::Result<()> {
+        self.proxy
+            .service
+            .signal(nix::sys::signal::Signal::SIGTERM)?;
+        self.proxy.service.wait_exit(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Starts the proxy again on its address and store (stopping it first if
+    /// it runs), with `env` (e.g. a rate limit).
+    pub fn restart_proxy(&mut self, env: &[(&str, String)]) -> anyhow::Result<()> {
+        // Stopped first if it still runs: the address must be free.
+        let _ = self.proxy.service.signal(nix::sys::signal::Signal::SIGTERM);
+        self.proxy.service.wait_exit(Duration::from_secs(10))?;
+        let listen = self.proxy.base.trim_start_matches("http://").to_owned();
+        let store = format!(
+            "--store=sqlite:{}",
+            self.artifacts.join("proxy.db").display()
+        );
+        self.proxy = Proxy::start_at(&self.provider.issuer, &self.artifacts, &store, &listen, env)?;
+        Ok(())
+    }
+
+    /// The server's state for `login`, read as another client would.
+    pub async fn server_conversations(
+        &self,
+        login: &str,
+    ) -> anyhow::Result<Vec<confab_wire::conversations::ConversationDetail>> {
+        let token = self.provider.sign_in(login).await?.access_token;
+        let http = reqwest::Client::new();
+        let page: confab_wire::conversations::Page<confab_wire::conversations::Conversation> = http
+            .get(self.proxy.url("/api/conversations?limit=200"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut out = Vec::new();
+        for c in page.items {
+            out.push(
+                http.get(self.proxy.url(&format!("/api/conversations/{}", c.id)))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
     pub async fn launch(&self) -> anyhow::Result<App> {
         App::launch(&self.desktop, &self.home, self.options(Vec::new())).await
     }

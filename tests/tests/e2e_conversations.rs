@@ -48,7 +48,7 @@ async fn two_devices() -> anyhow::Result<()> {
         confab_cache::now(),
     )?;
     let written = tokio::time::Instant::now();
-    phone.engine.local_change();
+    phone.engine.local_change(&id);
     app.wait_text(
         "#conversation-list",
         REAL_TIME + Duration::from_secs(1),
@@ -121,7 +121,7 @@ async fn two_devices() -> anyhow::Result<()> {
         },
         confab_cache::now(),
     )?;
-    phone.engine.local_change();
+    phone.engine.local_change(&id);
     app.wait_text(
         "#conversation-title",
         REAL_TIME + Duration::from_secs(1),
@@ -142,7 +142,7 @@ async fn two_devices() -> anyhow::Result<()> {
             .cache()
             .append(&id, &ulid(), Role::Assistant, text, confab_cache::now())?;
     }
-    phone.engine.local_change();
+    phone.engine.local_change(&id);
     app.wait_text("#messages", UI, |t| {
         t.contains("click me") && t.contains("pixel")
     })

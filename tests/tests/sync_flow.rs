@@ -94,7 +94,7 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
         "Hiking on Saturday?",
         confab_cache::now(),
     )?;
-    laptop.engine.local_change();
+    laptop.engine.local_change(&id);
     desktop
         .eventually(
             REAL_TIME + Duration::from_secs(1),
@@ -114,7 +114,7 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
         },
         confab_cache::now(),
     )?;
-    desktop.engine.local_change();
+    desktop.engine.local_change(&id);
     laptop
         .eventually(REAL_TIME, "rename on the laptop", |c| {
             (title_of(c, &id).as_deref() == Some("Weekend: hiking")).then_some(())
@@ -135,7 +135,7 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
 
     // Delete on one, undo on the other: the conversation and its message come back.
     laptop.cache().delete(&id, confab_cache::now())?;
-    laptop.engine.local_change();
+    laptop.engine.local_change(&id);
     desktop
         .eventually(REAL_TIME, "deleted on the desktop", |c| {
             c.list(ListFilter::Active, 0, 10)
@@ -144,7 +144,7 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
         })
         .await?;
     desktop.cache().restore(&id, confab_cache::now())?;
-    desktop.engine.local_change();
+    desktop.engine.local_change(&id);
     laptop
         .eventually(REAL_TIME, "restored on the laptop", |c| {
             c.get(&id)
@@ -168,7 +168,7 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
     device
         .cache()
         .create(&doomed, Some("Doomed"), confab_cache::now())?;
-    device.engine.local_change();
+    device.engine.local_change(&doomed);
     device
         .eventually(SETTLE, "synced", |c| {
             (c.outbox_counts().ok()? == (0, 0)).then_some(())
@@ -197,7 +197,7 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
         )?;
     }
     cache.delete(&doomed, confab_cache::now())?;
-    device.engine.local_change();
+    device.engine.local_change(&id);
     device
         .eventually(SETTLE, "offline", |_| {
             (device.engine.status().connection == Connection::Offline).then_some(())
@@ -241,7 +241,7 @@ async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<(
     let id = ulid();
     a.cache()
         .create(&id, Some("Original"), confab_cache::now())?;
-    a.engine.local_change();
+    a.engine.local_change(&id);
     b.eventually(SETTLE, "seen on b", |c| title_of(c, &id))
         .await?;
 
@@ -290,7 +290,7 @@ async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<(
     // heard of the delete (its sync paused).
     a.stop_sync();
     b.cache().delete(&id, confab_cache::now())?;
-    b.engine.local_change();
+    b.engine.local_change(&id);
     settled(&b).await?;
     let message = ulid();
     a.cache()

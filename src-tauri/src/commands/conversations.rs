@@ -59,7 +59,7 @@ pub fn create_conversation(library: State<'_, Arc<Library>>, args: CreateArgs) -
             confab_cache::now(),
         )
         .map_err(cache_error)?;
-    engine.local_change();
+    engine.local_change(&item.conversation.id);
     Ok(item)
 }
 
@@ -75,7 +75,7 @@ pub fn update_conversation(library: State<'_, Arc<Library>>, args: UpdateArgs) -
         .cache()
         .update(&args.id, patch, confab_cache::now())
         .map_err(cache_error)?;
-    engine.local_change();
+    engine.local_change(&args.id);
     Ok(item)
 }
 
@@ -86,7 +86,7 @@ pub fn delete_conversation(library: State<'_, Arc<Library>>, args: ById) -> Repl
         .cache()
         .delete(&args.id, confab_cache::now())
         .map_err(cache_error)?;
-    engine.local_change();
+    engine.local_change(&args.id);
     Ok(())
 }
 
@@ -97,7 +97,7 @@ pub fn restore_conversation(library: State<'_, Arc<Library>>, args: ById) -> Rep
         .cache()
         .restore(&args.id, confab_cache::now())
         .map_err(cache_error)?;
-    engine.local_change();
+    engine.local_change(&args.id);
     Ok(item)
 }
 
@@ -114,7 +114,7 @@ pub fn append_message(library: State<'_, Arc<Library>>, args: AppendArgs) -> Rep
             confab_cache::now(),
         )
         .map_err(cache_error)?;
-    engine.local_change();
+    engine.local_change(&args.conversation_id);
     Ok(message)
 }
 
@@ -191,7 +191,7 @@ pub fn retry_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
             engine.cache().retry(entry.seq).map_err(cache_error)?;
         }
     }
-    engine.local_change();
+    engine.local_change(&args.id);
     Ok(())
 }
 
@@ -203,7 +203,7 @@ pub fn discard_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()>
             engine.cache().discard(entry.seq).map_err(cache_error)?;
         }
     }
-    engine.local_change();
+    engine.local_change(&args.id);
     Ok(())
 }
 
