@@ -85,7 +85,10 @@ mod tests {
 
     use confab_auth::{AuthConfig, MemoryStore, Vault};
     use confab_wire::auth::SignOutOutcome;
-    use confab_wire::ipc::{CancelSignIn, Command, GetAppInfo, GetAuthState, SignIn, SignOut};
+    use confab_wire::ipc::{
+        AppendMessage, CancelSignIn, Command, CreateConversation, GetAppInfo, GetAuthState,
+        GetSyncStatus, ListConversations, OpenLink, SearchConversations, SignIn, SignOut,
+    };
     use tauri::Manager;
     use tauri::ipc::{CallbackFn, InvokeBody};
     use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
@@ -227,6 +230,79 @@ mod tests {
         )
         .expect("an AuthState");
         assert_eq!(state, AuthState::SignedOut { notice: None });
+    }
+
+    #[test]
+    fn conversation_commands_need_a_signed_in_user() {
+        let mock = mock(None);
+        for (cmd, args) in [
+            (
+                ListConversations::NAME,
+                serde_json::json!({"args": {"limit": 50}}),
+            ),
+            (
+                CreateConversation::NAME,
+                serde_json::json!({"args": {"title": "x"}}),
+            ),
+            (
+                AppendMessage::NAME,
+                serde_json::json!({"args": {"conversationId": "01JD0000000000000000000001", "content": "hi"}}),
+            ),
+            (
+                SearchConversations::NAME,
+                serde_json::json!({"args": {"query": "x"}}),
+            ),
+            (GetSyncStatus::NAME, serde_json::json!({"args": {}})),
+        ] {
+            let err: ErrorBody =
+                serde_json::from_value(invoke(&mock, cmd, args).expect_err("refused"))
+                    .expect("an ErrorBody");
+            assert_eq!(err.code, ErrorCode::Unauthenticated, "{cmd}");
+            assert!(err.message.contains("Sign in"), "{cmd}: {err:?}");
+        }
+        // Malformed arguments are refused before anything runs.
+        for bad in [
+            serde_json::json!({"args": {"limit": 50, "userId": "someone"}}),
+            serde_json::json!({"args": {"limit": -1}}),
+            serde_json::json!({}),
+        ] {
+            assert!(
+                invoke(&mock, ListConversations::NAME, bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_web_and_mail_links_leave_the_app() {
+        let mock = mock(None);
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "data:text/html,<script>",
+            "app.confab.desktop://oauth/callback?code=x&state=y",
+            "not a url",
+        ] {
+            let err = invoke(
+                &mock,
+                OpenLink::NAME,
+                serde_json::json!({"args": {"url": bad}}),
+            )
+            .expect_err("refused");
+            assert!(err.to_string().contains("url"), "{bad}: {err}");
+        }
+        for good in ["https://example.com/a?b=c", "mailto:ada@example.com"] {
+            invoke(
+                &mock,
+                OpenLink::NAME,
+                serde_json::json!({"args": {"url": good}}),
+            )
+            .expect("opened");
+        }
+        assert_eq!(
+            *mock.opened.lock().expect("lock"),
+            vec!["https://example.com/a?b=c", "mailto:ada@example.com"]
+        );
     }
 
     #[test]

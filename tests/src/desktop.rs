@@ -199,7 +199,7 @@ impl App {
         home: &AppHome,
         options: AppOptions,
     ) -> anyhow::Result<Self> {
-        let binary = paths::binary("confab")?;
+        let binary = paths::app_binary()?;
         let port = free_port()?;
         let native_port = free_port()?;
         let mut driver = Command::new("tauri-driver");
@@ -324,6 +324,11 @@ impl App {
         self.finished = result.is_ok();
         drop(self);
         result.context("closing the WebDriver session")
+    }
+
+    /// The process group of the driver, the app and its webview processes.
+    pub fn process_group(&self) -> u32 {
+        self.driver.pid()
     }
 
     pub fn driver_log(&self) -> &Path {

@@ -29,7 +29,18 @@ pub fn target_dir() -> PathBuf {
 /// A binary of the workspace built in the debug profile, e.g. `confab` or
 /// `confab-proxy`. The test command builds them before running the suites.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = target_dir().join("debug").join(name);
+    binary_in("debug", name)
+}
+
+/// The desktop app: the debug build, or the profile `CONFAB_APP_PROFILE`
+/// names (`release` for benchmarks).
+pub fn app_binary() -> anyhow::Result<PathBuf> {
+    let profile = std::env::var("CONFAB_APP_PROFILE").unwrap_or_else(|_| "debug".into());
+    binary_in(&profile, "confab")
+}
+
+fn binary_in(profile: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let path = target_dir().join(profile).join(name);
     if !path.is_file() {
         bail!(
             "{} is missing: build it first (`cargo build --workspace`, or run scripts/test)",

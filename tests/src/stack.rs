@@ -114,6 +114,38 @@ impl Stack {
         Ok(out)
     }
 
+    /// Installs the app's `.desktop` entry (the deb/rpm template, rendered
+    /// for the binary under test) as the handler of `app.confab.desktop://`
+    /// links, as installing the package does. A debug build registers itself;
+    /// a release build relies on this.
+    pub fn install_app_entry(&self) -> anyhow::Result<()> {
+        let template = std::fs::read_to_string(
+            paths::workspace_root().join("src-tauri/linux/confab.desktop"),
+        )?;
+        let exec = paths::app_binary()?.display().to_string();
+        let entry: String = template
+            .lines()
+            .filter(|l| !l.starts_with("{{#if") && !l.starts_with("{{/if"))
+            .map(|l| {
+                l.replace("{{categories}}", "Office;")
+                    .replace("{{comment}}", "Confab")
+                    .replace("{{exec}}", &exec)
+                    .replace("{{icon}}", "confab")
+                    .replace("{{name}}", "Confab")
+                    + "\n"
+            })
+            .collect();
+        let applications = self.home.path().join("data").join("applications");
+        std::fs::create_dir_all(&applications)?;
+        std::fs::write(applications.join("confab.desktop"), entry)?;
+        let mimeapps = self.home.path().join("config").join("mimeapps.list");
+        let mut list = std::fs::read_to_string(&mimeapps)
+            .unwrap_or_else(|_| "[Default Applications]\n".into());
+        list.push_str("x-scheme-handler/app.confab.desktop=confab.desktop\n");
+        std::fs::write(mimeapps, list)?;
+        Ok(())
+    }
+
     pub async fn launch(&self) -> anyhow::Result<App> {
         App::launch(&self.desktop, &self.home, self.options(Vec::new())).await
     }
