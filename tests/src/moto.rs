@@ -47,6 +47,29 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// AWS settings for a proxy to use this server through the standard AWS
+    /// chain.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]
+    }
+
+    /// `confab-proxy setup`: the table, its index and TTL.
+    pub fn setup_table(&self) -> anyhow::Result<()> {
+        let output = Command::new(crate::paths::binary("confab-proxy")?)
+            .arg("setup")
+            .envs(self.aws_env())
+            .output()?;
+        if !output.status.success() {
+            bail!("setup failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
     /// Stops the server (its data is lost: moto keeps it in memory).
     pub fn stop(&mut self) {
         self.service = None;

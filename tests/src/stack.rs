@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::browser::Browser;
 use crate::desktop::{App, AppHome, AppOptions, Desktop};
 use crate::keyring::Keyring;
+use crate::moto::Moto;
 use crate::oidc::{CLIENT_ID, Provider};
 use crate::paths;
 use crate::proxy::Proxy;
@@ -24,18 +25,43 @@ pub struct Stack {
     pub home: AppHome,
     pub desktop: Desktop,
     pub artifacts: PathBuf,
+    /// The proxy's `--store` argument and environment, to restart it alike.
+    store: String,
+    store_env: Vec<(&'static str, String)>,
+    // Dropped last: the proxy's DynamoDB, when the stack runs on it.
+    _moto: Option<Moto>,
 }
 
 impl Stack {
-    /// `name` is the artifacts folder (`tests/artifacts/<name>/`).
+    /// With the proxy on its embedded store; `name` is the artifacts folder
+    /// (`tests/artifacts/<name>/`).
     pub fn start(name: &str) -> anyhow::Result<Self> {
         let artifacts = paths::artifacts_dir(name)?;
+        let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+        Self::with_store(artifacts, store, Vec::new(), None)
+    }
+
+    /// With the proxy on DynamoDB (a moto server, its table set up).
+    pub fn on_moto(name: &str) -> anyhow::Result<Self> {
+        let artifacts = paths::artifacts_dir(name)?;
+        let moto = Moto::start(&artifacts)?;
+        moto.setup_table()?;
+        let env = moto.aws_env();
+        Self::with_store(artifacts, "--store=dynamodb".into(), env, Some(moto))
+    }
+
+    fn with_store(
+        artifacts: PathBuf,
+        store: String,
+        store_env: Vec<(&'static str, String)>,
+        moto: Option<Moto>,
+    ) -> anyhow::Result<Self> {
         let desktop = Desktop::start(&artifacts)?;
         let home = AppHome::new()?;
         let keyring = Keyring::start(&desktop, &home)?;
         let browser = Browser::install(&home)?;
         let provider = Provider::start(&artifacts, &[])?;
-        let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+        let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &store_env)?;
         Ok(Self {
             provider,
             proxy,
@@ -44,6 +70,9 @@ impl Stack {
             home,
             desktop,
             artifacts,
+            store,
+            store_env,
+            _moto: moto,
         })
     }
 
@@ -76,11 +105,15 @@ impl Stack {
         let _ = self.proxy.service.signal(nix::sys::signal::Signal::SIGTERM);
         self.proxy.service.wait_exit(Duration::from_secs(10))?;
         let listen = self.proxy.base.trim_start_matches("http://").to_owned();
-        let store = format!(
-            "--store=sqlite:{}",
-            self.artifacts.join("proxy.db").display()
-        );
-        self.proxy = Proxy::start_at(&self.provider.issuer, &self.artifacts, &store, &listen, env)?;
+        let mut all = self.store_env.clone();
+        all.extend(env.iter().map(|(k, v)| (*k, v.clone())));
+        self.proxy = Proxy::start_at(
+            &self.provider.issuer,
+            &self.artifacts,
+            &self.store,
+            &listen,
+            &all,
+        )?;
         Ok(())
     }
 

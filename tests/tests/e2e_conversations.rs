@@ -27,7 +27,7 @@ async fn two_devices_in_real_time_and_untrusted_content_stays_inert() -> anyhow:
 }
 
 async fn two_devices() -> anyhow::Result<()> {
-    let stack = Stack::start("e2e_conversations/two_devices")?;
+    let stack = Stack::on_moto("e2e_conversations/two_devices")?;
     let app = stack.launch().await?;
     stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
     app.wait_text("#empty-list", UI, |t| t.contains("No conversations yet"))

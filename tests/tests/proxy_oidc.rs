@@ -1,7 +1,6 @@
 //! The proxy against a real OpenID provider: tokens from a real sign-in (PKCE),
 //! verified through the provider's JWKS; profiles from its userinfo endpoint.
 
-use std::process::Command;
 use std::time::Duration;
 
 use confab_tests::moto::Moto;
@@ -10,28 +9,12 @@ use confab_tests::paths;
 use confab_tests::proxy::Proxy;
 use serde_json::{Value, json};
 
-/// AWS settings for the proxy to use moto through the standard AWS chain.
 fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("CONFAB_TABLE", "confab-e2e".into()),
-    ]
+    moto.aws_env()
 }
 
 fn setup_table(moto: &Moto) -> anyhow::Result<()> {
-    let output = Command::new(paths::binary("confab-proxy")?)
-        .arg("setup")
-        .envs(aws_env(moto))
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "setup failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
+    moto.setup_table()
 }
 
 async fn call(

@@ -1,6 +1,6 @@
-//! Sync between devices through the real proxy, without a window: each
-//! "device" is a signed-in `confab_auth::Session`, a cache file and a running
-//! `confab_sync::Engine`, as in the app.
+//! Sync between devices through the real proxy on DynamoDB (moto), without a
+//! window: each "device" is a signed-in `confab_auth::Session`, a cache file
+//! and a running `confab_sync::Engine`, as in the app.
 
 use std::time::Duration;
 
@@ -26,6 +26,15 @@ fn ulid() -> String {
         .generate()
         .unwrap_or_else(|_| ::ulid::Ulid::new())
         .to_string()
+}
+
+/// The proxy's store in these tests: DynamoDB, as moto serves it.
+const STORE: &str = "--store=dynamodb";
+
+fn on_moto(artifacts: &std::path::Path) -> anyhow::Result<confab_tests::moto::Moto> {
+    let moto = confab_tests::moto::Moto::start(artifacts)?;
+    moto.setup_table()?;
+    Ok(moto)
 }
 
 async fn settled(device: &Device) -> anyhow::Result<()> {
@@ -71,7 +80,8 @@ async fn server_state(provider: &Provider, proxy: &str) -> anyhow::Result<Vec<Co
 async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/two_devices")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let proxy = Proxy::sqlite(&provider.issuer, &artifacts)?;
+    let moto = on_moto(&artifacts)?;
+    let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let laptop = Device::start(&provider, &proxy.base, "user_demo").await?;
     let desktop = Device::start(&provider, &proxy.base, "user_demo").await?;
     for device in [&laptop, &desktop] {
@@ -160,8 +170,8 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
 async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/offline")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
-    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &[])?;
+    let moto = on_moto(&artifacts)?;
+    let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let listen = proxy.base.trim_start_matches("http://").to_owned();
     let device = Device::start(&provider, &proxy.base, "user_demo").await?;
     let doomed = ulid();
@@ -205,7 +215,13 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
         .await?;
     assert_eq!(cache.outbox_counts()?, (6, 0));
 
-    let proxy = Proxy::start_at(&provider.issuer, &artifacts, &store, &listen, &[])?;
+    let proxy = Proxy::start_at(
+        &provider.issuer,
+        &artifacts,
+        STORE,
+        &listen,
+        &moto.aws_env(),
+    )?;
     device.engine.sync_now();
     device
         .eventually(SETTLE, "everything pushed", |c| {
@@ -233,8 +249,8 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
 async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/conflict")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
-    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &[])?;
+    let moto = on_moto(&artifacts)?;
+    let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let listen = proxy.base.trim_start_matches("http://").to_owned();
     let mut a = Device::start(&provider, &proxy.base, "user_demo").await?;
     let b = Device::start(&provider, &proxy.base, "user_demo").await?;
@@ -264,7 +280,13 @@ async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<(
         },
         confab_cache::now(),
     )?;
-    let _proxy = Proxy::start_at(&provider.issuer, &artifacts, &store, &listen, &[])?;
+    let _proxy = Proxy::start_at(
+        &provider.issuer,
+        &artifacts,
+        STORE,
+        &listen,
+        &moto.aws_env(),
+    )?;
     a.engine.sync_now();
     b.engine.sync_now();
     settled(&a).await?;
