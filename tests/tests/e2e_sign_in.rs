@@ -82,11 +82,6 @@ async fn full_sign_in() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(avatar.starts_with("data:image/"), "{avatar}");
     app.screenshot("signed-in")?;
-    if std::env::var_os("CONFAB_UPDATE_SCREENSHOT").is_some() {
-        stack
-            .desktop
-            .screenshot(&paths::workspace_root().join("docs/signed-in.png"))?;
-    }
 
     // The proxy accepted the app's token: POST /api/user created the profile.
     let token = stack.provider.sign_in("user_demo").await?.access_token;
