@@ -146,6 +146,23 @@ impl Cache {
             Some(false) => {}
             Some(true) => {
                 queue(&tx, id, &Op::Restore, &at)?;
+                // Writes refused because the conversation was deleted go
+                // again, after the restore: that is what restoring is for.
+                let refused: Vec<i64> = tx
+                    .prepare_cached(
+                        "SELECT seq FROM outbox WHERE conversation_id = ?1 AND failed IS NOT NULL
+                         ORDER BY seq",
+                    )?
+                    .query_map([id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for seq in refused {
+                    tx.execute(
+                        "INSERT INTO outbox (conversation_id, op, created_at)
+                         SELECT conversation_id, op, created_at FROM outbox WHERE seq = ?1",
+                        [seq],
+                    )?;
+                    tx.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+                }
                 overlay(&tx, id)?;
             }
         }

@@ -58,7 +58,8 @@ impl Cache {
         let outbox = outbox_state(&conn)?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SHOWN} FROM conversations
-             WHERE deleted_at IS NULL AND archived = ?1
+             WHERE (deleted_at IS NULL OR id IN (SELECT conversation_id FROM outbox WHERE failed IS NOT NULL))
+                AND archived = ?1
              ORDER BY pinned DESC, updated_ms DESC, id DESC
              LIMIT ?2 OFFSET ?3"
         ))?;

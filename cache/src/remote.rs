@@ -120,7 +120,14 @@ impl Cache {
     pub fn next_outbox(&self) -> Result<Option<OutboxEntry>> {
         entry(
             &self.conn(),
-            &format!("{ENTRY} WHERE o.failed IS NULL ORDER BY o.seq LIMIT 1"),
+            // Not past a refused entry of the same conversation: what follows
+            // it (a rename after a refused create) would be misapplied.
+            &format!(
+                "{ENTRY} WHERE o.failed IS NULL AND NOT EXISTS (
+                    SELECT 1 FROM outbox f WHERE f.conversation_id = o.conversation_id
+                        AND f.failed IS NOT NULL AND f.seq < o.seq)
+                 ORDER BY o.seq LIMIT 1"
+            ),
             None,
         )
     }
@@ -159,18 +166,26 @@ impl Cache {
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let id: Option<String> = tx
+        let row: Option<(String, String, String)> = tx
             .query_row(
-                "SELECT conversation_id FROM outbox WHERE seq = ?1",
+                "SELECT conversation_id, op, created_at FROM outbox WHERE seq = ?1",
                 [seq],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some(id) = id else {
+        let Some((id, op, at)) = row else {
             // Already acknowledged (a replay after a crash): nothing to do.
             return Ok(());
         };
         tx.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        if matches!(serde_json::from_str::<Op>(&op), Ok(Op::Delete)) {
+            // The server holds the tombstone now: it must not show again
+            // before the feed says so (and Undo must see it deleted).
+            tx.execute(
+                "UPDATE conversations SET server_deleted_at = ?2 WHERE id = ?1 AND version > 0",
+                [&id, &at],
+            )?;
+        }
         if let Some(message) = stored {
             tx.execute(
                 "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
@@ -208,6 +223,15 @@ impl Cache {
         self.conn().execute(
             "UPDATE outbox SET failed = ?2 WHERE seq = ?1",
             params![seq, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Sends every refused entry again (the status bar's Retry).
+    pub fn retry_all(&self) -> Result<()> {
+        self.conn().execute(
+            "UPDATE outbox SET failed = NULL WHERE failed IS NOT NULL",
+            [],
         )?;
         Ok(())
     }
@@ -291,7 +315,17 @@ impl Cache {
                 |r| r.get(0),
             )
             .optional()?;
-        if messages_version.is_some_and(|v| v > c.version as i64) {
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM conversations WHERE id = ?1",
+                [&c.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if messages_version.is_some_and(|v| v > c.version as i64)
+            || known.is_some_and(|v| v > c.version as i64)
+        {
+            // An answer older than what the cache holds.
             return Ok(());
         }
         store_server(&tx, c)?;
@@ -361,7 +395,10 @@ impl Cache {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let known: Vec<String> = tx
-            .prepare_cached("SELECT id FROM conversations WHERE version > 0")?
+            .prepare_cached(
+                "SELECT id FROM conversations c WHERE version > 0
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.conversation_id = c.id)",
+            )?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut dropped = 0;

@@ -403,8 +403,87 @@ fn deletions_and_messages_from_the_server() {
     // A conversation the server no longer lists (full resync) goes, unless a
     // write for it is pending.
     let listed: HashSet<String> = HashSet::new();
-    assert_eq!(cache.keep_only(&listed).unwrap(), 2);
-    assert_eq!(titles(&cache, ListFilter::Active), Vec::<String>::new());
+    assert_eq!(
+        cache.keep_only(&listed).unwrap(),
+        1,
+        "Beta's restore is pending"
+    );
+    assert_eq!(titles(&cache, ListFilter::Active), ["Beta"]);
+}
+
+#[test]
+fn refused_writes_hold_their_conversation_and_restoring_sends_them_again() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache
+        .apply_changes(&[Change::Updated(server(&a, 1, "Alpha", 0, 1))])
+        .unwrap();
+
+    // Deleted here and acknowledged: it stays deleted, and Undo still works.
+    cache.delete(&a, at(2)).unwrap();
+    let delete = cache.next_outbox().unwrap().unwrap();
+    cache.acknowledge(delete.seq, None, None).unwrap();
+    assert!(cache.get(&a).unwrap().unwrap().deleted);
+    cache.restore(&a, at(3)).unwrap();
+    assert!(!cache.get(&a).unwrap().unwrap().deleted);
+    let restore = cache.next_outbox().unwrap().unwrap();
+    assert_eq!(restore.op, Op::Restore);
+    cache
+        .acknowledge(restore.seq, Some(&server(&a, 3, "Alpha", 0, 3)), None)
+        .unwrap();
+
+    // An append refused (deleted on another device) blocks the writes after
+    // it for that conversation, and the conversation stays in the list.
+    let m = id();
+    cache.append(&a, &m, Role::User, "keep me", at(4)).unwrap();
+    cache
+        .update(
+            &a,
+            Patch {
+                title: Some("Later".into()),
+                ..Patch::default()
+            },
+            at(5),
+        )
+        .unwrap();
+    cache
+        .apply_changes(&[Change::Deleted(Deletion {
+            id: a.clone(),
+            deleted: true,
+            version: 4,
+            updated_at: at(4),
+        })])
+        .unwrap();
+    let append = cache.next_outbox().unwrap().unwrap();
+    cache
+        .reject(append.seq, "deleted on another device")
+        .unwrap();
+    assert_eq!(
+        cache.next_outbox().unwrap(),
+        None,
+        "nothing is sent past a refusal"
+    );
+    assert_eq!(
+        titles(&cache, ListFilter::Active),
+        ["Later"],
+        "still listed"
+    );
+
+    // Restoring queues the restore first, then the refused message again.
+    cache.restore(&a, at(6)).unwrap();
+    let queued: Vec<Op> = cache.outbox().unwrap().into_iter().map(|e| e.op).collect();
+    assert!(
+        matches!(
+            queued.as_slice(),
+            [Op::Update { .. }, Op::Restore, Op::Append { .. }]
+        ),
+        "{queued:?}"
+    );
+    assert_eq!(cache.outbox_counts().unwrap(), (3, 0));
+    assert_eq!(
+        cache.get(&a).unwrap().unwrap().messages[0].message.content,
+        "keep me"
+    );
 }
 
 #[test]

@@ -12,17 +12,23 @@ use crate::{Engine, FIRST_BACKOFF, MAX_BACKOFF, jitter};
 /// The proxy sends a heartbeat every 15 s.
 const SILENCE: Duration = Duration::from_secs(45);
 
+/// A stream that stayed up this long was healthy: start backing off afresh.
+const HEALTHY: Duration = Duration::from_secs(30);
+
 pub(crate) async fn listen(engine: Arc<Engine>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match stream(&engine).await {
-            Ok(()) => backoff = FIRST_BACKOFF,
-            Err(reason) => {
-                log::info!("event stream: {reason}");
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        let opened = tokio::time::Instant::now();
+        if let Err(reason) = stream(&engine).await {
+            log::info!("event stream: {reason}");
         }
+        // Every end waits, even a clean one: a server that closes at once
+        // (or a portal answering 200) must not be asked again in a loop.
+        if opened.elapsed() >= HEALTHY {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::time::sleep(jitter(backoff)).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -45,7 +51,16 @@ async fn stream(engine: &Engine) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     match response.status() {
-        StatusCode::OK => {}
+        StatusCode::OK => {
+            let event_stream = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if !event_stream {
+                return Err("the answer is not an event stream".into());
+            }
+        }
         StatusCode::UNAUTHORIZED => {
             // Refreshed on the next try (access_token renews ahead of expiry).
             return Err("the token was refused".into());

@@ -152,6 +152,16 @@ impl Engine {
         self.sync_now();
     }
 
+    /// Local writes to any number of conversations (e.g. every refused write
+    /// queued again): the UI reads everything again.
+    pub fn local_change_all(&self) {
+        let _ = self.changed.send(CacheChanged {
+            conversation_ids: Vec::new(),
+        });
+        self.refresh_counts();
+        self.sync_now();
+    }
+
     /// Starts the sync loop and the event listener.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
@@ -207,6 +217,9 @@ impl Engine {
         let mut backoff = FIRST_BACKOFF;
         loop {
             self.set_connection(Connection::Syncing, None);
+            // A server that said how long to wait is not asked sooner, not
+            // even by a local write or an event.
+            let mut not_before = None;
             let wait = match self.sync_once().await {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
@@ -220,6 +233,7 @@ impl Engine {
                 Err(SyncError::Retry { message, after }) => {
                     log::info!("sync postponed: {message}");
                     self.set_connection(Connection::Offline, Some(message));
+                    not_before = after;
                     let wait = after.unwrap_or_else(|| jitter(backoff));
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     wait
@@ -230,9 +244,12 @@ impl Engine {
                     MAX_BACKOFF
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
+            match not_before {
+                Some(after) => tokio::time::sleep(after).await,
+                None => tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.wake.notified() => {}
+                },
             }
         }
     }

@@ -118,7 +118,14 @@ async fn fetch_detail(engine: &Engine, id: &str) -> Result<(), SyncError> {
         }
         // Deleted meanwhile: the feed will say so; nothing to fetch.
         StatusCode::NOT_FOUND => {}
-        status => return Err(failure(status, response).await),
+        StatusCode::UNAUTHORIZED => return Err(SyncError::SignedOut),
+        // One conversation the server cannot answer for must not stop the
+        // feed: it stays marked stale and is fetched again next round.
+        status => {
+            let reason = error_message(response).await;
+            log::warn!("conversation {id} not fetched ({status}): {reason}");
+            return Ok(());
+        }
     }
     engine.announce(vec![id.to_owned()]);
     Ok(())

@@ -79,15 +79,11 @@ async fn two_devices() -> anyhow::Result<()> {
     );
 
     // The app writes; the other device has it within 2 s.
+    // Typed and sent (Enter) in one WebDriver call.
     app.client
         .find(Locator::Css("#composer"))
         .await?
-        .send_keys("Also coffee")
-        .await?;
-    app.client
-        .find(Locator::Css("#composer"))
-        .await?
-        .send_keys("\u{E007}") // Enter
+        .send_keys("Also coffee\u{E007}")
         .await?;
     let sent = tokio::time::Instant::now();
     phone

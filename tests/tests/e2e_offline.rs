@@ -12,9 +12,26 @@ use fantoccini::Locator;
 const SETTLE: Duration = Duration::from_secs(30);
 
 async fn send(app: &App, text: &str) -> anyhow::Result<()> {
-    let composer = app.client.find(Locator::Css("#composer")).await?;
-    composer.send_keys(text).await?;
-    composer.send_keys("\u{E007}").await?; // Enter
+    // One WebDriver call types and presses Enter. The composer can be
+    // re-rendered between finding it and typing (an event from the shell);
+    // then it is found again, unless the text already went out.
+    for _ in 0..3 {
+        let composer = app.client.find(Locator::Css("#composer")).await?;
+        match composer.send_keys(&format!("{text}\u{E007}")).await {
+            Ok(()) => break,
+            Err(_) => {
+                let sent = app
+                    .wait_text("#messages", Duration::from_millis(300), |t| {
+                        t.contains(text)
+                    })
+                    .await
+                    .is_ok();
+                if sent {
+                    break;
+                }
+            }
+        }
+    }
     app.wait_text("#messages", UI, |t| t.contains(text)).await?;
     Ok(())
 }
@@ -102,6 +119,8 @@ async fn offline() -> anyhow::Result<()> {
     for text in &batch {
         send(&app, text).await?;
     }
+    app.wait_text("#sync-label", SETTLE, |t| t == "Offline")
+        .await?;
     stack.restart_proxy(&[
         ("CONFAB_RATE_LIMIT", "4".into()),
         ("CONFAB_RATE_BURST", "4".into()),

@@ -179,7 +179,9 @@ pub fn sync_status(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
 #[tauri::command]
 pub fn sync_now(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
     let engine = library.engine()?;
-    engine.sync_now();
+    // "Retry" in the status bar: refused writes go again too.
+    engine.cache().retry_all().map_err(cache_error)?;
+    engine.local_change_all();
     Ok(engine.status())
 }
 

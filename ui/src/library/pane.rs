@@ -3,7 +3,7 @@
 
 use confab_wire::ipc::{
     AppendArgs, AppendMessage, ById, DiscardFailed, ExportArgs, ExportConversation,
-    GetConversation, RetryFailed, UpdateArgs, UpdateConversation,
+    GetConversation, RestoreConversation, RetryFailed, UpdateArgs, UpdateConversation,
 };
 use confab_wire::library::{ConversationView, ExportFormat};
 use yew::prelude::*;
@@ -28,28 +28,37 @@ pub fn pane(props: &Props) -> Html {
     let renaming = use_state(|| false);
     let draft = use_state(String::new);
     let messages_ref = use_node_ref();
+    // The selection now, for answers that arrive after it changed.
+    let current = use_mut_ref(|| None::<String>);
+    *current.borrow_mut() = ctx.selected.clone();
 
     {
         let view = view.clone();
         let shown = shown.clone();
         let renaming = renaming.clone();
-        let error = ctx.error.clone();
+        let draft = draft.clone();
         use_effect_with(ctx.selected.clone(), move |_| {
             shown.set(WINDOW);
             renaming.set(false);
             view.set(None);
-            let _ = error;
+            // Text typed for one conversation is never sent to another.
+            draft.set(String::new());
         });
     }
     {
         let view = view.clone();
         let error = ctx.error.clone();
+        let current = current.clone();
         use_effect_with(
             (ctx.selected.clone(), ctx.open_tick),
             move |(selected, _)| {
                 if let Some(id) = selected.clone() {
                     wasm_bindgen_futures::spawn_local(async move {
-                        match ipc::invoke::<GetConversation>(&ById { id }).await {
+                        let answer = ipc::invoke::<GetConversation>(&ById { id: id.clone() }).await;
+                        if current.borrow().as_deref() != Some(id.as_str()) {
+                            return;
+                        }
+                        match answer {
                             Ok(found) => view.set(found),
                             Err(e) => error.emit(e),
                         }
@@ -78,7 +87,7 @@ pub fn pane(props: &Props) -> Html {
             </main>
         };
     };
-    let Some(v) = (*view).clone() else {
+    let Some(v) = (*view).clone().filter(|v| v.conversation.id == id) else {
         return html! { <main class="pane empty"><p class="muted">{ "Loading…" }</p></main> };
     };
 
@@ -144,6 +153,9 @@ pub fn pane(props: &Props) -> Html {
         })
     };
     let retry = by_id(|args| Box::pin(async move { ipc::invoke::<RetryFailed>(&args).await }));
+    let restore = by_id(|args| {
+        Box::pin(async move { ipc::invoke::<RestoreConversation>(&args).await.map(|_| ()) })
+    });
     let discard = by_id(|args| Box::pin(async move { ipc::invoke::<DiscardFailed>(&args).await }));
 
     let title = if *renaming {
@@ -281,6 +293,12 @@ pub fn pane(props: &Props) -> Html {
                         { "Delete" }</button>
                 </div>
             </header>
+            if v.deleted {
+                <div id="conversation-deleted" class="notice warning" role="status">
+                    <span>{ "This conversation was deleted. Restore it to keep it, with every message not synced yet." }</span>
+                    <button id="restore-conversation" class="secondary small" type="button" onclick={restore}>{ "Restore" }</button>
+                </div>
+            }
             if let Some(reason) = &v.failed {
                 <div id="sync-failed" class="notice error" role="alert">
                     <span>{ format!("Not synced: {reason}") }</span>

@@ -68,21 +68,27 @@ pub fn sidebar(props: &Props) -> Html {
             });
         });
     }
-    // Search as the user types.
+    // Search as the user types; an answer for an older query is dropped.
+    let latest_query = use_mut_ref(String::new);
+    *latest_query.borrow_mut() = (*query).clone();
     {
         let hits = hits.clone();
+        let latest_query = latest_query.clone();
         use_effect_with(((*query).clone(), ctx.tick), move |(query, _)| {
             let query = query.clone();
             if query.trim().is_empty() {
                 hits.set(None);
             } else {
                 wasm_bindgen_futures::spawn_local(async move {
-                    if let Ok(found) = ipc::invoke::<SearchConversations>(&SearchArgs {
-                        query,
+                    let found = ipc::invoke::<SearchConversations>(&SearchArgs {
+                        query: query.clone(),
                         limit: Some(50),
                     })
-                    .await
-                    {
+                    .await;
+                    if *latest_query.borrow() != query {
+                        return;
+                    }
+                    if let Ok(found) = found {
                         hits.set(Some(found));
                     }
                 });
