@@ -53,7 +53,9 @@ impl Provider {
             .args(["provider.mjs", "--port", &port.to_string()])
             .envs(env.iter().copied());
         let mut service = Service::spawn(cmd, "oidc-provider", artifacts)?;
-        let line = service.wait_for_line(Duration::from_secs(20), |l| l.starts_with("issuer="))?;
+        // Generous: node loads oidc-provider from a cold disk in a fresh clone,
+        // while other suites keep the two cores busy.
+        let line = service.wait_for_line(Duration::from_secs(60), |l| l.starts_with("issuer="))?;
         let issuer = line.trim_start_matches("issuer=").trim().to_owned();
         Ok(Self { issuer, service })
     }
