@@ -213,3 +213,82 @@ async fn two_devices() -> anyhow::Result<()> {
     app.quit().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_renames_converge_on_both_devices() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, concurrent_renames()).await
+}
+
+async fn concurrent_renames() -> anyhow::Result<()> {
+    let mut stack = Stack::on_moto("e2e_conversations/conflict")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    let mut phone = Device::start(&stack.provider, &stack.proxy.base, "user_demo").await?;
+    let id = ulid();
+    phone
+        .cache()
+        .create(&id, Some("Original"), confab_cache::now())?;
+    phone.engine.local_change(&id);
+    app.wait_text("#conversation-list", UI, |t| t.contains("Original"))
+        .await?;
+    app.click(&format!("button[data-id='{id}']")).await?;
+    app.wait_text("#conversation-title", UI, |t| t == "Original")
+        .await?;
+
+    // Both rename while the proxy is away.
+    phone.stop_sync();
+    stack.stop_proxy()?;
+    app.click("#conversation-title").await?;
+    app.client
+        .find(Locator::Css("#rename-input"))
+        .await?
+        .send_keys("\u{E009}a\u{E009}From the app\u{E007}")
+        .await?;
+    app.wait_text("#conversation-title", UI, |t| t == "From the app")
+        .await?;
+    phone.cache().update(
+        &id,
+        Patch {
+            title: Some("From the phone".into()),
+            ..Patch::default()
+        },
+        confab_cache::now(),
+    )?;
+
+    // Back online: both push, the server keeps one, both show it.
+    stack.restart_proxy(&[])?;
+    phone.start_sync();
+    // Retry now if the app is still waiting out its backoff (it may already
+    // be back by itself).
+    if let Ok(retry) = app.client.find(Locator::Css("#sync-retry")).await {
+        let _ = retry.click().await;
+    }
+    let settle = Duration::from_secs(30);
+    phone
+        .eventually(settle, "phone pushed", |c| {
+            (c.outbox_counts().ok()? == (0, 0)).then_some(())
+        })
+        .await?;
+    app.wait_text("#sync-status", settle, |t| !t.contains("pending"))
+        .await?;
+    phone.engine.sync_now();
+    let server = stack.server_conversations("user_demo").await?;
+    let winner = server
+        .iter()
+        .find(|c| c.conversation.id == id)
+        .map(|c| c.conversation.title.clone())
+        .unwrap_or_default();
+    assert!(
+        winner == "From the app" || winner == "From the phone",
+        "{winner}"
+    );
+    app.wait_text("#conversation-title", settle, |t| t == winner)
+        .await?;
+    phone
+        .eventually(settle, "phone converged", |c| {
+            (c.item(&id).ok()??.conversation.title == winner).then_some(())
+        })
+        .await?;
+    app.quit().await?;
+    Ok(())
+}
