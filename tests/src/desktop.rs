@@ -267,6 +267,15 @@ impl App {
         }
     }
 
+    /// Clicks `css` if it is there now (e.g. a Retry that disappears once
+    /// the app has recovered by itself); answers whether it clicked.
+    pub async fn click_if_present(&self, css: &str) -> bool {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
     /// Waits until the text of `css` satisfies `want` (the UI follows events
     /// from the shell, so a screen may take a moment to change). The text is
     /// the element's `textContent`: WebDriver's rendered text can come back

@@ -260,9 +260,7 @@ async fn concurrent_renames() -> anyhow::Result<()> {
     phone.start_sync();
     // Retry now if the app is still waiting out its backoff (it may already
     // be back by itself).
-    if let Ok(retry) = app.client.find(Locator::Css("#sync-retry")).await {
-        let _ = retry.click().await;
-    }
+    app.click_if_present("#sync-retry").await;
     let settle = Duration::from_secs(30);
     phone
         .eventually(settle, "phone pushed", |c| {
