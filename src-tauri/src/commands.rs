@@ -86,9 +86,11 @@ mod tests {
     use confab_auth::{AuthConfig, MemoryStore, Vault};
     use confab_wire::auth::SignOutOutcome;
     use confab_wire::ipc::{
-        AppendMessage, CancelSignIn, Command, CreateConversation, GetAppInfo, GetAuthState,
-        GetSyncStatus, ListConversations, OpenLink, SearchConversations, SignIn, SignOut,
+        AppendMessage, CancelSignIn, Command, CreateConversation, ExportConversation, GetAppInfo,
+        GetAuthState, GetSyncStatus, ListConversations, OpenLink, SearchConversations, SignIn,
+        SignOut,
     };
+    use confab_wire::library::{ListItem, ListPage, SearchHit};
     use tauri::Manager;
     use tauri::ipc::{CallbackFn, InvokeBody};
     use tauri::test::{INVOKE_KEY, get_ipc_response, mock_builder, mock_context, noop_assets};
@@ -97,10 +99,10 @@ mod tests {
     use super::*;
 
     struct Mock {
-        _app: tauri::App<tauri::test::MockRuntime>,
+        app: tauri::App<tauri::test::MockRuntime>,
         webview: tauri::WebviewWindow<tauri::test::MockRuntime>,
         opened: Arc<Mutex<Vec<String>>>,
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
     }
 
     fn mock(config: Option<AuthConfig>) -> Mock {
@@ -127,10 +129,10 @@ mod tests {
             .build()
             .expect("mock window builds");
         Mock {
-            _app: app,
+            app: app,
             webview,
             opened,
-            _dir: dir,
+            dir: dir,
         }
     }
 
@@ -271,6 +273,102 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The conversation commands on a real cache (not synced), and export
+    /// through a stand-in for the save dialog.
+    #[test]
+    fn conversations_round_trip_through_the_commands_and_export() {
+        let mock = mock(None);
+        let saved = mock.dir.path().join("export.md");
+        let answer = Arc::new(Mutex::new(Some(saved.clone())));
+        let chosen = answer.clone();
+        mock.app
+            .manage(crate::session::SaveDialog(Box::new(move |_name| {
+                let path = chosen.lock().expect("lock").clone();
+                Box::pin(async move { path })
+            })));
+        let session = mock.app.state::<Session>().inner().clone();
+        mock.app
+            .state::<Arc<Library>>()
+            .open_offline("user_demo", &session)
+            .expect("cache opens");
+
+        let created: ListItem = serde_json::from_value(
+            invoke(
+                &mock,
+                CreateConversation::NAME,
+                serde_json::json!({"args": {"title": "Plans"}}),
+            )
+            .expect("created"),
+        )
+        .expect("a ListItem");
+        let id = created.conversation.id.clone();
+        for text in ["first **bold**", "second"] {
+            invoke(
+                &mock,
+                AppendMessage::NAME,
+                serde_json::json!({"args": {"conversationId": id, "content": text}}),
+            )
+            .expect("appended");
+        }
+        let page: ListPage = serde_json::from_value(
+            invoke(
+                &mock,
+                ListConversations::NAME,
+                serde_json::json!({"args": {"limit": 10}}),
+            )
+            .expect("listed"),
+        )
+        .expect("a ListPage");
+        assert_eq!(page.total, 1);
+        assert_eq!(page.items[0].pending, 3);
+        let hits: Vec<SearchHit> = serde_json::from_value(
+            invoke(
+                &mock,
+                SearchConversations::NAME,
+                serde_json::json!({"args": {"query": "seco"}}),
+            )
+            .expect("searched"),
+        )
+        .expect("hits");
+        assert_eq!(hits.len(), 1);
+        let err = invoke(
+            &mock,
+            AppendMessage::NAME,
+            serde_json::json!({"args": {"conversationId": id, "content": "  "}}),
+        )
+        .expect_err("empty refused");
+        assert!(err.to_string().contains("content"), "{err}");
+
+        let path: Option<String> = serde_json::from_value(
+            invoke(
+                &mock,
+                ExportConversation::NAME,
+                serde_json::json!({"args": {"id": id, "format": "markdown"}}),
+            )
+            .expect("exported"),
+        )
+        .expect("a path");
+        assert_eq!(path.as_deref(), Some(saved.to_string_lossy().as_ref()));
+        let text = std::fs::read_to_string(&saved).expect("file written");
+        assert!(text.starts_with("# Plans\n"), "{text}");
+        assert!(
+            text.contains("first **bold**") && text.contains("second"),
+            "{text}"
+        );
+
+        // Cancelled in the dialog: nothing written, no error.
+        *answer.lock().expect("lock") = None;
+        std::fs::remove_file(&saved).expect("removed");
+        let cancelled = invoke(
+            &mock,
+            ExportConversation::NAME,
+            serde_json::json!({"args": {"id": id, "format": "json"}}),
+        )
+        .expect("no error");
+        assert_eq!(cancelled, serde_json::Value::Null);
+        assert!(!saved.exists());
     }
 
     #[test]

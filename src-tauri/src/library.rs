@@ -70,6 +70,18 @@ impl Library {
             .to_string()
     }
 
+    /// Opens `user_id`'s cache with an engine that is not started: the
+    /// commands work on it, nothing syncs. For the mock-runtime tests.
+    pub fn open_offline(&self, user_id: &str, session: &Session) -> Result<(), ErrorBody> {
+        let cache = Cache::open(&self.path_for(user_id)).map_err(|e| ErrorBody::from(&e))?;
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(Open {
+            user_id: user_id.to_owned(),
+            engine: Engine::new(Arc::new(cache), session.clone()),
+            tasks: Vec::new(),
+        });
+        Ok(())
+    }
+
     /// Writes not yet on the server (pending and refused).
     pub fn unsynced(&self) -> u64 {
         self.engine()
