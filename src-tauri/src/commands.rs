@@ -129,10 +129,10 @@ mod tests {
             .build()
             .expect("mock window builds");
         Mock {
-            app: app,
+            app,
             webview,
             opened,
-            dir: dir,
+            dir,
         }
     }
 
