@@ -61,6 +61,11 @@ pub fn status_badge() -> Html {
     if s.failed > 0 {
         detail.push(format!("{} failed", s.failed));
     }
+    if detail.is_empty()
+        && let Some(at) = &s.last_synced_at
+    {
+        detail.push(format!("synced {}", short_time(at.timestamp_millis())));
+    }
     let title = match (&s.last_synced_at, &s.last_error) {
         (_, Some(error)) => error.clone(),
         (Some(at), None) => format!("Last synced {}", local_time(at.timestamp_millis())),
@@ -79,6 +84,16 @@ pub fn status_badge() -> Html {
             }
         </div>
     }
+}
+
+/// "14:05" in the user's locale.
+fn short_time(millis: i64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(millis as f64));
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"hour".into(), &"2-digit".into());
+    let _ = js_sys::Reflect::set(&options, &"minute".into(), &"2-digit".into());
+    date.to_locale_time_string_with_options("default", &options)
+        .into()
 }
 
 fn local_time(millis: i64) -> String {
