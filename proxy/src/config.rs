@@ -93,6 +93,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
 
+    /// Redis for change events across proxy instances (`redis://host:6379`).
+    /// Unset: events reach the streams of this instance only.
+    #[arg(long, env = "CONFAB_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -112,6 +117,7 @@ pub struct ServeConfig {
     pub identity: Identity,
     pub webhook_secret: Option<String>,
     pub rate_limit: crate::limits::RateLimit,
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +218,12 @@ impl ServeArgs {
                 .map_err(|_| err("CLERK_WEBHOOK_SIGNING_SECRET", "not a whsec_… secret"))?;
         }
 
+        let redis_url = self.redis_url.clone().filter(|s| !s.trim().is_empty());
+        if let Some(url) = &redis_url {
+            redis::Client::open(url.as_str())
+                .map_err(|e| err("CONFAB_REDIS_URL", format!("not a Redis URL: {e}")))?;
+        }
+
         Ok(ServeConfig {
             listen: self.listen,
             store,
@@ -222,6 +234,7 @@ impl ServeArgs {
                 per_second: self.rate_limit,
                 burst: self.rate_burst,
             },
+            redis_url,
         })
     }
 

@@ -1,7 +1,9 @@
 //! Change notices for `GET /api/events`: each write of a user's data is
 //! announced to that user's open event streams (their other devices).
 //!
-//! Delivery is in-process: every proxy instance notifies the streams it holds.
+//! Every instance notifies the streams it holds at once; with a relay
+//! (`relay.rs`, Redis pub/sub) it also tells the other instances, which
+//! notify theirs.
 //! Streams are capped per user ([`MAX_STREAMS_PER_USER`]); a stream that falls
 //! behind gets a `resync` event instead of the notices it missed.
 
@@ -25,6 +27,8 @@ struct Channel {
 #[derive(Default, Clone)]
 pub struct Hub {
     channels: Arc<Mutex<HashMap<UserId, Channel>>>,
+    /// Notices for the other instances, when there are any.
+    relay: Option<tokio::sync::mpsc::UnboundedSender<(UserId, ChangeNotice)>>,
 }
 
 /// One open stream: receives the user's notices; dropping it frees its slot.
@@ -71,8 +75,26 @@ impl Hub {
         })
     }
 
-    /// Announces a change to the user's open streams (none open: nothing to do).
+    /// A hub that also hands every notice to `relay` for other instances.
+    pub fn with_relay(relay: tokio::sync::mpsc::UnboundedSender<(UserId, ChangeNotice)>) -> Self {
+        Self {
+            channels: Arc::default(),
+            relay: Some(relay),
+        }
+    }
+
+    /// Announces a change to the user's open streams here and, through the
+    /// relay, on every other instance.
     pub fn publish(&self, user: &UserId, notice: ChangeNotice) {
+        if let Some(relay) = &self.relay {
+            let _ = relay.send((user.clone(), notice.clone()));
+        }
+        self.deliver(user, notice);
+    }
+
+    /// Announces a change to the user's open streams on this instance only
+    /// (none open: nothing to do).
+    pub fn deliver(&self, user: &UserId, notice: ChangeNotice) {
         let Ok(channels) = self.channels.lock() else {
             return;
         };

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod openapi;
+pub mod relay;
 mod routes;
 pub mod store;
 mod validate;

@@ -75,6 +75,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .map(Arc::new);
     state.limiter = UserLimiter::new(config.rate_limit).map(Arc::new);
+    if let Some(url) = &config.redis_url {
+        let (relay_tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
+        state.events = confab_proxy::events::Hub::with_relay(relay_tx);
+        confab_proxy::relay::spawn(url, state.events.clone(), relay_rx)
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!("change events relayed through Redis");
+    }
     if let Some(limiter) = state.limiter.clone() {
         // Forget idle users' buckets so memory follows active users only.
         tokio::spawn(async move {

@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod paths;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod session;
 pub mod stack;
 
