@@ -22,6 +22,56 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Create the DynamoDB table, its index and TTL (idempotent).
     Setup(SetupArgs),
+    /// Give a user a few sample conversations if they have none (the local
+    /// stack's demo user; idempotent).
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The user id (the token subject), e.g. `user_demo`.
+    #[arg(long)]
+    pub user: String,
+
+    /// Where data lives, as for `serve`.
+    #[arg(long, env = "CONFAB_STORE")]
+    pub store: Option<String>,
+
+    /// DynamoDB table name.
+    #[arg(long, env = "CONFAB_TABLE", default_value = "confab")]
+    pub table: String,
+}
+
+impl SeedArgs {
+    pub fn store_config(&self) -> Result<StoreConfig, ConfigError> {
+        store_config(self.store.as_deref(), &self.table)
+    }
+}
+
+/// `CONFAB_STORE` and `CONFAB_TABLE` into a store choice.
+fn store_config(store: Option<&str>, table: &str) -> Result<StoreConfig, ConfigError> {
+    let aws_configured = [
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    Ok(match store {
+        None | Some("") if aws_configured => StoreConfig::DynamoDb {
+            table: table.to_owned(),
+        },
+        None | Some("") => StoreConfig::Sqlite(PathBuf::from("confab-data/confab.db")),
+        Some("dynamodb") => StoreConfig::DynamoDb {
+            table: table.to_owned(),
+        },
+        Some(other) => match other.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => StoreConfig::Sqlite(PathBuf::from(path)),
+            _ => {
+                return Err(err("CONFAB_STORE", "use `sqlite:<path>` or `dynamodb`"));
+            }
+        },
+    })
 }
 
 #[derive(Debug, Args)]
@@ -138,28 +188,7 @@ pub use confab_wire::auth::issuer_from_publishable_key;
 
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {
-        let aws_configured = [
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "AWS_ENDPOINT_URL_DYNAMODB",
-        ]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
-        let store = match self.store.as_deref() {
-            None | Some("") if aws_configured => StoreConfig::DynamoDb {
-                table: self.table.clone(),
-            },
-            None | Some("") => StoreConfig::Sqlite(PathBuf::from("confab-data/confab.db")),
-            Some("dynamodb") => StoreConfig::DynamoDb {
-                table: self.table.clone(),
-            },
-            Some(other) => match other.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => StoreConfig::Sqlite(PathBuf::from(path)),
-                _ => {
-                    return Err(err("CONFAB_STORE", "use `sqlite:<path>` or `dynamodb`"));
-                }
-            },
-        };
+        let store = store_config(self.store.as_deref(), &self.table)?;
 
         let issuer = match (&self.clerk_issuer, self.publishable_key()) {
             (Some(issuer), _) => issuer.clone(),
@@ -258,7 +287,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(args) => *args,
-            Command::Setup(_) => unreachable!(),
+            Command::Setup(_) | Command::Seed(_) => unreachable!(),
         }
     }
 

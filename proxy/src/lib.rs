@@ -14,6 +14,7 @@ pub mod limits;
 pub mod openapi;
 pub mod relay;
 mod routes;
+pub mod seed;
 pub mod store;
 mod validate;
 pub mod webhooks;

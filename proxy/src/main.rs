@@ -3,7 +3,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use confab_proxy::auth::Verifier;
-use confab_proxy::config::{Cli, Command, ServeArgs, SetupArgs, StoreConfig};
+use confab_proxy::config::{Cli, Command, SeedArgs, ServeArgs, SetupArgs, StoreConfig};
 use confab_proxy::limits::UserLimiter;
 use confab_proxy::store::{DynamoStore, SqliteStore, Store};
 use confab_proxy::webhooks::WebhookVerifier;
@@ -16,7 +16,35 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Setup(args) => setup(args).await,
+        Command::Seed(args) => seed(args).await,
     }
+}
+
+async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config {
+        StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path).with_context(|| {
+            format!("cannot open the store at {} (CONFAB_STORE)", path.display())
+        })?),
+        StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
+    })
+}
+
+/// Sample conversations for the local stack's demo user.
+async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    init_tracing("text");
+    let user =
+        confab_proxy::ids::UserId::parse(&args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+    let config = args.store_config().context("invalid configuration")?;
+    let store = open_store(&config).await?;
+    let created = confab_proxy::seed::seed(store.as_ref(), &user)
+        .await
+        .context("seeding failed")?;
+    if created == 0 {
+        println!("{} already has conversations: nothing to do", args.user);
+    } else {
+        println!("seeded {created} sample conversations for {}", args.user);
+    }
+    Ok(())
 }
 
 /// The template's setup-dynamodb.js: create the table if it is missing.
@@ -39,12 +67,7 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let config = args.resolve().context("invalid configuration")?;
-    let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path).with_context(|| {
-            format!("cannot open the store at {} (CONFAB_STORE)", path.display())
-        })?),
-        StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
-    };
+    let store = open_store(&config.store).await?;
     {
         // Deleted conversations and change history older than the retention go
         // (DynamoDB does this itself with TTL; this is a no-op there).

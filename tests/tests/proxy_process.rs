@@ -68,3 +68,61 @@ fn proxy_refuses_to_start_without_an_issuer_naming_the_variable() -> anyhow::Res
     assert!(stderr.contains("CLERK_ISSUER"), "{stderr}");
     Ok(())
 }
+
+/// `confab-proxy seed`: the local stack's demo user gets sample conversations
+/// once; a second run changes nothing; a bad user id is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_gives_a_new_user_samples_once() -> anyhow::Result<()> {
+    let artifacts = confab_tests::paths::artifacts_dir("proxy_process/seed")?;
+    let db = artifacts.join("seed.db");
+    let store = format!("sqlite:{}", db.display());
+    let run = |user: &str| -> anyhow::Result<std::process::Output> {
+        Ok(
+            std::process::Command::new(confab_tests::paths::binary("confab-proxy")?)
+                .args(["seed", "--user", user, "--store", &store])
+                .output()?,
+        )
+    };
+    let first = run("user_demo")?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout).trim(),
+        "seeded 3 sample conversations for user_demo"
+    );
+    let second = run("user_demo")?;
+    assert!(String::from_utf8_lossy(&second.stdout).contains("nothing to do"));
+    let bad = run("../../etc")?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--user"));
+
+    // What the user sees: three conversations, the welcome one pinned.
+    let provider = confab_tests::oidc::Provider::start(&artifacts, &[])?;
+    let proxy = confab_tests::proxy::Proxy::start(
+        &provider.issuer,
+        &artifacts,
+        &format!("--store={store}"),
+        &[],
+    )?;
+    let token = provider.sign_in("user_demo").await?.access_token;
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(proxy.url("/api/conversations"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 3, "{page}");
+    assert!(
+        items
+            .iter()
+            .any(|c| c["title"] == "Welcome to Confab" && c["pinned"] == true),
+        "{page}"
+    );
+    Ok(())
+}
