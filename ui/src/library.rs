@@ -181,6 +181,36 @@ pub fn library() -> Html {
         delete,
     };
 
+    // A toast goes by itself after 10 s (Undo with it), unless another one
+    // replaced it meanwhile.
+    {
+        let toast = toast.clone();
+        use_effect_with((*toast).clone(), move |shown| {
+            let mut timer = None;
+            if let Some(shown) = shown.clone() {
+                let current = toast.clone();
+                let close = Closure::once(move || {
+                    if current.as_ref() == Some(&shown) {
+                        current.set(None);
+                    }
+                });
+                timer = web_sys::window().and_then(|w| {
+                    w.set_timeout_with_callback_and_timeout_and_arguments_0(
+                        close.as_ref().unchecked_ref(),
+                        10_000,
+                    )
+                    .ok()
+                    .map(|id| (id, close))
+                });
+            }
+            move || {
+                if let (Some((id, _close)), Some(window)) = (timer, web_sys::window()) {
+                    window.clear_timeout_with_handle(id);
+                }
+            }
+        });
+    }
+
     let toast_view = (*toast).clone().map(|t| {
         let close = {
             let toast = toast.clone();
