@@ -43,6 +43,13 @@ impl Moto {
         Ok(moto)
     }
 
+    /// Started, with Confab's table set up (`confab-proxy setup`).
+    pub fn with_table(artifacts: &Path) -> anyhow::Result<Self> {
+        let moto = Self::start(artifacts)?;
+        moto.setup_table()?;
+        Ok(moto)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -50,6 +50,26 @@ fn binary_in(profile: &str, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The Linux bundles' `.desktop` entry (`src-tauri/linux/confab.desktop`)
+/// rendered as the bundler does (handlebars), with the values it passes and
+/// `exec` as the binary.
+pub fn desktop_entry(exec: &str) -> anyhow::Result<String> {
+    let template =
+        std::fs::read_to_string(workspace_root().join("src-tauri/linux/confab.desktop"))?;
+    Ok(template
+        .lines()
+        .filter(|l| !l.starts_with("{{#if") && !l.starts_with("{{/if"))
+        .map(|l| {
+            l.replace("{{categories}}", "Office;")
+                .replace("{{comment}}", "Your conversations, instantly and offline.")
+                .replace("{{exec}}", exec)
+                .replace("{{icon}}", "confab")
+                .replace("{{name}}", "Confab")
+                + "\n"
+        })
+        .collect())
+}
+
 /// A fresh folder for one test's screenshots and logs: `tests/artifacts/<test>/`.
 pub fn artifacts_dir(test: &str) -> anyhow::Result<PathBuf> {
     let dir = workspace_root().join("tests").join("artifacts").join(test);

@@ -64,4 +64,36 @@ impl Proxy {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// `login`'s conversations with their messages, as the server holds them,
+    /// read as another client of that user would (a token from `provider`).
+    pub async fn conversations_of(
+        &self,
+        provider: &crate::oidc::Provider,
+        login: &str,
+    ) -> anyhow::Result<Vec<confab_wire::conversations::ConversationDetail>> {
+        let token = provider.sign_in(login).await?.access_token;
+        let http = reqwest::Client::new();
+        let page: confab_wire::conversations::Page<confab_wire::conversations::Conversation> = http
+            .get(self.url("/api/conversations?limit=200"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let mut out = Vec::new();
+        for c in page.items {
+            out.push(
+                http.get(self.url(&format!("/api/conversations/{}", c.id)))
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
 }

@@ -44,8 +44,7 @@ impl Stack {
     /// With the proxy on DynamoDB (a moto server, its table set up).
     pub fn on_moto(name: &str) -> anyhow::Result<Self> {
         let artifacts = paths::artifacts_dir(name)?;
-        let moto = Moto::start(&artifacts)?;
-        moto.setup_table()?;
+        let moto = Moto::with_table(&artifacts)?;
         let env = moto.aws_env();
         Self::with_store(artifacts, "--store=dynamodb".into(), env, Some(moto))
     }
@@ -122,29 +121,7 @@ impl Stack {
         &self,
         login: &str,
     ) -> anyhow::Result<Vec<confab_wire::conversations::ConversationDetail>> {
-        let token = self.provider.sign_in(login).await?.access_token;
-        let http = reqwest::Client::new();
-        let page: confab_wire::conversations::Page<confab_wire::conversations::Conversation> = http
-            .get(self.proxy.url("/api/conversations?limit=200"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let mut out = Vec::new();
-        for c in page.items {
-            out.push(
-                http.get(self.proxy.url(&format!("/api/conversations/{}", c.id)))
-                    .bearer_auth(&token)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?,
-            );
-        }
-        Ok(out)
+        self.proxy.conversations_of(&self.provider, login).await
     }
 
     /// Installs the app's `.desktop` entry (the deb/rpm template, rendered
@@ -152,22 +129,7 @@ impl Stack {
     /// links, as installing the package does. A debug build registers itself;
     /// a release build relies on this.
     pub fn install_app_entry(&self) -> anyhow::Result<()> {
-        let template = std::fs::read_to_string(
-            paths::workspace_root().join("src-tauri/linux/confab.desktop"),
-        )?;
-        let exec = paths::app_binary()?.display().to_string();
-        let entry: String = template
-            .lines()
-            .filter(|l| !l.starts_with("{{#if") && !l.starts_with("{{/if"))
-            .map(|l| {
-                l.replace("{{categories}}", "Office;")
-                    .replace("{{comment}}", "Confab")
-                    .replace("{{exec}}", &exec)
-                    .replace("{{icon}}", "confab")
-                    .replace("{{name}}", "Confab")
-                    + "\n"
-            })
-            .collect();
+        let entry = paths::desktop_entry(&paths::app_binary()?.display().to_string())?;
         let applications = self.home.path().join("data").join("applications");
         std::fs::create_dir_all(&applications)?;
         std::fs::write(applications.join("confab.desktop"), entry)?;

@@ -28,21 +28,7 @@ fn both_linux_bundles_use_our_desktop_entry() -> anyhow::Result<()> {
 
 #[test]
 fn the_desktop_entry_passes_the_url_and_declares_the_scheme() -> anyhow::Result<()> {
-    let template =
-        std::fs::read_to_string(paths::workspace_root().join("src-tauri/linux/confab.desktop"))?;
-    // Rendered as the bundler does (handlebars), with the values it passes.
-    let rendered: String = template
-        .lines()
-        .filter(|l| !l.starts_with("{{#if") && !l.starts_with("{{/if"))
-        .map(|l| {
-            l.replace("{{categories}}", "Office;")
-                .replace("{{comment}}", "Your conversations, instantly and offline.")
-                .replace("{{exec}}", "confab")
-                .replace("{{icon}}", "confab")
-                .replace("{{name}}", "Confab")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let rendered = paths::desktop_entry("confab")?;
     assert!(
         !rendered.contains("{{"),
         "unrendered placeholder:\n{rendered}"

@@ -106,6 +106,21 @@ fn notice_of(state: &AuthState) -> Option<(NoticeLevel, String)> {
     notice.map(|n| (n.level, n.message.clone()))
 }
 
+/// Changes one field of the pending attempt kept in the keyring, as if it
+/// had been stored so (a cold start then reads it).
+fn edit_attempt(
+    secrets: &MemoryStore,
+    field: &str,
+    value: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut stored = secrets.snapshot();
+    let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
+    attempt[field] = value;
+    stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
+    secrets.replace(stored);
+    Ok(())
+}
+
 fn set_param(url: &Url, name: &str, value: &str) -> Url {
     let mut out = url.clone();
     let pairs: Vec<(String, String)> = url
@@ -307,11 +322,7 @@ async fn a_cold_start_finishes_the_attempt_but_not_with_a_wrong_verifier() -> an
     let third = fx.launch(&secrets).await;
     let callback = fx.browser_round_trip(&third, "user_demo").await?;
     drop(third);
-    let mut stored = secrets.snapshot();
-    let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
-    attempt["verifier"] = "x".repeat(64).into();
-    stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
-    secrets.replace(stored);
+    edit_attempt(&secrets, "verifier", "x".repeat(64).into())?;
     let fourth = fx.launch(&secrets).await;
     fourth.handle_link(&callback).await;
     let state = fourth.state();
@@ -589,11 +600,7 @@ async fn an_id_token_for_another_nonce_is_refused() -> anyhow::Result<()> {
     let first = fx.launch(&secrets).await;
     let callback = fx.browser_round_trip(&first, "user_demo").await?;
     drop(first);
-    let mut stored = secrets.snapshot();
-    let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
-    attempt["nonce"] = "another-nonce".into();
-    stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
-    secrets.replace(stored);
+    edit_attempt(&secrets, "nonce", "another-nonce".into())?;
 
     let session = fx.launch(&secrets).await;
     session.handle_link(&callback).await;
@@ -616,15 +623,9 @@ async fn pending_attempts_expire() -> anyhow::Result<()> {
     let first = fx.launch(&secrets).await;
     let callback = fx.browser_round_trip(&first, "user_demo").await?;
     drop(first);
-    let set_expiry = |seconds: i64| -> anyhow::Result<()> {
-        let mut stored = secrets.snapshot();
-        let mut attempt: serde_json::Value = serde_json::from_str(&stored[ATTEMPT_KEY])?;
-        attempt["expires_at"] = (chrono::Utc::now() + chrono::Duration::seconds(seconds))
-            .to_rfc3339()
-            .into();
-        stored.insert(ATTEMPT_KEY.into(), attempt.to_string());
-        secrets.replace(stored);
-        Ok(())
+    let set_expiry = |seconds: i64| {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(seconds);
+        edit_attempt(&secrets, "expires_at", at.to_rfc3339().into())
     };
 
     set_expiry(1)?;

@@ -9,7 +9,7 @@ use confab_tests::oidc::Provider;
 use confab_tests::paths;
 use confab_tests::proxy::Proxy;
 use confab_tests::session::Device;
-use confab_wire::conversations::{Conversation, ConversationDetail, Page, Role};
+use confab_wire::conversations::Role;
 use confab_wire::library::{Connection, ListFilter};
 
 /// Design section 7 / issue 5: a change shows on the other device within 2 s.
@@ -31,12 +31,6 @@ fn ulid() -> String {
 /// The proxy's store in these tests: DynamoDB, as moto serves it.
 const STORE: &str = "--store=dynamodb";
 
-fn on_moto(artifacts: &std::path::Path) -> anyhow::Result<confab_tests::moto::Moto> {
-    let moto = confab_tests::moto::Moto::start(artifacts)?;
-    moto.setup_table()?;
-    Ok(moto)
-}
-
 async fn settled(device: &Device) -> anyhow::Result<()> {
     device
         .eventually(SETTLE, "pushed", |c| {
@@ -49,38 +43,11 @@ fn title_of(cache: &confab_cache::Cache, id: &str) -> Option<String> {
     cache.item(id).ok().flatten().map(|i| i.conversation.title)
 }
 
-/// The server's own view, read as the same user from another client.
-async fn server_state(provider: &Provider, proxy: &str) -> anyhow::Result<Vec<ConversationDetail>> {
-    let token = provider.sign_in("user_demo").await?.access_token;
-    let http = reqwest::Client::new();
-    let page: Page<Conversation> = http
-        .get(format!("{proxy}/api/conversations?limit=200"))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let mut out = Vec::new();
-    for c in page.items {
-        out.push(
-            http.get(format!("{proxy}/api/conversations/{}", c.id))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?,
-        );
-    }
-    Ok(out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/two_devices")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let moto = on_moto(&artifacts)?;
+    let moto = confab_tests::moto::Moto::with_table(&artifacts)?;
     let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let laptop = Device::start(&provider, &proxy.base, "user_demo").await?;
     let desktop = Device::start(&provider, &proxy.base, "user_demo").await?;
@@ -170,7 +137,7 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
 async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/offline")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let moto = on_moto(&artifacts)?;
+    let moto = confab_tests::moto::Moto::with_table(&artifacts)?;
     let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let listen = proxy.base.trim_start_matches("http://").to_owned();
     let device = Device::start(&provider, &proxy.base, "user_demo").await?;
@@ -229,7 +196,7 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
         })
         .await?;
 
-    let server = server_state(&provider, &proxy.base).await?;
+    let server = proxy.conversations_of(&provider, "user_demo").await?;
     assert_eq!(server.len(), 1, "{server:?}");
     assert_eq!(server[0].conversation.title, "Renamed offline");
     let lines: Vec<&str> = server[0]
@@ -249,7 +216,7 @@ async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Re
 async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/conflict")?;
     let provider = Provider::start(&artifacts, &[])?;
-    let moto = on_moto(&artifacts)?;
+    let moto = confab_tests::moto::Moto::with_table(&artifacts)?;
     let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
     let listen = proxy.base.trim_start_matches("http://").to_owned();
     let mut a = Device::start(&provider, &proxy.base, "user_demo").await?;

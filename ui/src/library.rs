@@ -136,38 +136,18 @@ pub fn library() -> Html {
         let select = select.clone();
         let error = error.clone();
         use_effect_with((), move |_| {
-            let handler = Closure::<dyn FnMut(KeyboardEvent)>::new(move |e: KeyboardEvent| {
+            listen_keys(move |e: KeyboardEvent| {
                 let modifier = e.ctrl_key() || e.meta_key();
                 let key = e.key();
                 if modifier && key.eq_ignore_ascii_case("n") {
                     e.prevent_default();
-                    let select = select.clone();
-                    let error = error.clone();
-                    wasm_bindgen_futures::spawn_local(async move {
-                        match ipc::invoke::<CreateConversation>(&CreateArgs::default()).await {
-                            Ok(item) => select.emit(Some(item.conversation.id)),
-                            Err(e) => error.emit(e),
-                        }
-                    });
+                    new_conversation(select.clone(), error.clone());
                 } else if (modifier && key.eq_ignore_ascii_case("k")) || (key == "/" && !typing(&e))
                 {
                     e.prevent_default();
                     focus("#search");
                 }
-            });
-            let document = web_sys::window().and_then(|w| w.document());
-            if let Some(doc) = &document {
-                let _ = doc
-                    .add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
-            }
-            move || {
-                if let Some(doc) = &document {
-                    let _ = doc.remove_event_listener_with_callback(
-                        "keydown",
-                        handler.as_ref().unchecked_ref(),
-                    );
-                }
-            }
+            })
         });
     }
 
@@ -253,6 +233,32 @@ pub fn library() -> Html {
             <pane::Pane ctx={ctx} />
             { toast_view.unwrap_or_default() }
         </div>
+    }
+}
+
+/// Creates a conversation and opens it (the New button and Ctrl+N).
+pub fn new_conversation(select: Callback<Option<String>>, error: Callback<ErrorBody>) {
+    wasm_bindgen_futures::spawn_local(async move {
+        match ipc::invoke::<CreateConversation>(&CreateArgs::default()).await {
+            Ok(item) => select.emit(Some(item.conversation.id)),
+            Err(e) => error.emit(e),
+        }
+    });
+}
+
+/// Calls `handler` for every key press in the window; the returned function
+/// (an effect's cleanup) stops listening.
+pub fn listen_keys(handler: impl FnMut(KeyboardEvent) + 'static) -> impl FnOnce() {
+    let handler = Closure::<dyn FnMut(KeyboardEvent)>::new(handler);
+    let document = web_sys::window().and_then(|w| w.document());
+    if let Some(doc) = &document {
+        let _ = doc.add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+    }
+    move || {
+        if let Some(doc) = &document {
+            let _ = doc
+                .remove_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
+        }
     }
 }
 

@@ -34,61 +34,6 @@ pub trait Event {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NoArgs {}
 
-/// `app_info`: version and build facts of the running app.
-pub struct GetAppInfo;
-
-impl Command for GetAppInfo {
-    const NAME: &'static str = "app_info";
-    type Args = NoArgs;
-    type Output = AppInfo;
-}
-
-/// `auth_state`: where sign-in stands now (then follow [`AuthChanged`]).
-pub struct GetAuthState;
-
-impl Command for GetAuthState {
-    const NAME: &'static str = "auth_state";
-    type Args = NoArgs;
-    type Output = AuthState;
-}
-
-/// `sign_in`: starts an attempt and opens the system browser at the provider.
-/// Answers the new state (normally `waiting`).
-pub struct SignIn;
-
-impl Command for SignIn {
-    const NAME: &'static str = "sign_in";
-    type Args = NoArgs;
-    type Output = AuthState;
-}
-
-/// `cancel_sign_in`: forgets the pending attempt; a late callback is ignored.
-pub struct CancelSignIn;
-
-impl Command for CancelSignIn {
-    const NAME: &'static str = "cancel_sign_in";
-    type Args = NoArgs;
-    type Output = AuthState;
-}
-
-/// `sign_out`: revokes at the provider, forgets the keyring entry and the
-/// in-memory tokens; asks first when writes are waiting to sync.
-pub struct SignOut;
-
-impl Command for SignOut {
-    const NAME: &'static str = "sign_out";
-    type Args = SignOutArgs;
-    type Output = SignOutOutcome;
-}
-
-/// `auth-changed`: emitted with the new state on every change.
-pub struct AuthChanged;
-
-impl Event for AuthChanged {
-    const NAME: &'static str = "auth-changed";
-    type Payload = AuthState;
-}
-
 /// Declares a command type with its name, arguments and output.
 macro_rules! command {
     ($(#[$doc:meta])* $ty:ident, $name:literal, $args:ty => $out:ty) => {
@@ -100,6 +45,37 @@ macro_rules! command {
             type Output = $out;
         }
     };
+}
+
+command!(
+    /// `app_info`: version and build facts of the running app.
+    GetAppInfo, "app_info", NoArgs => AppInfo
+);
+command!(
+    /// `auth_state`: where sign-in stands now (then follow [`AuthChanged`]).
+    GetAuthState, "auth_state", NoArgs => AuthState
+);
+command!(
+    /// `sign_in`: starts an attempt and opens the system browser at the
+    /// provider. Answers the new state (normally `waiting`).
+    SignIn, "sign_in", NoArgs => AuthState
+);
+command!(
+    /// `cancel_sign_in`: forgets the pending attempt; a late callback is ignored.
+    CancelSignIn, "cancel_sign_in", NoArgs => AuthState
+);
+command!(
+    /// `sign_out`: revokes at the provider, forgets the keyring entry and the
+    /// in-memory tokens; asks first when writes are waiting to sync.
+    SignOut, "sign_out", SignOutArgs => SignOutOutcome
+);
+
+/// `auth-changed`: emitted with the new state on every change.
+pub struct AuthChanged;
+
+impl Event for AuthChanged {
+    const NAME: &'static str = "auth-changed";
+    type Payload = AuthState;
 }
 
 /// Arguments naming one conversation.

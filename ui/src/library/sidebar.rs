@@ -3,12 +3,8 @@
 
 use std::rc::Rc;
 
-use confab_wire::ipc::{
-    CreateArgs, CreateConversation, ListArgs, ListConversations, SearchArgs, SearchConversations,
-};
+use confab_wire::ipc::{ListArgs, ListConversations, SearchArgs, SearchConversations};
 use confab_wire::library::{ListFilter, ListItem, SearchHit};
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::Closure;
 use yew::prelude::*;
 
 use super::Ctx;
@@ -125,7 +121,7 @@ pub fn sidebar(props: &Props) -> Html {
         let selected = ctx.selected.clone();
         use_effect_with(selected, move |selected| {
             let selected = selected.clone();
-            let handler = Closure::<dyn FnMut(KeyboardEvent)>::new(move |e: KeyboardEvent| {
+            super::listen_keys(move |e: KeyboardEvent| {
                 if !e.alt_key() || !(e.key() == "ArrowDown" || e.key() == "ArrowUp") {
                     return;
                 }
@@ -142,20 +138,7 @@ pub fn sidebar(props: &Props) -> Html {
                 if let Some(id) = next {
                     select.emit(Some(id.clone()));
                 }
-            });
-            let document = web_sys::window().and_then(|w| w.document());
-            if let Some(doc) = &document {
-                let _ = doc
-                    .add_event_listener_with_callback("keydown", handler.as_ref().unchecked_ref());
-            }
-            move || {
-                if let Some(doc) = &document {
-                    let _ = doc.remove_event_listener_with_callback(
-                        "keydown",
-                        handler.as_ref().unchecked_ref(),
-                    );
-                }
-            }
+            })
         });
     }
 
@@ -164,15 +147,8 @@ pub fn sidebar(props: &Props) -> Html {
         let error = ctx.error.clone();
         let filter = filter.clone();
         Callback::from(move |_: MouseEvent| {
-            let select = select.clone();
-            let error = error.clone();
             filter.set(ListFilter::Active);
-            wasm_bindgen_futures::spawn_local(async move {
-                match ipc::invoke::<CreateConversation>(&CreateArgs::default()).await {
-                    Ok(item) => select.emit(Some(item.conversation.id)),
-                    Err(e) => error.emit(e),
-                }
-            });
+            super::new_conversation(select.clone(), error.clone());
         })
     };
     let on_query = {
