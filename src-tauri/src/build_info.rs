@@ -3,14 +3,15 @@
 use confab_wire::app::AppInfo;
 
 pub const NAME: &str = "Confab";
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Set by build.rs from `git rev-parse`.
 pub const COMMIT: &str = env!("CONFAB_COMMIT");
 
-pub fn current() -> AppInfo {
+/// `version` is the app's package version (`tauri.conf.json`, which a release
+/// build may override), the one the updater compares against.
+pub fn current(version: &str) -> AppInfo {
     AppInfo {
         name: NAME.to_owned(),
-        version: VERSION.to_owned(),
+        version: version.to_owned(),
         commit: COMMIT.to_owned(),
         profile: if cfg!(debug_assertions) {
             "debug"

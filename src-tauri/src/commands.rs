@@ -5,6 +5,7 @@
 //! [`ErrorBody`].
 
 pub mod conversations;
+pub mod updates;
 
 use std::sync::Arc;
 
@@ -18,8 +19,8 @@ use crate::library::Library;
 use crate::session::Browser;
 
 #[tauri::command]
-pub fn app_info() -> Result<AppInfo, ErrorBody> {
-    Ok(build_info::current())
+pub fn app_info<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<AppInfo, ErrorBody> {
+    Ok(build_info::current(&app.package_info().version.to_string()))
 }
 
 #[tauri::command]
@@ -121,6 +122,13 @@ mod tests {
             dir.path(),
         ));
         app.manage(Arc::new(Library::new(dir.path().join("cache"))));
+        app.manage(std::sync::Arc::new(confab_updates::Updates::<
+            crate::updates::PluginSource,
+        >::new(
+            Err("Updates are off: this build has no update signing key.".into()),
+            "0.1.0",
+            confab_updates::Memory::load(&dir.path().join("updates.json")),
+        )));
         app.manage(Browser(Box::new(move |url| {
             recorder.lock().expect("lock").push(url.to_owned());
             Ok(())

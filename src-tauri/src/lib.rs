@@ -10,6 +10,7 @@ mod deep_link;
 pub mod library;
 mod logging;
 pub mod session;
+pub mod updates;
 
 use tauri::{Manager, Runtime};
 use tauri_plugin_opener::OpenerExt;
@@ -37,6 +38,10 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::conversations::retry_failed,
         commands::conversations::discard_failed,
         commands::conversations::open_link,
+        commands::updates::update_state,
+        commands::updates::check_for_updates,
+        commands::updates::install_update,
+        commands::updates::dismiss_update,
     ])
 }
 
@@ -64,9 +69,10 @@ pub fn run() -> Result<(), tauri::Error> {
         .plugin(tauri_plugin_deep_link::init())
         .plugin(tauri_plugin_opener::init())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_updater::Builder::new().build())
         .plugin(logging::plugin())
         .setup(|app| {
-            let info = build_info::current();
+            let info = build_info::current(&app.package_info().version.to_string());
             log::info!(
                 "Confab {} ({}, {}) on {}/{} starting",
                 info.version,
@@ -86,6 +92,7 @@ pub fn run() -> Result<(), tauri::Error> {
             app.manage(session::SaveDialog::system(app.handle()));
             let links = session::install(app.handle());
             deep_link::install(app.handle(), links);
+            updates::install(app.handle());
             Ok(())
         });
     with_commands(builder).run(tauri::generate_context!())

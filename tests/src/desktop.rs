@@ -179,6 +179,8 @@ pub struct AppOptions {
     pub args: Vec<String>,
     /// Extra environment variables for the app.
     pub env: Vec<(String, String)>,
+    /// Another build of the app than `target/debug/confab` (an installed one).
+    pub binary: Option<PathBuf>,
 }
 
 /// The desktop app running in a real window, driven over WebDriver.
@@ -199,7 +201,10 @@ impl App {
         home: &AppHome,
         options: AppOptions,
     ) -> anyhow::Result<Self> {
-        let binary = paths::app_binary()?;
+        let binary = match options.binary {
+            Some(binary) => binary,
+            None => paths::app_binary()?,
+        };
         let port = free_port()?;
         let native_port = free_port()?;
         let mut driver = Command::new("tauri-driver");

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod redis;
 pub mod session;
 pub mod stack;
+pub mod updates;
 
 pub use desktop::{App, AppHome, AppOptions, Desktop};
 pub use process::Service;

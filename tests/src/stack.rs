@@ -84,6 +84,7 @@ impl Stack {
                 ("CONFAB_PROXY_URL".into(), self.proxy.base.clone()),
                 ("HOME".into(), self.home.path().display().to_string()),
             ],
+            ..AppOptions::default()
         }
     }
 

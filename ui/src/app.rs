@@ -9,6 +9,7 @@ use yew::prelude::*;
 use crate::home::Home;
 use crate::ipc;
 use crate::sign_in::SignIn;
+use crate::updates::use_update_state;
 
 /// What the shell told us about the running build, once it answered.
 #[derive(Clone, PartialEq)]
@@ -23,6 +24,7 @@ pub fn app() -> Html {
     let build = use_state(|| BuildState::Loading);
     // `None` until the shell answers: nothing flashes a wrong screen.
     let auth = use_state(|| None::<AuthState>);
+    let update = use_update_state();
     {
         let build = build.clone();
         let auth = auth.clone();
@@ -66,10 +68,10 @@ pub fn app() -> Html {
     // answer could be older than an event that overtook it.
     match (*auth).clone() {
         Some(AuthState::SignedIn { user, notice }) => html! {
-            <Home {user} {notice} />
+            <Home {user} {notice} {update} />
         },
         state => html! {
-            <SignIn build={(*build).clone()} {state} />
+            <SignIn build={(*build).clone()} {state} {update} />
         },
     }
 }

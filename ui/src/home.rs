@@ -4,16 +4,19 @@
 use confab_wire::ErrorBody;
 use confab_wire::auth::{Notice, SignOutArgs, SignOutOutcome, User};
 use confab_wire::ipc::SignOut;
+use confab_wire::updates::UpdateState;
 use yew::prelude::*;
 
 use crate::ipc;
 use crate::library::{Library, StatusBadge};
 use crate::notice::NoticeView;
+use crate::updates::{UpdateBanner, UpdateCheck};
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
     pub user: User,
     pub notice: Option<Notice>,
+    pub update: Option<UpdateState>,
 }
 
 #[function_component(Home)]
@@ -76,6 +79,7 @@ pub fn home(props: &Props) -> Html {
                     <img src="confab.svg" alt="" width="28" height="28" />
                     <span>{ "Confab" }</span>
                 </div>
+                <UpdateCheck state={props.update.clone()} />
                 <StatusBadge />
                 <div class="account" aria-label="Signed in as">
                     { avatar }
@@ -101,6 +105,7 @@ pub fn home(props: &Props) -> Html {
                     <button id="discard-and-sign-out" class="danger" type="button" onclick={sign_out(true)}>{ "Discard and sign out" }</button>
                 </div>
             }
+            <UpdateBanner state={props.update.clone()} />
             <NoticeView {notice} />
             <Library />
         </div>

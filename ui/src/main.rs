@@ -9,6 +9,7 @@ mod ipc;
 mod library;
 mod notice;
 mod sign_in;
+mod updates;
 
 fn main() {
     yew::Renderer::<app::App>::new().render();

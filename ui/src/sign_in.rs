@@ -9,6 +9,8 @@ use yew::prelude::*;
 use crate::app::BuildState;
 use crate::ipc;
 use crate::notice::NoticeView;
+use crate::updates::{UpdateBanner, UpdateCheck};
+use confab_wire::updates::UpdateState;
 
 /// A command that answers the new state.
 type StateFuture =
@@ -19,6 +21,7 @@ pub struct Props {
     pub build: BuildState,
     /// `None` while the shell has not answered yet.
     pub state: Option<AuthState>,
+    pub update: Option<UpdateState>,
 }
 
 #[function_component(SignIn)]
@@ -103,6 +106,7 @@ pub fn sign_in(props: &Props) -> Html {
 
     html! {
         <main class="sign-in" aria-labelledby="sign-in-title">
+            <UpdateBanner state={props.update.clone()} />
             <section class="card">
                 <img class="logo" src="confab.svg" alt="" width="72" height="72" />
                 <h1 id="sign-in-title">{ "Welcome to Confab" }</h1>
@@ -112,6 +116,7 @@ pub fn sign_in(props: &Props) -> Html {
                 { body }
             </section>
             <BuildFooter build={props.build.clone()} />
+            <UpdateCheck state={props.update.clone()} />
         </main>
     }
 }

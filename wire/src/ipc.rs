@@ -13,6 +13,7 @@ use crate::library::{
     ConversationView, ExportFormat, LibraryChanged, ListFilter, ListItem, ListPage, MessageView,
     SearchHit, SyncStatus,
 };
+use crate::updates::UpdateState;
 
 /// A command the UI can invoke.
 pub trait Command {
@@ -198,6 +199,33 @@ command!(
     OpenLink, "open_link", OpenLinkArgs => ()
 );
 
+command!(
+    /// `update_state`: where self-update stands (then follow [`UpdateChanged`]).
+    GetUpdateState, "update_state", NoArgs => UpdateState
+);
+command!(
+    /// `check_for_updates`: asks the update server now; answers when the
+    /// check is done.
+    CheckForUpdates, "check_for_updates", NoArgs => UpdateState
+);
+command!(
+    /// `install_update`: downloads the offered version, verifies its
+    /// signature, installs it and restarts. Only ever on the user's request.
+    InstallUpdate, "install_update", NoArgs => ()
+);
+command!(
+    /// `dismiss_update`: hides the offer or the failure until the next check.
+    DismissUpdate, "dismiss_update", NoArgs => UpdateState
+);
+
+/// `update-changed`: emitted with the new state on every change.
+pub struct UpdateChanged;
+
+impl Event for UpdateChanged {
+    const NAME: &'static str = "update-changed";
+    type Payload = UpdateState;
+}
+
 /// `library-changed`: cached conversations changed.
 pub struct LibraryChangedEvent;
 
@@ -235,6 +263,10 @@ pub const COMMANDS: &[&str] = &[
     RetryFailed::NAME,
     DiscardFailed::NAME,
     OpenLink::NAME,
+    GetUpdateState::NAME,
+    CheckForUpdates::NAME,
+    InstallUpdate::NAME,
+    DismissUpdate::NAME,
 ];
 
 #[cfg(test)]

@@ -10,5 +10,6 @@ pub mod conversations;
 pub mod error;
 pub mod ipc;
 pub mod library;
+pub mod updates;
 
 pub use error::{ErrorBody, ErrorCode, HttpError};

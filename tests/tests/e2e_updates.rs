@@ -1,0 +1,329 @@
+//! Self-update end to end: the app installed from a real `.deb` finds the next
+//! version on a loopback update server, shows it, downloads only when the user
+//! agrees, checks the signature with a key made in the test, installs with
+//! dpkg and restarts into the new version, leaving the user's data alone. Bad
+//! signatures, odd answers and unreachable servers change nothing and are
+//! reported once.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use confab_tests::updates::{
+    Installed, Manifest, SigningKey, UpdateServer, bundle, installed_version, versions,
+};
+use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
+
+const OFFER: Duration = Duration::from_secs(30);
+
+fn options(server: &UpdateServer, key: &SigningKey) -> AppOptions {
+    AppOptions {
+        env: vec![
+            ("CONFAB_UPDATE_URL".into(), server.url.clone()),
+            ("CONFAB_UPDATER_PUBKEY".into(), key.public.clone()),
+        ],
+        ..AppOptions::default()
+    }
+}
+
+async fn eventually(
+    limit: Duration,
+    what: &str,
+    mut ok: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+fn log_of(home: &AppHome) -> String {
+    std::fs::read_to_string(home.app_data_dir().join("logs").join("confab.log")).unwrap_or_default()
+}
+
+/// A signed-in user's cache as the app leaves it, to check an update keeps it.
+fn seed_cache(home: &AppHome) -> anyhow::Result<std::path::PathBuf> {
+    let path = home.app_data_dir().join("cache").join("user_update.db");
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let cache = confab_cache::Cache::open(&path)?;
+    let id = ulid::Ulid::new().to_string();
+    cache.create(&id, Some("Kept across the update"), chrono::Utc::now())?;
+    Ok(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_app_updates_to_the_next_version_and_restarts_into_it() -> anyhow::Result<()> {
+    confab_tests::bounded(Duration::from_secs(240), updates_and_restarts()).await
+}
+
+async fn updates_and_restarts() -> anyhow::Result<()> {
+    let (current, next) = versions();
+    let key = SigningKey::generate()?;
+    let work = tempfile::tempdir()?;
+    let next_deb = work.path().join("next.deb");
+    std::fs::copy(bundle(&next)?, &next_deb)?;
+    let signature = key.sign(&next_deb)?;
+    let server = UpdateServer::start().await?;
+    server.serve(
+        Manifest::Offer {
+            version: next.clone(),
+            notes: "Faster search.\nFixes a crash on start.".into(),
+            signature,
+        },
+        std::fs::read(&next_deb)?,
+    );
+
+    let installed = Installed::deb(&bundle(&current)?)?;
+    assert_eq!(installed_version()?.as_deref(), Some(current.as_str()));
+    let home = AppHome::new()?;
+    let cache = seed_cache(&home)?;
+    let cache_before = std::fs::read(&cache)?;
+
+    let artifacts = paths::artifacts_dir("e2e_updates_install")?;
+    let desktop = Desktop::start(&artifacts)?;
+    let launch = || AppOptions {
+        binary: Some(installed.binary.clone()),
+        ..options(&server, &key)
+    };
+    let app = App::launch(&desktop, &home, launch()).await?;
+
+    // The start-up check offers N+1 with its notes; nothing is downloaded yet.
+    app.wait_text("#update-version", OFFER, |t| t == format!("Confab {next}"))
+        .await?;
+    let banner = app.text("#update-banner").await?;
+    assert!(banner.contains(&format!("you have {current}")), "{banner}");
+    assert!(app.text("#update-notes").await?.contains("Faster search."));
+    app.screenshot("offer")?;
+    assert_eq!(
+        server.hits().1,
+        0,
+        "nothing downloads before the user agrees"
+    );
+
+    app.click("#install-update").await?;
+    eventually(Duration::from_secs(90), "dpkg installing N+1", || {
+        installed_version().ok().flatten().as_deref() == Some(next.as_str())
+    })
+    .await?;
+    // The app restarted itself into the new version (its log, written by the
+    // new process, says which version started and that it was an update).
+    eventually(Duration::from_secs(30), "the restart into N+1", || {
+        let log = log_of(&home);
+        log.contains(&format!("Confab {next} ("))
+            && log.contains(&format!("updated from {current} to {next}"))
+    })
+    .await?;
+    assert_eq!(server.hits().1, 1, "one download");
+    // Killing the session's process group ends the restarted app too.
+    app.kill()?;
+    assert_eq!(
+        std::fs::read(&cache)?,
+        cache_before,
+        "the update must leave the user's cache untouched"
+    );
+
+    // Launched again, it is N+1, and N+1 is the newest.
+    let app = App::launch(&desktop, &home, launch()).await?;
+    app.wait_text("#app-version", OFFER, |t| t == format!("Confab {next}"))
+        .await?;
+    app.wait_text("#update-status", OFFER, |t| t.contains("up to date"))
+        .await?;
+    app.quit().await?;
+    drop(installed);
+    assert_eq!(installed_version()?, None);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_are_rejected_and_change_nothing() -> anyhow::Result<()> {
+    confab_tests::bounded(Duration::from_secs(240), rejects_bad_signatures()).await
+}
+
+async fn rejects_bad_signatures() -> anyhow::Result<()> {
+    let (current, next) = versions();
+    let key = SigningKey::generate()?;
+    let other = SigningKey::generate()?;
+    let work = tempfile::tempdir()?;
+    let next_deb = work.path().join("next.deb");
+    std::fs::copy(bundle(&next)?, &next_deb)?;
+    let good = std::fs::read(&next_deb)?;
+    let signature = key.sign(&next_deb)?;
+    let foreign = other.sign(&next_deb)?;
+    let mut tampered = good.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x55;
+
+    let binary = paths::app_binary()?;
+    let binary_before = std::fs::read(&binary)?;
+    let package_before = installed_version()?;
+    let server = UpdateServer::start().await?;
+    let artifacts = paths::artifacts_dir("e2e_updates_signatures")?;
+    let desktop = Desktop::start(&artifacts)?;
+    let home = AppHome::new()?;
+    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
+    // The start-up check finds nothing (no manifest yet).
+    app.wait_text("#update-status", OFFER, |t| t.contains("up to date"))
+        .await?;
+
+    let cases = [
+        ("a tampered bundle", signature.clone(), tampered),
+        ("another key's signature", foreign, good.clone()),
+        (
+            "a signature field that is no signature",
+            "bm90IGEgc2lnbmF0dXJl".to_owned(),
+            good.clone(),
+        ),
+    ];
+    for (n, (case, signature, bytes)) in cases.into_iter().enumerate() {
+        server.serve(
+            Manifest::Offer {
+                version: next.clone(),
+                notes: format!("Case {n}"),
+                signature,
+            },
+            bytes,
+        );
+        app.click("#check-updates").await?;
+        app.wait_text("#update-notes", OFFER, |t| t == format!("Case {n}"))
+            .await?;
+        app.click("#install-update").await?;
+        let message = app
+            .wait_text("#update-failed", OFFER, |t| !t.is_empty())
+            .await?;
+        assert!(
+            message.contains("not signed with Confab's release key")
+                && message.contains("Nothing was installed"),
+            "{case}: {message}"
+        );
+        let banner = app.text("#update-banner").await?;
+        assert!(
+            banner.contains(&format!("Confab {current} keeps running")),
+            "{case}: {banner}"
+        );
+        app.screenshot(&format!("rejected-{n}"))?;
+        app.click("#dismiss-update").await?;
+        assert_eq!(
+            std::fs::read(&binary)?,
+            binary_before,
+            "{case}: the app changed"
+        );
+        assert_eq!(
+            installed_version()?,
+            package_before,
+            "{case}: a package changed"
+        );
+    }
+    // The window still answers: the running version is untouched.
+    assert_eq!(app.text("#app-version").await?, format!("Confab {current}"));
+    // A version that failed is not offered at start again, only on request,
+    // with the reason.
+    app.kill()?;
+    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
+    let before = server.hits().0;
+    eventually(OFFER, "the start-up check", || server.hits().0 > before).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        app.client
+            .find(fantoccini::Locator::Css("#install-update"))
+            .await
+            .is_err(),
+        "a version that failed to install was offered again at start"
+    );
+    app.click("#check-updates").await?;
+    let why = app
+        .wait_text("#update-failed-before", OFFER, |t| !t.is_empty())
+        .await?;
+    assert!(why.contains("Installing it failed before"), "{why}");
+    app.quit().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_update_and_broken_servers_are_reported_once() -> anyhow::Result<()> {
+    confab_tests::bounded(Duration::from_secs(240), reports_once()).await
+}
+
+async fn reports_once() -> anyhow::Result<()> {
+    let (current, _) = versions();
+    let key = SigningKey::generate()?;
+    let server = UpdateServer::start().await?;
+    let artifacts = paths::artifacts_dir("e2e_updates_checks")?;
+    let desktop = Desktop::start(&artifacts)?;
+    let home = AppHome::new()?;
+    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
+    // The start-up check (204: nothing newer).
+    app.wait_text("#update-status", OFFER, |t| t.contains("up to date"))
+        .await?;
+
+    let older = "0.0.1".to_owned();
+    let cases = [
+        (
+            "the same version",
+            Manifest::Offer {
+                version: current.clone(),
+                notes: String::new(),
+                signature: "x".into(),
+            },
+            "up to date",
+        ),
+        ("204 No Content", Manifest::NoContent, "up to date"),
+        (
+            "an older version",
+            Manifest::Offer {
+                version: older,
+                notes: String::new(),
+                signature: "x".into(),
+            },
+            "up to date",
+        ),
+        (
+            "a malformed manifest",
+            Manifest::Raw("{\"version\": 42, \"platforms\": [".into()),
+            "not a valid update manifest",
+        ),
+        (
+            "a manifest without this platform",
+            Manifest::Raw("{\"version\": \"99.0.0\", \"platforms\": {}}".into()),
+            "not a valid update manifest",
+        ),
+    ];
+    for (case, manifest, expected) in cases {
+        server.serve(manifest, Vec::new());
+        let before = server.hits().0;
+        app.click("#check-updates").await?;
+        eventually(OFFER, case, || server.hits().0 > before).await?;
+        let status = app
+            .wait_text("#update-status", OFFER, |t| t.contains(expected))
+            .await?;
+        assert!(status.contains(expected), "{case}: {status}");
+        // One request per check: nothing retries by itself.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(server.hits().0, before + 1, "{case}: requests");
+        assert!(
+            app.client
+                .find(fantoccini::Locator::Css("#install-update"))
+                .await
+                .is_err(),
+            "{case}: offered"
+        );
+    }
+
+    // The server goes away: one clear error, the app carries on.
+    let url = server.url.clone();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.click("#check-updates").await?;
+    let status = app
+        .wait_text("#update-status", OFFER, |t| t.contains("cannot be reached"))
+        .await?;
+    assert!(
+        status.starts_with("Could not check for updates"),
+        "{status} ({url})"
+    );
+    app.screenshot("unreachable")?;
+    assert_eq!(app.text("#app-version").await?, format!("Confab {current}"));
+    app.quit().await
+}

@@ -1,0 +1,236 @@
+//! Where updates come from and which key signs them.
+//!
+//! The signing key is compiled in (`plugins.updater.pubkey` in
+//! `tauri.conf.json`, set by the release pipeline). Only debug builds accept
+//! `CONFAB_UPDATER_PUBKEY`, so developers and tests can sign their own bundles;
+//! an installed release trusts nothing but its baked-in key. The endpoint can be
+//! moved by anyone with `CONFAB_UPDATE_URL` (the signature still decides what
+//! installs), but must be https; plain http only to this machine in debug builds.
+
+use base64::Engine as _;
+use url::Url;
+
+/// Environment variable that replaces the configured endpoints.
+pub const UPDATE_URL_VAR: &str = "CONFAB_UPDATE_URL";
+/// Environment variable that replaces the signing key, debug builds only.
+pub const PUBKEY_VAR: &str = "CONFAB_UPDATER_PUBKEY";
+
+/// What the build configured (`plugins.updater` in `tauri.conf.json`).
+#[derive(Debug, Clone, Default)]
+pub struct Configured {
+    pub endpoints: Vec<String>,
+    pub pubkey: String,
+}
+
+/// Checked settings the updater runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateConfig {
+    pub endpoints: Vec<Url>,
+    /// The minisign public key, base64 as `tauri signer generate` prints it.
+    pub pubkey: String,
+}
+
+impl UpdateConfig {
+    /// Resolves the settings, or explains why this build cannot update itself
+    /// (the explanation is shown to the user as is).
+    pub fn resolve(
+        configured: &Configured,
+        env: &dyn Fn(&str) -> Option<String>,
+        debug_build: bool,
+    ) -> Result<Self, String> {
+        let from_env = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let (source, endpoints) = match from_env(UPDATE_URL_VAR) {
+            Some(value) => (
+                UPDATE_URL_VAR,
+                value.split(',').map(|s| s.trim().to_owned()).collect(),
+            ),
+            None => (
+                "the build's updater endpoints",
+                configured.endpoints.clone(),
+            ),
+        };
+        if endpoints.iter().all(|e| e.is_empty()) {
+            return Err(format!(
+                "Updates are off: this build has no update server. Set {UPDATE_URL_VAR} or build with plugins.updater.endpoints."
+            ));
+        }
+        let endpoints = endpoints
+            .iter()
+            .filter(|e| !e.is_empty())
+            .map(|e| endpoint(source, e, debug_build))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (source, pubkey) = match from_env(PUBKEY_VAR).filter(|_| debug_build) {
+            Some(key) => (PUBKEY_VAR, key),
+            None => (
+                "the build's updater key",
+                configured.pubkey.trim().to_owned(),
+            ),
+        };
+        if pubkey.is_empty() {
+            return Err(
+                "Updates are off: this build has no update signing key (plugins.updater.pubkey)."
+                    .into(),
+            );
+        }
+        check_pubkey(&pubkey).map_err(|reason| format!("Updates are off: {source} {reason}."))?;
+        Ok(Self { endpoints, pubkey })
+    }
+}
+
+fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, String> {
+    let url = Url::parse(value)
+        .map_err(|e| format!("Updates are off: {source} has an invalid URL {value:?} ({e})."))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if loopback && debug_build => Ok(url),
+        _ => Err(format!(
+            "Updates are off: {source} must use https (plain http only to this machine, in debug builds): {value}"
+        )),
+    }
+}
+
+/// A key as `tauri signer generate` prints it: base64 of a minisign public key
+/// file (a comment line, then the key).
+fn check_pubkey(key: &str) -> Result<(), &'static str> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| "is not base64")?;
+    let text = String::from_utf8(bytes).map_err(|_| "is not a minisign public key")?;
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(comment), Some(key))
+            if comment.starts_with("untrusted comment:") && key.trim().starts_with("RW") =>
+        {
+            Ok(())
+        }
+        _ => Err("is not a minisign public key"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    // A minisign public key file, base64 encoded as the Tauri CLI prints it.
+    fn key() -> String {
+        base64::engine::general_purpose::STANDARD.encode(
+            "untrusted comment: minisign public key: 1234\nRWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\n",
+        )
+    }
+
+    fn resolve(
+        configured: &Configured,
+        env: &[(&str, &str)],
+        debug: bool,
+    ) -> Result<UpdateConfig, String> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        UpdateConfig::resolve(configured, &|name| env.get(name).cloned(), debug)
+    }
+
+    fn configured() -> Configured {
+        Configured {
+            endpoints: vec!["https://releases.example.com/latest.json".into()],
+            pubkey: key(),
+        }
+    }
+
+    #[test]
+    fn the_build_settings_apply_by_default() {
+        let config = resolve(&configured(), &[], false).unwrap();
+        assert_eq!(
+            config.endpoints[0].as_str(),
+            "https://releases.example.com/latest.json"
+        );
+        assert_eq!(config.pubkey, key());
+    }
+
+    #[test]
+    fn no_key_or_no_endpoint_turns_updates_off_with_a_reason() {
+        let no_key = Configured {
+            pubkey: " ".into(),
+            ..configured()
+        };
+        assert!(
+            resolve(&no_key, &[], false)
+                .unwrap_err()
+                .contains("signing key")
+        );
+        let no_endpoint = Configured {
+            endpoints: vec![],
+            ..configured()
+        };
+        assert!(
+            resolve(&no_endpoint, &[], false)
+                .unwrap_err()
+                .contains("update server")
+        );
+        let garbage = Configured {
+            pubkey: "not base64!".into(),
+            ..configured()
+        };
+        assert!(
+            resolve(&garbage, &[], false)
+                .unwrap_err()
+                .contains("not base64")
+        );
+        let not_minisign = Configured {
+            pubkey: base64::engine::general_purpose::STANDARD.encode("hello"),
+            ..configured()
+        };
+        assert!(
+            resolve(&not_minisign, &[], false)
+                .unwrap_err()
+                .contains("minisign")
+        );
+    }
+
+    #[test]
+    fn the_endpoint_moves_by_environment_but_stays_https() {
+        let config = resolve(
+            &configured(),
+            &[(
+                UPDATE_URL_VAR,
+                "https://a.example/l.json, https://b.example/l.json",
+            )],
+            false,
+        )
+        .unwrap();
+        assert_eq!(config.endpoints.len(), 2);
+        let http = resolve(
+            &configured(),
+            &[(UPDATE_URL_VAR, "http://updates.example.com/latest.json")],
+            true,
+        );
+        assert!(http.unwrap_err().contains("https"));
+        let loopback = [(UPDATE_URL_VAR, "http://127.0.0.1:9/latest.json")];
+        assert!(resolve(&configured(), &loopback, true).is_ok());
+        assert!(resolve(&configured(), &loopback, false).is_err());
+        let bad = resolve(&configured(), &[(UPDATE_URL_VAR, "::")], false);
+        assert!(bad.unwrap_err().contains(UPDATE_URL_VAR));
+    }
+
+    #[test]
+    fn only_debug_builds_take_a_key_from_the_environment() {
+        let other = base64::engine::general_purpose::STANDARD.encode(
+            "untrusted comment: minisign public key: 99\nRWTOTHERKEYOTHERKEYOTHERKEYOTHERKEYOTHERKEYOTHERKEYOTHE\n",
+        );
+        let env = [(PUBKEY_VAR, other.as_str())];
+        assert_eq!(resolve(&configured(), &env, true).unwrap().pubkey, other);
+        assert_eq!(resolve(&configured(), &env, false).unwrap().pubkey, key());
+    }
+}
