@@ -433,4 +433,26 @@ mod tests {
             assert!(err.to_string().contains("args"), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn an_app_without_a_signing_key_says_updates_are_off_and_installs_nothing() {
+        use confab_wire::ipc::{CheckForUpdates, GetUpdateState, InstallUpdate};
+        use confab_wire::updates::UpdateState;
+        let mock = mock(None);
+        for name in [GetUpdateState::NAME, CheckForUpdates::NAME] {
+            let state: UpdateState =
+                serde_json::from_value(invoke(&mock, name, serde_json::json!({})).expect(name))
+                    .expect("an UpdateState");
+            let UpdateState::Disabled { reason, current } = state else {
+                panic!("{name}: expected disabled, got {state:?}");
+            };
+            assert!(reason.contains("signing key"), "{reason}");
+            assert_eq!(current, "0.1.0");
+        }
+        let err: ErrorBody = serde_json::from_value(
+            invoke(&mock, InstallUpdate::NAME, serde_json::json!({})).expect_err("refused"),
+        )
+        .expect("an ErrorBody");
+        assert_eq!(err.code, ErrorCode::Unavailable);
+    }
 }
