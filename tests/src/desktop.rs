@@ -201,6 +201,17 @@ impl App {
         home: &AppHome,
         options: AppOptions,
     ) -> anyhow::Result<Self> {
+        Self::launch_within(desktop, home, options, STARTUP).await
+    }
+
+    /// Like [`App::launch`], waiting up to `limit` for the window (a launcher
+    /// script may build first).
+    pub async fn launch_within(
+        desktop: &Desktop,
+        home: &AppHome,
+        options: AppOptions,
+        limit: Duration,
+    ) -> anyhow::Result<Self> {
         let binary = match options.binary {
             Some(binary) => binary,
             None => paths::app_binary()?,
@@ -208,6 +219,18 @@ impl App {
         let port = free_port()?;
         let native_port = free_port()?;
         let mut driver = Command::new("tauri-driver");
+        // Cargo's variables for this test must not reach the app, or a build
+        // the app's launcher runs (scripts/run) would see another environment
+        // and rebuild everything.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if (name == "CARGO" || name.starts_with("CARGO_"))
+                && name != "CARGO_HOME"
+                && name != "CARGO_TARGET_DIR"
+            {
+                driver.env_remove(name.as_ref());
+            }
+        }
         driver
             .args(["--port", &port.to_string()])
             .args(["--native-port", &native_port.to_string()])
@@ -225,10 +248,17 @@ impl App {
             "tauri:options".into(),
             serde_json::json!({ "application": binary, "args": options.args }),
         );
-        let client = ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&format!("http://{addr}"))
+        let mut builder = ClientBuilder::native();
+        builder.capabilities(caps);
+        let url = format!("http://{addr}");
+        let client = tokio::time::timeout(limit.max(STARTUP), builder.connect(&url))
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the app's window did not appear within {limit:?}; see {}",
+                    driver.log_path().display()
+                )
+            })?
             .with_context(|| {
                 format!(
                     "could not open a WebDriver session with the app; see {}",

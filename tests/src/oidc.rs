@@ -19,7 +19,8 @@ pub const REDIRECT_URI: &str = "app.confab.desktop://oauth/callback";
 
 pub struct Provider {
     pub issuer: String,
-    service: Service,
+    // None for a provider someone else started (`scripts/run`).
+    _service: Option<Service>,
 }
 
 /// Tokens from a completed sign-in.
@@ -57,11 +58,19 @@ impl Provider {
         // while other suites keep the two cores busy.
         let line = service.wait_for_line(Duration::from_secs(60), |l| l.starts_with("issuer="))?;
         let issuer = line.trim_start_matches("issuer=").trim().to_owned();
-        Ok(Self { issuer, service })
+        Ok(Self {
+            issuer,
+            _service: Some(service),
+        })
     }
 
-    pub fn service(&mut self) -> &mut Service {
-        &mut self.service
+    /// A provider already running at `issuer` (started by `scripts/run`), to
+    /// play the user in the browser against it.
+    pub fn running_at(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            _service: None,
+        }
     }
 
     /// Signs `login` in without a browser and returns the tokens.
