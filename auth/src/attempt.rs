@@ -71,12 +71,13 @@ impl Callback {
         }
     }
 
-    /// Parses a deep link. Only `app.confab.desktop://oauth/callback` is a
-    /// callback; every parameter appears at most once.
-    pub fn parse(url: &Url) -> Result<Self, CallbackError> {
-        let is_callback = url.scheme() == "app.confab.desktop"
-            && url.host_str() == Some("oauth")
-            && url.path().trim_end_matches('/') == "/callback";
+    /// Parses a deep link. Only a link to `redirect` (the app's
+    /// `app.confab.desktop://oauth/callback`) is a callback; every parameter
+    /// appears at most once.
+    pub fn parse(url: &Url, redirect: &Url) -> Result<Self, CallbackError> {
+        let is_callback = url.scheme() == redirect.scheme()
+            && url.host_str() == redirect.host_str()
+            && url.path().trim_end_matches('/') == redirect.path().trim_end_matches('/');
         if !is_callback {
             return Err(CallbackError::NotACallback);
         }
@@ -128,7 +129,34 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Callback, CallbackError> {
-        Callback::parse(&Url::parse(s).unwrap())
+        Callback::parse(
+            &Url::parse(s).unwrap(),
+            &crate::config::default_redirect_uri(),
+        )
+    }
+
+    #[test]
+    fn a_profile_s_callback_is_only_its_own() {
+        let profile = Url::parse("app.confab.desktop://oauth/callback/device-2").unwrap();
+        let link = |s: &str| Url::parse(s).unwrap();
+        assert!(
+            Callback::parse(
+                &link("app.confab.desktop://oauth/callback/device-2?code=a&state=b"),
+                &profile
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            Callback::parse(
+                &link("app.confab.desktop://oauth/callback?code=a&state=b"),
+                &profile
+            ),
+            Err(CallbackError::NotACallback)
+        );
+        assert_eq!(
+            parse("app.confab.desktop://oauth/callback/device-2?code=a&state=b"),
+            Err(CallbackError::NotACallback)
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct AuthConfig {
     pub issuer: Url,
     pub client_id: String,
     pub proxy_url: Url,
+    /// Where the provider sends the browser back: the app's scheme
+    /// ([`crate::oidc::REDIRECT_URI`] unless the app runs under a profile).
+    pub redirect_uri: Url,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +190,7 @@ impl AuthConfig {
             issuer,
             client_id,
             proxy_url,
+            redirect_uri: default_redirect_uri(),
         })
     }
 
@@ -241,6 +245,12 @@ fn url_setting(source: &str, value: &str) -> Result<Url, ConfigError> {
             "must use https (plain http is only allowed to this machine): {value}"
         )))
     }
+}
+
+/// The app's callback, `app.confab.desktop://oauth/callback`.
+#[allow(clippy::expect_used)] // a constant, checked by a unit test
+pub fn default_redirect_uri() -> Url {
+    Url::parse(crate::oidc::REDIRECT_URI).expect("REDIRECT_URI is a URL")
 }
 
 /// `https`, or `http` to this machine (tokens never travel in clear over a

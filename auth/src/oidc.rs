@@ -151,7 +151,7 @@ impl Provider {
             .as_deref()
             .and_then(|u| RevocationUrl::new(u.to_owned()).ok())
             .filter(|u| crate::config::is_secure(u.url()));
-        let redirect = RedirectUrl::new(REDIRECT_URI.to_owned())
+        let redirect = RedirectUrl::new(config.redirect_uri.to_string())
             .map_err(|e| OidcError::Protocol(e.to_string()))?;
         let client: Client = CoreClient::from_provider_metadata(
             metadata,

@@ -361,7 +361,11 @@ impl Session {
     /// anything else (an unknown or replayed `state`, a link with no attempt
     /// pending, a malformed callback) is logged and ignored, never trusted.
     pub async fn handle_link(&self, url: &Url) {
-        let callback = match Callback::parse(url) {
+        let redirect = self
+            .config()
+            .map(|c| c.redirect_uri.clone())
+            .unwrap_or_else(crate::config::default_redirect_uri);
+        let callback = match Callback::parse(url, &redirect) {
             Ok(callback) => callback,
             Err(CallbackError::NotACallback) => {
                 log::info!(

@@ -36,9 +36,18 @@ impl Vault {
         Self(Arc::new(store))
     }
 
-    /// The platform keyring.
+    /// The platform keyring, under [`SERVICE`].
     pub fn system() -> Self {
-        Self::new(SystemKeyring::default())
+        Self::system_named(SERVICE)
+    }
+
+    /// The platform keyring under another service name (an app profile keeps
+    /// its own secrets).
+    pub fn system_named(service: &str) -> Self {
+        Self::new(SystemKeyring {
+            service: service.to_owned(),
+            store: OnceLock::new(),
+        })
     }
 
     pub async fn load(&self, key: &'static str) -> Result<Option<String>, VaultError> {
@@ -74,15 +83,15 @@ async fn blocking<T: Send + 'static>(
 /// The OS keyring. The platform store is opened on first use, so an app
 /// without a keyring (no Secret Service on the bus) starts and signs in, and
 /// only persistence is lost.
-#[derive(Default)]
 pub struct SystemKeyring {
+    service: String,
     store: OnceLock<Result<Arc<CredentialStore>, VaultError>>,
 }
 
 impl SystemKeyring {
     fn entry(&self, key: &str) -> Result<Entry, VaultError> {
         let store = self.store.get_or_init(open_platform_store).clone()?;
-        Entry::new_in_store(&store, SERVICE, key).map_err(map_error)
+        Entry::new_in_store(&store, &self.service, key).map_err(map_error)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod commands;
 mod deep_link;
 pub mod library;
 mod logging;
+pub mod profile;
 pub mod session;
 pub mod updates;
 
@@ -50,6 +51,18 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
 /// Must not run inside a Tokio runtime: the single-instance plugin starts its own
 /// D-Bus machinery and panics when nested.
 pub fn run() -> Result<(), tauri::Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let profile = profile::Profile::detect(&args, std::env::var(profile::VAR).ok());
+    let mut context = tauri::generate_context!();
+    if let Some(name) = profile.name() {
+        // Its own identifier: its own single-instance name, folders and
+        // window title, so it runs next to the default one as another device.
+        let config = context.config_mut();
+        config.identifier = profile.identifier(&config.identifier);
+        for window in &mut config.app.windows {
+            window.title = format!("{} ({name})", window.title);
+        }
+    }
     // Single-instance must be the first plugin: a second launch (for example the
     // OS opening a deep link) hands its arguments to us and exits before anything
     // else starts. With its deep-link feature it forwards the URL to the
@@ -71,7 +84,7 @@ pub fn run() -> Result<(), tauri::Error> {
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_updater::Builder::new().build())
         .plugin(logging::plugin())
-        .setup(|app| {
+        .setup(move |app| {
             let info = build_info::current(&app.package_info().version.to_string());
             log::info!(
                 "Confab {} ({}, {}) on {}/{} starting",
@@ -90,10 +103,10 @@ pub fn run() -> Result<(), tauri::Error> {
                     .map_err(|e| e.to_string())
             })));
             app.manage(session::SaveDialog::system(app.handle()));
-            let links = session::install(app.handle());
+            let links = session::install(app.handle(), &profile);
             deep_link::install(app.handle(), links);
             updates::install(app.handle());
             Ok(())
         });
-    with_commands(builder).run(tauri::generate_context!())
+    with_commands(builder).run(context)
 }

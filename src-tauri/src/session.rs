@@ -58,7 +58,7 @@ impl SaveDialog {
 }
 
 /// Creates the session, starts it, and returns where deep links go.
-pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
+pub fn install<R: Runtime>(app: &AppHandle<R>, profile: &crate::profile::Profile) -> Links {
     let paths = app.path();
     let config = match paths.app_config_dir() {
         Ok(dir) => AuthConfig::from_environment(&dir),
@@ -67,13 +67,20 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) -> Links {
             reason: err.to_string(),
         }),
     };
+    let config = config.map(|mut config| {
+        if let Some(redirect) = profile.redirect_uri() {
+            config.redirect_uri = redirect;
+        }
+        config
+    });
     if let Err(err) = &config {
         log::warn!("{err}");
     }
     let data_dir = paths
         .app_data_dir()
         .unwrap_or_else(|_| std::env::temp_dir().join("app.confab.desktop"));
-    let session = Session::new(config, Vault::system(), &data_dir);
+    let vault = Vault::system_named(&profile.identifier(confab_auth::vault::SERVICE));
+    let session = Session::new(config, vault, &data_dir);
     app.manage(session.clone());
     let library = std::sync::Arc::new(crate::library::Library::new(data_dir.join("cache")));
     app.manage(library.clone());

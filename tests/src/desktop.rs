@@ -173,7 +173,7 @@ impl AppHome {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct AppOptions {
     /// Extra command-line arguments for the app.
     pub args: Vec<String>,

@@ -4,8 +4,10 @@
 //! launches `scripts/run` itself, which builds what is missing, starts the
 //! local provider and the proxy, seeds the demo user and starts the app. The
 //! test signs in as the demo user through the local provider, sees the sample
-//! conversations, presses Ctrl+C (SIGINT to `scripts/run`), and checks
-//! nothing it started is left running.
+//! conversations; starts a second device with `scripts/run --second-device`,
+//! signs it in too and sees a conversation it starts reach the first; then
+//! presses Ctrl+C (SIGINT to each `scripts/run`) and checks the second stops
+//! alone and then nothing the first started is left running.
 //!
 //! scripts/test runs this suite on its own, after the others: `scripts/run`
 //! builds, and a build must not relink the app under a running test.
@@ -50,6 +52,26 @@ fn started_by_the_run(marker: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Ctrl+C, as the terminal delivers it to the script.
+fn interrupt(pid: i32) -> anyhow::Result<()> {
+    anyhow::ensure!(pid > 0, "no such process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    Ok(())
+}
+
+/// The second device's app (scripts/run gives it its profile).
+fn is_device_2(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| {
+            env.split(|b| *b == 0)
+                .any(|v| v == b"CONFAB_PROFILE=device-2")
+        })
+        .unwrap_or(false)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_first_command_runs_the_stack_and_stops_it() -> anyhow::Result<()> {
     confab_tests::bounded(Duration::from_secs(420), newcomer()).await
@@ -75,7 +97,7 @@ async fn newcomer() -> anyhow::Result<()> {
         ],
         ..AppOptions::default()
     };
-    let app = App::launch_within(&desktop, &home, options, FIRST_WINDOW).await?;
+    let app = App::launch_within(&desktop, &home, options.clone(), FIRST_WINDOW).await?;
 
     // It says where everything listens.
     let banner = std::fs::read_to_string(app.driver_log()).unwrap_or_default();
@@ -109,9 +131,78 @@ async fn newcomer() -> anyhow::Result<()> {
     assert!(list.matches("Welcome to Confab").count() == 1, "{list}");
     app.screenshot("signed-in")?;
 
+    // Another device is one flag away: `scripts/run --second-device` starts
+    // one more app, with its own profile, against the running stack.
+    let second = App::launch_within(
+        &desktop,
+        &home,
+        AppOptions {
+            args: vec!["--second-device".into()],
+            ..options.clone()
+        },
+        FIRST_WINDOW,
+    )
+    .await?;
+    second
+        .wait_text("#sign-in-note", UI, |t| t.contains("your own browser"))
+        .await?;
+    second.click("#continue-in-browser").await?;
+    let authorize = browser.wait_for(2, UI).await?;
+    assert!(
+        authorize.contains("redirect_uri=app.confab.desktop%3A%2F%2Foauth%2Fcallback%2Fdevice-2"),
+        "{authorize}"
+    );
+    let callback = provider.authorize(&authorize, "user_demo").await?;
+    // The desktop hands the link to the app's handler, which finds the
+    // instance waiting for it by the profile in the link.
+    desktop.open_url(&home, &callback)?;
+    second
+        .wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    second
+        .wait_text("#conversation-list", UI, |t| t.contains("Trip to Lisbon"))
+        .await?;
+    // The first device is still signed in (its own keyring entry), and a
+    // conversation started on the second reaches it without a click.
+    app.wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    second.click("#new-conversation").await?;
+    app.wait_text("#conversation-list", UI, |t| t.contains("New conversation"))
+        .await?;
+    second.screenshot("second-device")?;
+    // Its own folders, next to the first device's.
+    let profile_dir = home.path().join("data").join("app.confab.desktop.device-2");
+    assert!(
+        profile_dir.join("cache").is_dir(),
+        "{}",
+        profile_dir.display()
+    );
+
+    // Ctrl+C on the second device stops only its app.
+    let marker = format!("CONFAB_LOCAL_DATA={}", data.path().display());
+    let second_run = started_by_the_run(&marker)
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("scripts/run --second-device"))
+        .map(|(pid, _)| pid)
+        .unwrap_or_default();
+    interrupt(second_run)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started_by_the_run(&marker)
+        .iter()
+        .any(|(pid, _)| *pid == second_run || is_device_2(*pid))
+    {
+        if Instant::now() > deadline {
+            bail!("the second device still runs after Ctrl+C");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(listening(oidc_port) && listening(proxy_port));
+    app.wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    second.kill()?;
+
     // Ctrl+C on scripts/run stops everything it started: the provider, the
     // proxy and the app.
-    let marker = format!("CONFAB_LOCAL_DATA={}", data.path().display());
     let running = started_by_the_run(&marker);
     for needle in [
         "scripts/run",
@@ -129,10 +220,7 @@ async fn newcomer() -> anyhow::Result<()> {
         .find(|(_, cmd)| cmd.contains("scripts/run"))
         .cloned()
         .unwrap_or_default();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(script),
-        nix::sys::signal::Signal::SIGINT,
-    )?;
+    interrupt(script)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = started_by_the_run(&marker);

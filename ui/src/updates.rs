@@ -198,11 +198,17 @@ pub fn update_check(props: &Props) -> Html {
         (None, Some(UpdateState::CheckFailed { message, .. })) => {
             (format!("Could not check for updates: {message}"), "error")
         }
-        (None, Some(UpdateState::Disabled { reason, .. })) => (reason.clone(), "muted"),
         _ => (String::new(), "muted"),
     };
-    let busy = props.state.as_ref().is_none_or(UpdateState::is_busy)
-        || matches!(props.state, Some(UpdateState::Disabled { .. }));
+    // A build without updates says so quietly (the reason on hover).
+    if let Some(UpdateState::Disabled { reason, .. }) = &props.state {
+        return html! {
+            <span class="update-check">
+                <span id="update-status" class="muted" title={reason.clone()}>{ "Updates off" }</span>
+            </span>
+        };
+    }
+    let busy = props.state.as_ref().is_none_or(UpdateState::is_busy);
     html! {
         <span class="update-check">
             <button id="check-updates" class="link" type="button" onclick={check} disabled={busy}>
