@@ -77,6 +77,46 @@ impl Moto {
         Ok(())
     }
 
+    /// Counts the items of `table` whose sort key starts with `prefix`, with a
+    /// Scan sent straight to the server (moto does not check signatures): for
+    /// tests that watch the store without going through the proxy.
+    pub async fn count_items(&self, table: &str, prefix: &str) -> anyhow::Result<usize> {
+        let http = reqwest::Client::new();
+        let mut count = 0;
+        let mut start: Option<serde_json::Value> = None;
+        loop {
+            let mut body = serde_json::json!({
+                "TableName": table,
+                "Select": "COUNT",
+                "FilterExpression": "begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+            });
+            if let Some(key) = start.take() {
+                body["ExclusiveStartKey"] = key;
+            }
+            let response = http
+                .post(self.endpoint())
+                .header("X-Amz-Target", "DynamoDB_20120810.Scan")
+                .header("Content-Type", "application/x-amz-json-1.0")
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .body(body.to_string())
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("Scan failed: {}", response.text().await.unwrap_or_default());
+            }
+            let page: serde_json::Value = response.json().await?;
+            count += page["Count"].as_u64().unwrap_or(0) as usize;
+            match page.get("LastEvaluatedKey") {
+                Some(key) if !key.is_null() => start = Some(key.clone()),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     /// Stops the server (its data is lost: moto keeps it in memory).
     pub fn stop(&mut self) {
         self.service = None;

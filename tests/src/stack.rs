@@ -28,8 +28,8 @@ pub struct Stack {
     /// The proxy's `--store` argument and environment, to restart it alike.
     store: String,
     store_env: Vec<(&'static str, String)>,
-    // Dropped last: the proxy's DynamoDB, when the stack runs on it.
-    _moto: Option<Moto>,
+    /// Dropped last: the proxy's DynamoDB, when the stack runs on it.
+    pub moto: Option<Moto>,
 }
 
 impl Stack {
@@ -71,7 +71,7 @@ impl Stack {
             artifacts,
             store,
             store_env,
-            _moto: moto,
+            moto,
         })
     }
 

@@ -1,9 +1,11 @@
 //! Offline and crashes in the real window: writes made with the proxy gone
 //! survive a restart, still shown as pending, and reach the server exactly
 //! once when it returns; an app killed in the middle of pushing loses and
-//! duplicates nothing.
+//! duplicates nothing. The proxy runs on DynamoDB (moto).
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 use confab_tests::App;
 use confab_tests::stack::{Stack, UI};
@@ -56,7 +58,7 @@ async fn offline_writes_survive_restarts_and_crashes() -> anyhow::Result<()> {
 }
 
 async fn offline() -> anyhow::Result<()> {
-    let mut stack = Stack::start("e2e_offline/offline")?;
+    let mut stack = Stack::on_moto("e2e_offline/offline")?;
     let app = stack.launch().await?;
     stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
     app.click("#new-conversation").await?;
@@ -128,21 +130,18 @@ async fn offline() -> anyhow::Result<()> {
     ])?;
     // Now, unless it already came back by itself.
     app.click_if_present("#sync-retry").await;
-    // Watched in the proxy's own database (read-only, WAL): polling the API
-    // would spend the very rate limit that slows the push.
-    let db = rusqlite::Connection::open_with_flags(
-        stack.artifacts.join("proxy.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    // Watched in the proxy's DynamoDB directly: polling the API would spend
+    // the very rate limit that slows the push.
+    let moto = stack.moto.as_ref().context("the stack runs on moto")?;
     let deadline = tokio::time::Instant::now() + SETTLE;
     let pushed = loop {
-        let count: i64 = db.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
-        let pushed = (count as usize).saturating_sub(3);
+        let count = moto.count_items("confab", "MSG#").await?;
+        let pushed = count.saturating_sub(3);
         if pushed > 0 {
             break pushed;
         }
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "nothing was pushed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     app.kill()?;
     assert!(

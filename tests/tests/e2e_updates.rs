@@ -16,6 +16,10 @@ use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
 
 const OFFER: Duration = Duration::from_secs(30);
 
+/// The package database is the machine's: the test that installs and the one
+/// that checks nothing was installed take turns.
+static PACKAGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn options(server: &UpdateServer, key: &SigningKey) -> AppOptions {
     AppOptions {
         env: vec![
@@ -61,6 +65,7 @@ async fn an_installed_app_updates_to_the_next_version_and_restarts_into_it() -> 
 }
 
 async fn updates_and_restarts() -> anyhow::Result<()> {
+    let _packages = PACKAGES.lock().await;
     let (current, next) = versions();
     let key = SigningKey::generate()?;
     let work = tempfile::tempdir()?;
@@ -144,6 +149,7 @@ async fn bad_signatures_are_rejected_and_change_nothing() -> anyhow::Result<()> 
 }
 
 async fn rejects_bad_signatures() -> anyhow::Result<()> {
+    let _packages = PACKAGES.lock().await;
     let (current, next) = versions();
     let key = SigningKey::generate()?;
     let other = SigningKey::generate()?;

@@ -27,6 +27,9 @@ pub fn pane(props: &Props) -> Html {
     let shown = use_state(|| WINDOW);
     let renaming = use_state(|| false);
     let draft = use_state(String::new);
+    // The box itself: a key press can arrive before the render that follows
+    // the last input, when `draft` still holds the text before it.
+    let composer = use_node_ref();
     let messages_ref = use_node_ref();
     // The selection now, for answers that arrive after it changed.
     let current = use_mut_ref(|| None::<String>);
@@ -236,10 +239,18 @@ pub fn pane(props: &Props) -> Html {
         let draft = draft.clone();
         let id = id.clone();
         let error = ctx.error.clone();
+        let composer = composer.clone();
         move || {
-            let content = (*draft).clone();
+            let area = composer.cast::<web_sys::HtmlTextAreaElement>();
+            let content = area
+                .as_ref()
+                .map(|a| a.value())
+                .unwrap_or_else(|| (*draft).clone());
             if content.trim().is_empty() {
                 return;
+            }
+            if let Some(area) = &area {
+                area.set_value("");
             }
             draft.set(String::new());
             let args = AppendArgs {
@@ -315,7 +326,7 @@ pub fn pane(props: &Props) -> Html {
                 { for messages }
             </section>
             <div class="composer">
-                <textarea id="composer" aria-label="Message" placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
+                <textarea id="composer" ref={composer} aria-label="Message" placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
                     value={(*draft).clone()} oninput={on_input} onkeydown={on_key} rows="3" />
                 <button id="send" class="primary small" type="button" onclick={on_send}
                     disabled={draft.trim().is_empty()}>{ "Send" }</button>
