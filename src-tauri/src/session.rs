@@ -48,6 +48,7 @@ impl SaveDialog {
             let (tx, rx) = tokio::sync::oneshot::channel();
             app.dialog()
                 .file()
+                .set_title("Export conversation")
                 .set_file_name(name)
                 .save_file(move |path| {
                     let _ = tx.send(path.and_then(|p| p.into_path().ok()));

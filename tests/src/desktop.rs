@@ -344,6 +344,34 @@ impl App {
         }
     }
 
+    /// Types `text` in the open conversation's composer and presses Enter,
+    /// then waits for the message to show. One WebDriver call types and
+    /// presses Enter; the composer can be re-rendered between finding it and
+    /// typing (an event from the shell): then it is found again, unless the
+    /// text already went out.
+    pub async fn send(&self, text: &str) -> anyhow::Result<()> {
+        for _ in 0..3 {
+            let composer = self.client.find(Locator::Css("#composer")).await?;
+            match composer.send_keys(&format!("{text}\u{E007}")).await {
+                Ok(()) => break,
+                Err(_) => {
+                    let sent = self
+                        .wait_text("#messages", Duration::from_millis(300), |t| {
+                            t.contains(text)
+                        })
+                        .await
+                        .is_ok();
+                    if sent {
+                        break;
+                    }
+                }
+            }
+        }
+        self.wait_text("#messages", STARTUP, |t| t.contains(text))
+            .await?;
+        Ok(())
+    }
+
     /// Saves the screen as `<artifacts>/<name>.png`. Taken by the X server, not
     /// over WebDriver: WebKitWebDriver's snapshot can hang under Xvfb, and the
     /// screen is what a person sees.

@@ -7,36 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use confab_tests::App;
 use confab_tests::stack::{Stack, UI};
 use fantoccini::Locator;
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-async fn send(app: &App, text: &str) -> anyhow::Result<()> {
-    // One WebDriver call types and presses Enter. The composer can be
-    // re-rendered between finding it and typing (an event from the shell);
-    // then it is found again, unless the text already went out.
-    for _ in 0..3 {
-        let composer = app.client.find(Locator::Css("#composer")).await?;
-        match composer.send_keys(&format!("{text}\u{E007}")).await {
-            Ok(()) => break,
-            Err(_) => {
-                let sent = app
-                    .wait_text("#messages", Duration::from_millis(300), |t| {
-                        t.contains(text)
-                    })
-                    .await
-                    .is_ok();
-                if sent {
-                    break;
-                }
-            }
-        }
-    }
-    app.wait_text("#messages", UI, |t| t.contains(text)).await?;
-    Ok(())
-}
 
 async fn server_messages(stack: &Stack) -> anyhow::Result<(String, Vec<String>)> {
     let server = stack.server_conversations("user_demo").await?;
@@ -64,7 +38,7 @@ async fn offline() -> anyhow::Result<()> {
     app.click("#new-conversation").await?;
     app.wait_text("#conversation-title", UI, |t| t == "New conversation")
         .await?;
-    send(&app, "first").await?;
+    app.send("first").await?;
     app.wait_text("#sync-label", UI, |t| t == "Online").await?;
 
     // The network goes away; the user keeps writing.
@@ -76,8 +50,8 @@ async fn offline() -> anyhow::Result<()> {
     rename.send_keys("\u{E007}").await?;
     app.wait_text("#conversation-title", UI, |t| t == "Written offline")
         .await?;
-    send(&app, "second").await?;
-    send(&app, "third").await?;
+    app.send("second").await?;
+    app.send("third").await?;
     app.wait_text("#sync-label", SETTLE, |t| t == "Offline")
         .await?;
     app.wait_text("#sync-detail", UI, |t| t.contains("pending"))
@@ -120,7 +94,7 @@ async fn offline() -> anyhow::Result<()> {
     stack.stop_proxy()?;
     let batch: Vec<String> = (1..=12).map(|n| format!("batch {n}")).collect();
     for text in &batch {
-        send(&app, text).await?;
+        app.send(text).await?;
     }
     app.wait_text("#sync-label", SETTLE, |t| t == "Offline")
         .await?;
