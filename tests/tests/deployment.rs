@@ -202,3 +202,54 @@ fn the_iam_policy_grants_only_what_the_proxy_calls() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Every file under `dir` with the extension `rs`, read.
+fn rust_sources(dir: &str) -> anyhow::Result<String> {
+    let mut all = String::new();
+    let mut stack = vec![paths::workspace_root().join(dir)];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path)?.flatten().map(|e| e.path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            all.push_str(&std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(all)
+}
+
+#[test]
+fn every_variable_the_env_templates_name_is_read_by_the_code() -> anyhow::Result<()> {
+    // Read through the AWS SDK's standard chain, not by our code.
+    const AWS_CHAIN: &[&str] = &[
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+    ];
+    let code =
+        rust_sources("proxy/src")? + &rust_sources("auth/src")? + &rust_sources("src-tauri/src")?;
+    for template in [".env.example", "deploy/proxy.env.example"] {
+        let text = read(template)?;
+        let names: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_start_matches('#'))
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        assert!(names.len() >= 5, "{template}: {names:?}");
+        for name in names {
+            assert!(
+                AWS_CHAIN.contains(&name) || code.contains(&format!("\"{name}\"")),
+                "{template} names {name}, which nothing reads"
+            );
+        }
+    }
+    Ok(())
+}
