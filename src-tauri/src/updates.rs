@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_updates::{Configured, Memory, Release, Source, Trigger, UpdateConfig, Updates};
+use confab_updates::{
+    Configured, InstallFailure, Memory, Release, Source, Trigger, UpdateConfig, Updates,
+};
 use confab_wire::ipc::{Event, UpdateChanged};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_updater::{Error, Update, Updater, UpdaterExt};
@@ -58,7 +60,7 @@ impl Source for PluginSource {
         update: Update,
         mut progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
         installing: Box<dyn FnOnce() + Send>,
-    ) -> Result<(), String> {
+    ) -> Result<(), InstallFailure> {
         let version = update.version.clone();
         let mut received = 0u64;
         // `download` checks the signature before handing the bytes over.
@@ -77,7 +79,11 @@ impl Source for PluginSource {
         // workers.
         tokio::task::spawn_blocking(move || update.install(bytes))
             .await
-            .map_err(|err| format!("Installing Confab {version} stopped unexpectedly ({err})."))?
+            .map_err(|err| {
+                InstallFailure::Refused(format!(
+                    "Installing Confab {version} stopped unexpectedly ({err})."
+                ))
+            })?
             .map_err(|err| describe_install(&err, &version))
     }
 }
@@ -104,25 +110,25 @@ fn describe_check(err: &Error) -> String {
     }
 }
 
-fn describe_install(err: &Error, version: &str) -> String {
+fn describe_install(err: &Error, version: &str) -> InstallFailure {
     match err {
         Error::Minisign(_)
         | Error::Base64(_)
         | Error::SignatureUtf8(_)
         | Error::SignedVersionMismatch { .. }
-        | Error::MissingSignedVersion => format!(
+        | Error::MissingSignedVersion => InstallFailure::Refused(format!(
             "The download of Confab {version} is not signed with Confab's release key, or was altered on the way ({err}). Nothing was installed."
-        ),
-        Error::Reqwest(_) | Error::Network(_) => {
-            format!("Downloading Confab {version} failed ({err}). Nothing was installed.")
-        }
-        Error::InvalidUpdaterFormat => format!(
+        )),
+        Error::Reqwest(_) | Error::Network(_) => InstallFailure::Interrupted(format!(
+            "Downloading Confab {version} failed ({err}). Nothing was installed; try again later."
+        )),
+        Error::InvalidUpdaterFormat => InstallFailure::Refused(format!(
             "The download of Confab {version} is not a package this installation can use. Nothing was installed."
-        ),
-        Error::AuthenticationFailed => format!(
+        )),
+        Error::AuthenticationFailed => InstallFailure::Refused(format!(
             "Installing Confab {version} needs your permission, and it was not given. Nothing was installed."
-        ),
-        other => format!("Installing Confab {version} failed ({other})."),
+        )),
+        other => InstallFailure::Refused(format!("Installing Confab {version} failed ({other}).")),
     }
 }
 

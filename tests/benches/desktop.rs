@@ -2,7 +2,8 @@
 //! launch to painted list with 10,000 cached conversations (budget 1 s), and
 //! the memory of the whole process tree (PSS) signed out, signed in with an
 //! empty cache, and signed in with 10,000 conversations and 100,000 messages
-//! cached (budget: 60 MB above the blank window).
+//! cached (budget: 60 MB above the blank window); and opening a
+//! 5,000-message conversation in the window (the pane renders the newest 200).
 //!
 //!   scripts/build-ui && cargo build --release -p confab-desktop
 //!   CONFAB_APP_PROFILE=release cargo bench -p confab-tests --bench desktop
@@ -21,6 +22,8 @@ use confab_wire::conversations::{Conversation, ConversationDetail, Message, Role
 const CONVERSATIONS: usize = 10_000;
 const MESSAGES: usize = 100_000;
 const LAUNCHES: usize = 5;
+/// One more conversation, the most recent, with this many messages.
+const LONG: usize = 5_000;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,41 +81,52 @@ async fn settled_pss(app: &App) -> anyhow::Result<String> {
     Ok(format!("{} MB ({})", total / 1024, detail.join(", ")))
 }
 
-fn seed(cache: &Cache) -> anyhow::Result<()> {
+/// Conversation `c` with `count` messages, changed `c` seconds after `base`.
+fn conversation(c: usize, count: usize, title: String) -> anyhow::Result<ConversationDetail> {
     let base = DateTime::from_timestamp(1_800_000_000, 0).context("time")?;
+    let id = ulid::Ulid::from_parts(1_700_000_000_000 + c as u64, c as u128).to_string();
+    let messages: Vec<Message> = (0..count)
+        .map(|m| Message {
+            id: ulid::Ulid::from_parts(1_700_000_000_000 + m as u64, (c * count + m) as u128)
+                .to_string(),
+            role: if m % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: format!(
+                "Message {m} of conversation {c}: notes about the plan and the next steps."
+            ),
+            timestamp: base + chrono::Duration::seconds(m as i64),
+        })
+        .collect();
+    Ok(ConversationDetail {
+        conversation: Conversation {
+            id,
+            title,
+            created_at: base,
+            updated_at: base + chrono::Duration::seconds(c as i64),
+            version: 1,
+            message_count: count as u64,
+            last_message_preview: messages.last().map(|m| m.content.clone()),
+            pinned: c.is_multiple_of(1000),
+            archived: false,
+        },
+        messages,
+    })
+}
+
+fn seed(cache: &Cache) -> anyhow::Result<()> {
     let per = MESSAGES / CONVERSATIONS;
     for c in 0..CONVERSATIONS {
-        let id = ulid::Ulid::from_parts(1_700_000_000_000 + c as u64, c as u128).to_string();
-        let messages: Vec<Message> = (0..per)
-            .map(|m| Message {
-                id: ulid::Ulid::from_parts(1_700_000_000_000 + m as u64, (c * per + m) as u128)
-                    .to_string(),
-                role: if m % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                },
-                content: format!(
-                    "Message {m} of conversation {c}: notes about the plan and the next steps."
-                ),
-                timestamp: base + chrono::Duration::seconds(m as i64),
-            })
-            .collect();
-        cache.apply_detail(&ConversationDetail {
-            conversation: Conversation {
-                id,
-                title: format!("Conversation {c}"),
-                created_at: base,
-                updated_at: base + chrono::Duration::seconds(c as i64),
-                version: 1,
-                message_count: per as u64,
-                last_message_preview: messages.last().map(|m| m.content.clone()),
-                pinned: c % 1000 == 0,
-                archived: false,
-            },
-            messages,
-        })?;
+        cache.apply_detail(&conversation(c, per, format!("Conversation {c}"))?)?;
     }
+    // The newest: first among the recent ones.
+    cache.apply_detail(&conversation(
+        CONVERSATIONS + 1,
+        LONG,
+        "Long conversation".into(),
+    )?)?;
     Ok(())
 }
 
@@ -171,6 +185,8 @@ async fn bench() -> anyhow::Result<()> {
 
     let mut wall = Vec::new();
     let mut webview = Vec::new();
+    let mut opened = Vec::new();
+    let mut rendered = 0;
     for run in 0..LAUNCHES {
         let (app, elapsed, in_page) = launch_to_list(&stack).await?;
         wall.push(elapsed);
@@ -181,6 +197,23 @@ async fn bench() -> anyhow::Result<()> {
                 settled_pss(&app).await?
             );
         }
+        // Open the 5,000-message conversation: time to its newest message.
+        let newest = format!("Message {} of conversation {}", LONG - 1, CONVERSATIONS + 1);
+        let started = Instant::now();
+        let long = ulid::Ulid::from_parts(
+            1_700_000_000_000 + (CONVERSATIONS + 1) as u64,
+            (CONVERSATIONS + 1) as u128,
+        );
+        app.click(&format!("#conversation-list .row[data-id='{long}']"))
+            .await?;
+        app.wait_text("#messages", UI, |t| t.contains(&newest))
+            .await?;
+        opened.push(started.elapsed());
+        rendered = app
+            .client
+            .find_all(fantoccini::Locator::Css("#messages .message"))
+            .await?
+            .len();
         app.quit().await?;
     }
     wall.sort();
@@ -189,6 +222,11 @@ async fn bench() -> anyhow::Result<()> {
         "launch to painted list ({profile}, {LAUNCHES} launches): median {:.0} ms wall clock (process start, WebDriver session included), {:.0} ms from page start in the webview (budget 1000 ms)",
         wall[LAUNCHES / 2].as_secs_f64() * 1e3,
         webview[LAUNCHES / 2]
+    );
+    opened.sort();
+    println!(
+        "open a {LONG}-message conversation ({profile}): median {:.0} ms from the click to its newest message, {rendered} messages rendered",
+        opened[LAUNCHES / 2].as_secs_f64() * 1e3
     );
     Ok(())
 }

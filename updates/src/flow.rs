@@ -40,7 +40,26 @@ pub trait Source: Send + Sync + 'static {
         pending: Self::Pending,
         progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
         installing: Box<dyn FnOnce() + Send>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), InstallFailure>> + Send;
+}
+
+/// Why an install did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallFailure {
+    /// The download did not complete (network, server): nothing is wrong with
+    /// the release, so it is offered again at the next start.
+    Interrupted(String),
+    /// The release was refused (bad signature, wrong package) or its
+    /// installer failed: remembered, and not offered again at start.
+    Refused(String),
+}
+
+impl InstallFailure {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Interrupted(m) | Self::Refused(m) => m,
+        }
+    }
 }
 
 /// Who asked for a check.
@@ -211,12 +230,22 @@ impl<S: Source> Updates<S> {
                 log::info!("installed {}; restarting", update.version);
                 self.set(UpdateState::Restarting { update });
             }
-            Err(message) => {
+            Err(failure) => {
+                let message = failure.message().to_owned();
                 log::warn!("installing {} failed: {message}", update.version);
-                self.lock_memory().fail(&update.version, &message);
+                let failed_before = match failure {
+                    InstallFailure::Refused(_) => {
+                        self.lock_memory().fail(&update.version, &message);
+                        Some(message.clone())
+                    }
+                    InstallFailure::Interrupted(_) => {
+                        self.lock_memory().abandon();
+                        update.failed_before.clone()
+                    }
+                };
                 self.set(UpdateState::InstallFailed {
                     update: AvailableUpdate {
-                        failed_before: Some(message.clone()),
+                        failed_before,
                         ..update
                     },
                     message,
@@ -267,12 +296,12 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    type Answers<T> = Arc<Mutex<Vec<Result<T, String>>>>;
+    type Answers<T, E = String> = Arc<Mutex<Vec<Result<T, E>>>>;
 
     #[derive(Clone, Default)]
     struct Script {
         check: Answers<Option<Release>>,
-        install: Answers<()>,
+        install: Answers<(), InstallFailure>,
         installs: Arc<Mutex<u32>>,
     }
 
@@ -289,7 +318,7 @@ mod tests {
             _pending: String,
             mut progress: Box<dyn FnMut(u64, Option<u64>) + Send>,
             installing: Box<dyn FnOnce() + Send>,
-        ) -> Result<(), String> {
+        ) -> Result<(), InstallFailure> {
             *self.installs.lock().unwrap() += 1;
             for received in (0..=1000).step_by(10) {
                 progress(received, Some(1000));
@@ -380,7 +409,7 @@ mod tests {
             .install
             .lock()
             .unwrap()
-            .push(Err("bad signature".into()));
+            .push(Err(InstallFailure::Refused("bad signature".into())));
         let updates = updates(&script, dir.path());
         updates.check(Trigger::User).await;
         updates.install().await.unwrap();
@@ -408,6 +437,38 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_download_is_offered_again_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script::default();
+        script
+            .check
+            .lock()
+            .unwrap()
+            .extend([Ok(Some(release("1.1.0"))), Ok(Some(release("1.1.0")))]);
+        script
+            .install
+            .lock()
+            .unwrap()
+            .push(Err(InstallFailure::Interrupted("connection reset".into())));
+        let updates = updates(&script, dir.path());
+        updates.check(Trigger::User).await;
+        updates.install().await.unwrap();
+        assert!(matches!(
+            updates.state(),
+            UpdateState::InstallFailed { ref message, ref update } if message == "connection reset" && update.failed_before.is_none()
+        ));
+        let restarted = Updates::new(
+            Ok(script),
+            "1.0.0",
+            Memory::load(&dir.path().join("u.json")),
+        );
+        assert!(matches!(
+            restarted.check(Trigger::Start).await,
+            UpdateState::Available(ref u) if u.failed_before.is_none()
+        ));
     }
 
     #[tokio::test]

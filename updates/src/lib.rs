@@ -16,5 +16,5 @@ pub mod flow;
 pub mod memory;
 
 pub use config::{Configured, UpdateConfig};
-pub use flow::{Release, Source, Trigger, UpdateError, Updates};
+pub use flow::{InstallFailure, Release, Source, Trigger, UpdateError, Updates};
 pub use memory::Memory;

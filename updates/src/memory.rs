@@ -85,6 +85,14 @@ impl Memory {
         self.save();
     }
 
+    /// Forgets the install under way without blaming the version (its
+    /// download was interrupted).
+    pub fn abandon(&mut self) {
+        if self.record.attempt.take().is_some() {
+            self.save();
+        }
+    }
+
     /// Records that installing `version` failed, and why.
     pub fn fail(&mut self, version: &str, message: &str) {
         self.record.attempt = None;
