@@ -115,7 +115,8 @@ pub enum Manifest {
 #[derive(Default)]
 struct Served {
     manifest: Option<Manifest>,
-    bundle: Vec<u8>,
+    /// `None`: the bundle's URL answers 404.
+    bundle: Option<Vec<u8>>,
     manifest_hits: u32,
     bundle_hits: u32,
 }
@@ -150,7 +151,15 @@ impl UpdateServer {
     pub fn serve(&self, manifest: Manifest, bundle: Vec<u8>) {
         let mut served = self.lock();
         served.manifest = Some(manifest);
-        served.bundle = bundle;
+        served.bundle = Some(bundle);
+    }
+
+    /// Offers `manifest` but answers 404 for its bundle (a download that
+    /// cannot complete).
+    pub fn serve_without_bundle(&self, manifest: Manifest) {
+        let mut served = self.lock();
+        served.manifest = Some(manifest);
+        served.bundle = None;
     }
 
     /// Requests for the manifest and for the bundle so far.
@@ -209,14 +218,17 @@ async fn manifest(State((served, base)): State<Shared>) -> Response {
 async fn bundle_bytes(State((served, _)): State<Shared>) -> Response {
     let mut served = served.lock().unwrap_or_else(|e| e.into_inner());
     served.bundle_hits += 1;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/vnd.debian.binary-package",
-        )],
-        served.bundle.clone(),
-    )
-        .into_response()
+    match served.bundle.clone() {
+        Some(bytes) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/vnd.debian.binary-package",
+            )],
+            bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// The installed version of [`PACKAGE`], if any.

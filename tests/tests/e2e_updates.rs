@@ -317,6 +317,40 @@ async fn reports_once() -> anyhow::Result<()> {
         );
     }
 
+    // A download that cannot complete is not held against the version: the
+    // next start offers it again.
+    let (_, next) = versions();
+    let work = tempfile::tempdir()?;
+    let next_deb = work.path().join("next.deb");
+    std::fs::copy(bundle(&next)?, &next_deb)?;
+    server.serve_without_bundle(Manifest::Offer {
+        version: next.clone(),
+        notes: "Unreachable bundle".into(),
+        signature: key.sign(&next_deb)?,
+    });
+    app.click("#check-updates").await?;
+    app.wait_text("#update-notes", OFFER, |t| t == "Unreachable bundle")
+        .await?;
+    app.click("#install-update").await?;
+    let message = app
+        .wait_text("#update-failed", OFFER, |t| !t.is_empty())
+        .await?;
+    assert!(
+        message.contains(&format!("Downloading Confab {next} failed")),
+        "{message}"
+    );
+    app.kill()?;
+    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
+    app.wait_text("#update-version", OFFER, |t| t == format!("Confab {next}"))
+        .await?;
+    assert!(
+        app.client
+            .find(fantoccini::Locator::Css("#update-failed-before"))
+            .await
+            .is_err(),
+        "an interrupted download is not a failed version"
+    );
+
     // The server goes away: one clear error, the app carries on.
     let url = server.url.clone();
     drop(server);
