@@ -50,9 +50,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
 ///
 /// Must not run inside a Tokio runtime: the single-instance plugin starts its own
 /// D-Bus machinery and panics when nested.
-pub fn run() -> Result<(), tauri::Error> {
-    let args: Vec<String> = std::env::args().collect();
-    let profile = profile::Profile::detect(&args, std::env::var(profile::VAR).ok());
+pub fn run(profile: profile::Profile) -> Result<(), tauri::Error> {
     let mut context = tauri::generate_context!();
     if let Some(name) = profile.name() {
         // Its own identifier: its own single-instance name, folders and

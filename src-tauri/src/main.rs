@@ -2,7 +2,14 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() {
-    if let Err(err) = confab_desktop::run() {
+    let profile = match confab_desktop::profile::Profile::from_process() {
+        Ok(profile) => profile,
+        Err(err) => {
+            eprintln!("Confab could not start: {err}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(err) = confab_desktop::run(profile) {
         eprintln!("Confab could not start: {err}");
         std::process::exit(1);
     }

@@ -18,10 +18,11 @@ pub const VAR: &str = "CONFAB_PROFILE";
 pub struct Profile(Option<String>);
 
 impl Profile {
-    /// From the command line (a callback link names its profile) or the
-    /// environment. An invalid name is ignored with a warning: the default
-    /// profile is always safe.
-    pub fn detect(args: &[String], env: Option<String>) -> Self {
+    /// From the command line (a callback link names its profile; debug
+    /// builds only, so a web page cannot open an installed app under a new
+    /// profile) or the environment. A link naming an invalid profile counts as
+    /// the default one's; an invalid `CONFAB_PROFILE` is an error.
+    pub fn detect(args: &[String], env: Option<String>) -> Result<Self, String> {
         // A callback link names the instance waiting for it (no name: the
         // default one), whatever the environment says.
         let from_link = args.iter().find_map(|arg| {
@@ -33,21 +34,26 @@ impl Profile {
             let rest = url.path().strip_prefix(base.path())?;
             match rest.trim_end_matches('/') {
                 "" => Some(String::new()),
-                named => named.strip_prefix('/').map(str::to_owned),
+                named if cfg!(debug_assertions) => named.strip_prefix('/').map(str::to_owned),
+                _ => Some(String::new()),
             }
         });
-        let name = match from_link {
-            Some(name) => name,
-            None => env.unwrap_or_default(),
-        };
-        if name.is_empty() {
-            Self(None)
-        } else if valid(&name) {
-            Self(Some(name))
-        } else {
-            eprintln!("ignoring the profile name {name:?}: use 1-32 of a-z, 0-9 and -");
-            Self(None)
+        if let Some(name) = from_link {
+            return Ok(Self(Some(name).filter(|n| valid(n))));
         }
+        match env.filter(|n| !n.is_empty()) {
+            None => Ok(Self(None)),
+            Some(name) if valid(&name) => Ok(Self(Some(name))),
+            Some(name) => Err(format!(
+                "{VAR}={name:?} is not a profile name: use 1-32 of a-z, 0-9 and -, starting with a letter"
+            )),
+        }
+    }
+
+    /// [`Profile::detect`] for this process.
+    pub fn from_process() -> Result<Self, String> {
+        let args: Vec<String> = std::env::args().collect();
+        Self::detect(&args, std::env::var(VAR).ok())
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -69,8 +75,11 @@ impl Profile {
     }
 }
 
+/// Also a valid D-Bus name element once in the identifier (which must not
+/// start with a digit).
 fn valid(name: &str) -> bool {
     (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -86,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_default_changes_nothing() {
-        let profile = Profile::detect(&args(&["confab"]), None);
+        let profile = Profile::detect(&args(&["confab"]), None).unwrap();
         assert_eq!(
             profile.identifier("app.confab.desktop"),
             "app.confab.desktop"
@@ -96,7 +105,7 @@ mod tests {
 
     #[test]
     fn a_profile_comes_from_the_environment_or_its_callback() {
-        let profile = Profile::detect(&args(&["confab"]), Some("device-2".into()));
+        let profile = Profile::detect(&args(&["confab"]), Some("device-2".into())).unwrap();
         assert_eq!(
             profile.identifier("app.confab.desktop"),
             "app.confab.desktop.device-2"
@@ -112,7 +121,7 @@ mod tests {
             ]),
             None,
         );
-        assert_eq!(launched_by_link, profile);
+        assert_eq!(launched_by_link, Ok(profile));
         // The link wins: it names the instance that is waiting for it.
         let default_link = Profile::detect(
             &args(&[
@@ -121,27 +130,36 @@ mod tests {
             ]),
             Some("device-2".into()),
         );
-        assert_eq!(default_link, Profile::default());
+        assert_eq!(default_link, Ok(Profile::default()));
     }
 
     #[test]
-    fn hostile_names_fall_back_to_the_default() {
-        for name in ["../x", "Device", "a b", "x".repeat(33).as_str(), "é"] {
+    fn hostile_names_are_refused_or_fall_back_to_the_default() {
+        for name in [
+            "../x",
+            "Device",
+            "a b",
+            "x".repeat(33).as_str(),
+            "é",
+            "2nd",
+            "-x",
+        ] {
+            let err = Profile::detect(&args(&["confab"]), Some(name.into())).unwrap_err();
+            assert!(err.contains("not a profile name"), "{name}: {err}");
+        }
+        for link in [
+            "app.confab.desktop://oauth/callback/..%2Fetc?code=a",
+            "app.confab.desktop://oauth/callback/2nd?code=a",
+            "app.confab.desktop://oauth/callback/UPPER?code=a",
+        ] {
+            // A hostile link is still handled, by the default instance.
             assert_eq!(
-                Profile::detect(&args(&["confab"]), Some(name.into())),
-                Profile::default(),
-                "{name}"
+                Profile::detect(&args(&["confab", link]), Some("device-2".into())),
+                Ok(Profile::default()),
+                "{link}"
             );
         }
-        let link = Profile::detect(
-            &args(&[
-                "confab",
-                "app.confab.desktop://oauth/callback/..%2Fetc?code=a",
-            ]),
-            None,
-        );
-        assert_eq!(link, Profile::default());
         let other = Profile::detect(&args(&["confab", "https://oauth/callback/device-2"]), None);
-        assert_eq!(other, Profile::default());
+        assert_eq!(other, Ok(Profile::default()));
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_updates::{
-    Configured, InstallFailure, Memory, Release, Source, Trigger, UpdateConfig, Updates,
+    Configured, InstallFailure, InstallOutcome, Memory, Release, Source, Trigger, UpdateConfig,
+    UpdateError, Updates,
 };
 use confab_wire::ipc::{Event, UpdateChanged};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
@@ -24,6 +25,9 @@ const START_DELAY: Duration = Duration::from_secs(2);
 /// A check that hangs longer is reported as failed (downloads have no limit:
 /// a large bundle on a slow link must be allowed to finish).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// A download that receives nothing for this long is abandoned (it may take
+/// as long as it needs while bytes arrive).
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct PluginSource {
     updater: Updater,
@@ -158,10 +162,19 @@ fn source<R: Runtime>(app: &AppHandle<R>) -> Result<PluginSource, String> {
         &configured(app),
         &|name| std::env::var(name).ok(),
         cfg!(debug_assertions),
-    )?;
-    let updater = app
+    )
+    .map_err(|err| err.to_string())?;
+    let builder = app
         .updater_builder()
         .pubkey(config.pubkey)
+        .configure_client(|client| client.read_timeout(STALL_TIMEOUT));
+    // Windows' installer ends the process itself: let Tauri clean up first.
+    #[cfg(windows)]
+    let builder = {
+        let app = app.clone();
+        builder.on_before_exit(move || app.cleanup_before_exit())
+    };
+    let updater = builder
         .endpoints(config.endpoints)
         .and_then(|builder| builder.build())
         .map_err(|err| format!("Updates are off: {err}."))?;
@@ -201,4 +214,30 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) {
         tokio::time::sleep(START_DELAY).await;
         updates.check(Trigger::Start).await;
     });
+}
+
+/// Installs the offered version on the user's request and, when it
+/// installed, restarts into it (after a moment, so the window shows
+/// "Restarting…"). A second request while one runs is not an error.
+pub async fn install_and_restart<R: Runtime>(
+    app: &AppHandle<R>,
+    updates: &SharedUpdates,
+) -> Result<(), UpdateError> {
+    match updates.install().await {
+        Ok(InstallOutcome::Installed) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            app.request_restart();
+            Ok(())
+        }
+        Ok(InstallOutcome::NotInstalled) | Err(UpdateError::Busy) => Ok(()),
+        Err(UpdateError::NothingToInstall)
+            if matches!(
+                updates.state(),
+                confab_wire::updates::UpdateState::Restarting { .. }
+            ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
 }

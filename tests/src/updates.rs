@@ -259,6 +259,12 @@ pub struct Installed {
 
 impl Installed {
     pub fn deb(bundle: &Path) -> anyhow::Result<Self> {
+        // Never replace (and then remove) a Confab someone installed here.
+        if let Some(version) = installed_version()? {
+            bail!(
+                "Confab {version} is installed on this machine: remove it (dpkg -r {PACKAGE}) to run the update tests"
+            );
+        }
         let path = bundle.display().to_string();
         as_root(&["dpkg", "-i", &path])
             .context("installing the app's .deb (needs root or passwordless sudo)")?;

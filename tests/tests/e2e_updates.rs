@@ -103,6 +103,8 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     assert!(banner.contains(&format!("you have {current}")), "{banner}");
     assert!(app.text("#update-notes").await?.contains("Faster search."));
     app.screenshot("offer")?;
+    // Long enough for any download on its own to have reached the server.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         server.hits().1,
         0,
@@ -228,10 +230,13 @@ async fn rejects_bad_signatures() -> anyhow::Result<()> {
     // A version that failed is not offered at start again, only on request,
     // with the reason.
     app.kill()?;
-    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
     let before = server.hits().0;
+    let app = App::launch(&desktop, &home, options(&server, &key)).await?;
     eventually(OFFER, "the start-up check", || server.hits().0 > before).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(OFFER, "the start-up check's decision", || {
+        log_of(&home).contains(&format!("not offering {next} at start"))
+    })
+    .await?;
     assert!(
         app.client
             .find(fantoccini::Locator::Css("#install-update"))

@@ -198,10 +198,15 @@ fn the_release_workflow_builds_signs_and_publishes_every_platform() -> anyhow::R
         .cloned()
         .unwrap_or_default();
     assert_eq!(action["with"]["includeUpdaterJson"], true);
+    // One draft made before the matrix, so the jobs never race to create it;
+    // published only when every platform is in.
     assert_eq!(
-        action["with"]["releaseDraft"], true,
-        "published only when every platform is in"
+        action["with"]["releaseId"],
+        "${{ needs.create-release.outputs.id }}"
     );
+    assert_eq!(bundle["needs"], "create-release");
+    let create = serde_json::to_string(&workflow["jobs"]["create-release"])?;
+    assert!(create.contains("draft=true"), "{create}");
     for secret in [
         "TAURI_SIGNING_PRIVATE_KEY",
         "TAURI_SIGNING_PRIVATE_KEY_PASSWORD",
@@ -219,6 +224,9 @@ fn the_release_workflow_builds_signs_and_publishes_every_platform() -> anyhow::R
     );
     let checks = serde_json::to_string(&steps)?;
     assert!(checks.contains("createUpdaterArtifacts") && checks.contains("TAURI_UPDATER_PUBKEY"));
-    assert_eq!(workflow["jobs"]["publish"]["needs"], "bundle");
+    assert_eq!(
+        workflow["jobs"]["publish"]["needs"],
+        serde_json::json!(["create-release", "bundle"])
+    );
     Ok(())
 }

@@ -15,6 +15,32 @@ pub const UPDATE_URL_VAR: &str = "CONFAB_UPDATE_URL";
 /// Environment variable that replaces the signing key, debug builds only.
 pub const PUBKEY_VAR: &str = "CONFAB_UPDATER_PUBKEY";
 
+/// Why this build cannot update itself; shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "Updates are off: this build has no update server. Set {UPDATE_URL_VAR} or build with plugins.updater.endpoints."
+    )]
+    NoEndpoint,
+    #[error("Updates are off: {source_name} has an invalid URL {value:?} ({reason}).")]
+    InvalidUrl {
+        source_name: String,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "Updates are off: {source_name} must use https (plain http only to this machine, in debug builds): {value}"
+    )]
+    Insecure { source_name: String, value: String },
+    #[error("Updates are off: this build has no update signing key (plugins.updater.pubkey).")]
+    NoKey,
+    #[error("Updates are off: {source_name} {reason}.")]
+    InvalidKey {
+        source_name: String,
+        reason: &'static str,
+    },
+}
+
 /// What the build configured (`plugins.updater` in `tauri.conf.json`).
 #[derive(Debug, Clone, Default)]
 pub struct Configured {
@@ -37,7 +63,7 @@ impl UpdateConfig {
         configured: &Configured,
         env: &dyn Fn(&str) -> Option<String>,
         debug_build: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let from_env = |name: &str| {
             env(name)
                 .map(|v| v.trim().to_owned())
@@ -54,9 +80,7 @@ impl UpdateConfig {
             ),
         };
         if endpoints.iter().all(|e| e.is_empty()) {
-            return Err(format!(
-                "Updates are off: this build has no update server. Set {UPDATE_URL_VAR} or build with plugins.updater.endpoints."
-            ));
+            return Err(ConfigError::NoEndpoint);
         }
         let endpoints = endpoints
             .iter()
@@ -72,19 +96,22 @@ impl UpdateConfig {
             ),
         };
         if pubkey.is_empty() {
-            return Err(
-                "Updates are off: this build has no update signing key (plugins.updater.pubkey)."
-                    .into(),
-            );
+            return Err(ConfigError::NoKey);
         }
-        check_pubkey(&pubkey).map_err(|reason| format!("Updates are off: {source} {reason}."))?;
+        check_pubkey(&pubkey).map_err(|reason| ConfigError::InvalidKey {
+            source_name: source.to_owned(),
+            reason,
+        })?;
         Ok(Self { endpoints, pubkey })
     }
 }
 
-fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, String> {
-    let url = Url::parse(value)
-        .map_err(|e| format!("Updates are off: {source} has an invalid URL {value:?} ({e})."))?;
+fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
+        source_name: source.to_owned(),
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -94,9 +121,10 @@ fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, String>
     match url.scheme() {
         "https" if url.host().is_some() => Ok(url),
         "http" if loopback && debug_build => Ok(url),
-        _ => Err(format!(
-            "Updates are off: {source} must use https (plain http only to this machine, in debug builds): {value}"
-        )),
+        _ => Err(ConfigError::Insecure {
+            source_name: source.to_owned(),
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -140,6 +168,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         UpdateConfig::resolve(configured, &|name| env.get(name).cloned(), debug)
+            .map_err(|e| e.to_string())
     }
 
     fn configured() -> Configured {

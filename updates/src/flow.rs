@@ -7,7 +7,7 @@
 //! remembered ([`Memory`]), so the start-up check does not offer it again.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use confab_wire::updates::{AvailableUpdate, UpdateState};
 use tokio::sync::watch;
@@ -62,6 +62,37 @@ impl InstallFailure {
     }
 }
 
+/// What [`Updates::install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// Installed: the caller restarts the app.
+    Installed,
+    /// Not installed; the state says why.
+    NotInstalled,
+}
+
+/// Puts a fallback state in place if a check or install ends without
+/// finishing (a panic in the source, the future dropped at shutdown), so the
+/// UI is never left "checking" or "downloading" forever.
+struct Unfinished {
+    state: watch::Sender<UpdateState>,
+    fallback: Option<UpdateState>,
+}
+
+impl Unfinished {
+    fn done(mut self) {
+        self.fallback = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(fallback) = self.fallback.take() {
+            self.state.send_replace(fallback);
+        }
+    }
+}
+
 /// Who asked for a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -85,7 +116,7 @@ pub struct Updates<S: Source> {
     source: Result<S, String>,
     current: String,
     updated_from: Option<String>,
-    memory: Mutex<Memory>,
+    memory: Arc<Mutex<Memory>>,
     state: watch::Sender<UpdateState>,
     pending: Mutex<Option<(AvailableUpdate, S::Pending)>>,
     // One check or install at a time; a second caller gets the state as is.
@@ -116,7 +147,7 @@ impl<S: Source> Updates<S> {
             source,
             current: current.to_owned(),
             updated_from,
-            memory: Mutex::new(memory),
+            memory: Arc::new(Mutex::new(memory)),
             state: watch::channel(state).0,
             pending: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
@@ -140,9 +171,21 @@ impl<S: Source> Updates<S> {
         let Ok(_busy) = self.busy.try_lock() else {
             return self.state();
         };
+        if matches!(self.state(), UpdateState::Restarting { .. }) {
+            return self.state();
+        }
+        // An older offer must not be installable once a newer answer came.
+        self.lock_pending().take();
         self.set(UpdateState::Checking {
             current: self.current.clone(),
         });
+        let unfinished = Unfinished {
+            state: self.state.clone(),
+            fallback: Some(UpdateState::CheckFailed {
+                current: self.current.clone(),
+                message: "the check stopped unexpectedly.".into(),
+            }),
+        };
         let next = match source.check().await {
             Err(message) => {
                 log::warn!("update check failed: {message}");
@@ -178,6 +221,7 @@ impl<S: Source> Updates<S> {
                 }
             }
         };
+        unfinished.done();
         self.set(next.clone());
         next
     }
@@ -185,7 +229,7 @@ impl<S: Source> Updates<S> {
     /// Downloads, verifies and installs the offered version. On success the
     /// state is `restarting` and the caller restarts the app; on failure the
     /// state says why and the running version is untouched.
-    pub async fn install(&self) -> Result<(), UpdateError> {
+    pub async fn install(&self) -> Result<InstallOutcome, UpdateError> {
         let source = self
             .source
             .as_ref()
@@ -195,7 +239,6 @@ impl<S: Source> Updates<S> {
             .lock_pending()
             .take()
             .ok_or(UpdateError::NothingToInstall)?;
-        self.lock_memory().begin(&update.version, &self.current);
         self.set(UpdateState::Downloading {
             update: update.clone(),
             received: 0,
@@ -221,14 +264,35 @@ impl<S: Source> Updates<S> {
         let installing = {
             let state = self.state.clone();
             let update = update.clone();
+            let memory = self.memory.clone();
+            let current = self.current.clone();
             Box::new(move || {
+                // Recorded only now, once the download is verified: a crash or
+                // quit while downloading is not held against the version.
+                memory
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .begin(&update.version, &current);
                 state.send_replace(UpdateState::Installing { update });
             })
         };
-        match source.install(pending, progress, installing).await {
+        let unfinished = Unfinished {
+            state: self.state.clone(),
+            fallback: Some(UpdateState::InstallFailed {
+                update: update.clone(),
+                message: format!(
+                    "Installing Confab {} stopped unexpectedly; Confab {} keeps running.",
+                    update.version, self.current
+                ),
+            }),
+        };
+        let result = source.install(pending, progress, installing).await;
+        unfinished.done();
+        match result {
             Ok(()) => {
                 log::info!("installed {}; restarting", update.version);
                 self.set(UpdateState::Restarting { update });
+                Ok(InstallOutcome::Installed)
             }
             Err(failure) => {
                 let message = failure.message().to_owned();
@@ -250,9 +314,9 @@ impl<S: Source> Updates<S> {
                     },
                     message,
                 });
+                Ok(InstallOutcome::NotInstalled)
             }
         }
-        Ok(())
     }
 
     /// Hides an offer or a failure until the next check.
@@ -303,6 +367,8 @@ mod tests {
         check: Answers<Option<Release>>,
         install: Answers<(), InstallFailure>,
         installs: Arc<Mutex<u32>>,
+        /// The download never ends (a quit or a crash cuts it short).
+        stall: bool,
     }
 
     impl Source for Script {
@@ -320,6 +386,10 @@ mod tests {
             installing: Box<dyn FnOnce() + Send>,
         ) -> Result<(), InstallFailure> {
             *self.installs.lock().unwrap() += 1;
+            if self.stall {
+                progress(10, Some(1000));
+                std::future::pending::<()>().await;
+            }
             for received in (0..=1000).step_by(10) {
                 progress(received, Some(1000));
                 tokio::task::yield_now().await;
@@ -374,8 +444,13 @@ mod tests {
                 }
             }
         });
-        updates.install().await.unwrap();
+        assert_eq!(updates.install().await, Ok(InstallOutcome::Installed));
         assert!(matches!(updates.state(), UpdateState::Restarting { .. }));
+        // A check while restarting changes nothing.
+        assert!(matches!(
+            updates.check(Trigger::User).await,
+            UpdateState::Restarting { .. }
+        ));
         drop(updates);
         watcher.await.unwrap();
         // Progress in about a hundred steps, not one event per chunk.
@@ -469,6 +544,49 @@ mod tests {
             restarted.check(Trigger::Start).await,
             UpdateState::Available(ref u) if u.failed_before.is_none()
         ));
+    }
+
+    #[tokio::test]
+    async fn a_download_cut_short_leaves_no_stuck_state_and_no_blame() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script {
+            stall: true,
+            ..Script::default()
+        };
+        script
+            .check
+            .lock()
+            .unwrap()
+            .extend([Ok(Some(release("1.1.0"))), Ok(Some(release("1.1.0")))]);
+        let updates = updates(&script, dir.path());
+        updates.check(Trigger::User).await;
+        let cut =
+            tokio::time::timeout(std::time::Duration::from_millis(50), updates.install()).await;
+        assert!(cut.is_err(), "the stalled download was still running");
+        assert!(
+            matches!(updates.state(), UpdateState::InstallFailed { ref message, .. } if message.contains("stopped unexpectedly")),
+            "{:?}",
+            updates.state()
+        );
+        // The next start offers it again: nothing was installed, nothing blamed.
+        let restarted = Updates::new(
+            Ok(Script::default()),
+            "1.0.0",
+            Memory::load(&dir.path().join("u.json")),
+        );
+        restarted.script_check(release("1.1.0"));
+        assert!(matches!(
+            restarted.check(Trigger::Start).await,
+            UpdateState::Available(ref u) if u.failed_before.is_none()
+        ));
+    }
+
+    impl Updates<Script> {
+        fn script_check(&self, release: Release) {
+            if let Ok(script) = &self.source {
+                script.check.lock().unwrap().push(Ok(Some(release)));
+            }
+        }
     }
 
     #[tokio::test]

@@ -15,6 +15,6 @@ pub mod config;
 pub mod flow;
 pub mod memory;
 
-pub use config::{Configured, UpdateConfig};
-pub use flow::{InstallFailure, Release, Source, Trigger, UpdateError, Updates};
+pub use config::{ConfigError, Configured, UpdateConfig};
+pub use flow::{InstallFailure, InstallOutcome, Release, Source, Trigger, UpdateError, Updates};
 pub use memory::Memory;

@@ -1,7 +1,5 @@
-//! Self-update commands: read, check, install (on the user's request only),
-//! dismiss. The state follows as `update-changed` events.
-
-use std::time::Duration;
+//! Self-update commands: read, check, install (on the user's request only)
+//! and restart, dismiss. The state follows as `update-changed` events.
 
 use confab_updates::{Trigger, UpdateError};
 use confab_wire::updates::UpdateState;
@@ -27,20 +25,16 @@ pub async fn install_update<R: Runtime>(
     app: AppHandle<R>,
     updates: State<'_, SharedUpdates>,
 ) -> Reply<()> {
-    updates.install().await.map_err(|err| {
-        let code = match err {
-            UpdateError::NothingToInstall => ErrorCode::NotFound,
-            UpdateError::Busy => ErrorCode::Conflict,
-            UpdateError::Disabled(_) => ErrorCode::Unavailable,
-        };
-        ErrorBody::new(code, err.to_string())
-    })?;
-    if matches!(updates.state(), UpdateState::Restarting { .. }) {
-        // Give the window a moment to show "Restarting…".
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        app.restart();
-    }
-    Ok(())
+    crate::updates::install_and_restart(&app, &updates)
+        .await
+        .map_err(|err| {
+            let code = match err {
+                UpdateError::NothingToInstall => ErrorCode::NotFound,
+                UpdateError::Busy => ErrorCode::Conflict,
+                UpdateError::Disabled(_) => ErrorCode::Unavailable,
+            };
+            ErrorBody::new(code, err.to_string())
+        })
 }
 
 #[tauri::command]
