@@ -49,19 +49,34 @@ impl Provider {
                 dir.display()
             );
         }
-        let mut cmd = Command::new("node");
-        cmd.current_dir(&dir)
-            .args(["provider.mjs", "--port", &port.to_string()])
-            .envs(env.iter().copied());
-        let mut service = Service::spawn(cmd, "oidc-provider", artifacts)?;
         // Generous: node loads oidc-provider from a cold disk in a fresh clone,
-        // while other suites keep the two cores busy.
-        let line = service.wait_for_line(Duration::from_secs(60), |l| l.starts_with("issuer="))?;
-        let issuer = line.trim_start_matches("issuer=").trim().to_owned();
-        Ok(Self {
-            issuer,
-            _service: Some(service),
-        })
+        // while other suites keep the two cores busy. A start that stalls
+        // anyway (seen once in CI, log silent after the import) gets one more
+        // try with its own log.
+        let mut last = None;
+        for (attempt, wait) in [(1, 30), (2, 60)] {
+            let mut cmd = Command::new("node");
+            cmd.current_dir(&dir)
+                .args(["provider.mjs", "--port", &port.to_string()])
+                .envs(env.iter().copied());
+            let name = if attempt == 1 {
+                "oidc-provider".to_owned()
+            } else {
+                format!("oidc-provider-{attempt}")
+            };
+            let mut service = Service::spawn(cmd, &name, artifacts)?;
+            match service.wait_for_line(Duration::from_secs(wait), |l| l.starts_with("issuer=")) {
+                Ok(line) => {
+                    let issuer = line.trim_start_matches("issuer=").trim().to_owned();
+                    return Ok(Self {
+                        issuer,
+                        _service: Some(service),
+                    });
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the OpenID provider did not start")))
     }
 
     /// A provider already running at `issuer` (started by `scripts/run`), to
