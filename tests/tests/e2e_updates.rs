@@ -306,13 +306,15 @@ async fn reports_once() -> anyhow::Result<()> {
         let before = server.hits().0;
         app.click("#check-updates").await?;
         eventually(OFFER, case, || server.hits().0 > before).await?;
-        let status = app
-            .wait_text("#update-status", OFFER, |t| t.contains(expected))
+        app.wait_text("#update-status", OFFER, |t| t.contains(expected))
             .await?;
-        assert!(status.contains(expected), "{case}: {status}");
         // One request per check: nothing retries by itself.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(server.hits().0, before + 1, "{case}: requests");
+        // Read again once this check's answer has surely arrived: the text
+        // above may still have been the previous case's.
+        let status = app.text("#update-status").await?;
+        assert!(status.contains(expected), "{case}: {status}");
         assert!(
             app.client
                 .find(fantoccini::Locator::Css("#install-update"))
