@@ -6,11 +6,16 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 
-// oidc-provider prints notices with console.info (stdout). Keep stdout for the issuer line only.
+// A static import: with the former top-level `await import()`, a start now and
+// then stalled for good right after loading the module (idle event loop, seen
+// on Node 20 in CI).
+import Provider from 'oidc-provider';
+
+// oidc-provider prints notices with console.info (stdout), from the Provider
+// it builds below. Keep stdout for the issuer line only.
 for (const level of ['log', 'info', 'debug']) {
   console[level] = (...args) => console.error(...args);
 }
-const { default: Provider } = await import('oidc-provider');
 
 // ---------------------------------------------------------------- configuration
 
