@@ -212,8 +212,28 @@ impl App {
         options: AppOptions,
         limit: Duration,
     ) -> anyhow::Result<Self> {
-        let binary = match options.binary {
-            Some(binary) => binary,
+        // A free port can be taken by another test between finding it and the
+        // driver binding it: then WebKitWebDriver cannot listen, and one more
+        // try with new ports is enough.
+        match Self::try_launch(desktop, home, &options, limit).await {
+            Err(Launch::PortTaken(log)) => {
+                eprintln!("WebKitWebDriver's port was taken ({log}); launching again");
+                Self::try_launch(desktop, home, &options, limit)
+                    .await
+                    .map_err(Launch::into_error)
+            }
+            other => other.map_err(Launch::into_error),
+        }
+    }
+
+    async fn try_launch(
+        desktop: &Desktop,
+        home: &AppHome,
+        options: &AppOptions,
+        limit: Duration,
+    ) -> Result<Self, Launch> {
+        let binary = match &options.binary {
+            Some(binary) => binary.clone(),
             None => paths::app_binary()?,
         };
         let port = free_port()?;
@@ -241,7 +261,9 @@ impl App {
             .envs(options.env.iter().map(|(k, v)| (k, v)));
         let driver = Service::spawn(driver, "tauri-driver", desktop.artifacts())?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        tokio::task::spawn_blocking(move || wait_for_port(addr, STARTUP)).await??;
+        tokio::task::spawn_blocking(move || wait_for_port(addr, STARTUP))
+            .await
+            .map_err(anyhow::Error::from)??;
 
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -251,20 +273,25 @@ impl App {
         let mut builder = ClientBuilder::native();
         builder.capabilities(caps);
         let url = format!("http://{addr}");
-        let client = tokio::time::timeout(limit.max(STARTUP), builder.connect(&url))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the app's window did not appear within {limit:?}; see {}",
-                    driver.log_path().display()
-                )
-            })?
-            .with_context(|| {
-                format!(
-                    "could not open a WebDriver session with the app; see {}",
-                    driver.log_path().display()
-                )
-            })?;
+        let connected = tokio::time::timeout(limit.max(STARTUP), builder.connect(&url)).await;
+        let log = driver.log_path().display().to_string();
+        let client = match connected {
+            Ok(Ok(client)) => client,
+            Ok(Err(err)) => {
+                let text = std::fs::read_to_string(driver.log_path()).unwrap_or_default();
+                if text.contains("Unable to listen for HTTP server") {
+                    return Err(Launch::PortTaken(log));
+                }
+                return Err(Launch::Failed(anyhow::Error::from(err).context(format!(
+                    "could not open a WebDriver session with the app; see {log}"
+                ))));
+            }
+            Err(_) => {
+                return Err(Launch::Failed(anyhow::anyhow!(
+                    "the app's window did not appear within {limit:?}; see {log}"
+                )));
+            }
+        };
         Ok(Self {
             client,
             display: desktop.display().to_owned(),
@@ -433,4 +460,29 @@ fn screenshot(display: &str, path: &Path) -> anyhow::Result<()> {
         bail!("import failed with {status}");
     }
     Ok(())
+}
+
+/// Why a launch failed: a port race is worth another try, nothing else is.
+enum Launch {
+    PortTaken(String),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Launch {
+    fn from(err: anyhow::Error) -> Self {
+        Self::Failed(err)
+    }
+}
+
+impl Launch {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Self::PortTaken(log) => {
+                anyhow::anyhow!(
+                    "WebKitWebDriver could not listen (its port was taken twice); see {log}"
+                )
+            }
+            Self::Failed(err) => err,
+        }
+    }
 }
