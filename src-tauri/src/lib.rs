@@ -7,6 +7,7 @@
 pub mod build_info;
 pub mod commands;
 mod deep_link;
+mod events;
 pub mod library;
 mod logging;
 pub mod profile;

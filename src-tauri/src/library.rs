@@ -152,14 +152,10 @@ impl Library {
                 }
             }
         }));
-        let mut status = engine.subscribe_status();
-        let emitter = app.clone();
-        tasks.push(tauri::async_runtime::spawn(async move {
-            while status.changed().await.is_ok() {
-                let now = status.borrow_and_update().clone();
-                let _ = emitter.emit(SyncStatusChanged::NAME, now);
-            }
-        }));
+        tasks.push(crate::events::mirror::<R, SyncStatusChanged>(
+            app,
+            engine.subscribe_status(),
+        ));
         log::info!("library opened");
         *open = Some(Open {
             user_id: user_id.to_owned(),

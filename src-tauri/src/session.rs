@@ -4,8 +4,8 @@
 //! mirrored to the UI as `auth-changed` events.
 
 use confab_auth::{AuthConfig, Session, Vault};
-use confab_wire::ipc::{AuthChanged, Event};
-use tauri::{AppHandle, Emitter, Manager, Runtime, Url};
+use confab_wire::ipc::AuthChanged;
+use tauri::{AppHandle, Manager, Runtime, Url};
 use tokio::sync::mpsc;
 
 /// Deep links waiting for the session, in arrival order.
@@ -88,16 +88,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>, profile: &crate::profile::Profile
     crate::library::follow(app, &session, library);
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Url>();
-    let mut changes = session.subscribe();
-    let emitter = app.clone();
-    tauri::async_runtime::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let state = changes.borrow_and_update().clone();
-            if let Err(err) = emitter.emit(AuthChanged::NAME, state) {
-                log::warn!("could not tell the UI about the session: {err}");
-            }
-        }
-    });
+    crate::events::mirror::<R, AuthChanged>(app, session.subscribe());
     tauri::async_runtime::spawn(async move {
         session.start().await;
         while let Some(url) = rx.recv().await {

@@ -12,8 +12,8 @@ use confab_updates::{
     Configured, InstallFailure, InstallOutcome, Memory, Release, Source, Trigger, UpdateConfig,
     UpdateError, Updates,
 };
-use confab_wire::ipc::{Event, UpdateChanged};
-use tauri::{AppHandle, Emitter, Manager, Runtime};
+use confab_wire::ipc::UpdateChanged;
+use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_updater::{Error, Update, Updater, UpdaterExt};
 
 /// The updater as the commands see it.
@@ -200,16 +200,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) {
     ));
     app.manage(updates.clone());
 
-    let mut changes = updates.subscribe();
-    let emitter = app.clone();
-    tauri::async_runtime::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let state = changes.borrow_and_update().clone();
-            if let Err(err) = emitter.emit(UpdateChanged::NAME, state) {
-                log::warn!("could not tell the UI about updates: {err}");
-            }
-        }
-    });
+    crate::events::mirror::<R, UpdateChanged>(app, updates.subscribe());
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(START_DELAY).await;
         updates.check(Trigger::Start).await;
