@@ -248,7 +248,7 @@ fn url_setting(source: &str, value: &str) -> Result<Url, ConfigError> {
 }
 
 /// The app's callback, `app.confab.desktop://oauth/callback`.
-#[allow(clippy::expect_used)] // a constant, checked by a unit test
+#[allow(clippy::expect_used)] // a constant; every callback test parses through it
 pub fn default_redirect_uri() -> Url {
     Url::parse(crate::oidc::REDIRECT_URI).expect("REDIRECT_URI is a URL")
 }

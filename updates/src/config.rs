@@ -112,20 +112,15 @@ fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, ConfigE
         value: value.to_owned(),
         reason: e.to_string(),
     })?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" if url.host().is_some() => Ok(url),
-        "http" if loopback && debug_build => Ok(url),
-        _ => Err(ConfigError::Insecure {
-            source_name: source.to_owned(),
-            value: value.to_owned(),
-        }),
+    // Sign-in's rule (https, or http to this machine), with loopback http
+    // for debug builds only.
+    if confab_auth::config::is_secure(&url) && (url.scheme() == "https" || debug_build) {
+        return Ok(url);
     }
+    Err(ConfigError::Insecure {
+        source_name: source.to_owned(),
+        value: value.to_owned(),
+    })
 }
 
 /// A key as `tauri signer generate` prints it: base64 of a minisign public key
