@@ -371,6 +371,18 @@ mod tests {
         stall: bool,
     }
 
+    /// A source that answers `checks`, then `installs`, in order.
+    fn answering(
+        checks: Vec<Result<Option<Release>, String>>,
+        installs: Vec<Result<(), InstallFailure>>,
+    ) -> Script {
+        Script {
+            check: Arc::new(Mutex::new(checks)),
+            install: Arc::new(Mutex::new(installs)),
+            ..Script::default()
+        }
+    }
+
     impl Source for Script {
         type Pending = String;
 
@@ -407,7 +419,7 @@ mod tests {
         }
     }
 
-    fn updates(script: &Script, dir: &std::path::Path) -> Updates<Script> {
+    fn started(script: &Script, dir: &std::path::Path) -> Updates<Script> {
         Updates::new(
             Ok(script.clone()),
             "1.0.0",
@@ -418,14 +430,8 @@ mod tests {
     #[tokio::test]
     async fn an_offer_installs_only_when_asked_and_reports_progress() {
         let dir = tempfile::tempdir().unwrap();
-        let script = Script::default();
-        script
-            .check
-            .lock()
-            .unwrap()
-            .push(Ok(Some(release("1.1.0"))));
-        script.install.lock().unwrap().push(Ok(()));
-        let updates = updates(&script, dir.path());
+        let script = answering(vec![Ok(Some(release("1.1.0")))], vec![Ok(())]);
+        let updates = started(&script, dir.path());
         let mut seen = updates.subscribe();
         let state = updates.check(Trigger::Start).await;
         assert!(matches!(&state, UpdateState::Available(u) if u.version == "1.1.0"));
@@ -474,18 +480,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_install_is_not_offered_again_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let script = Script::default();
-        script.check.lock().unwrap().extend([
-            Ok(Some(release("1.1.0"))),
-            Ok(Some(release("1.1.0"))),
-            Ok(Some(release("1.1.0"))),
-        ]);
-        script
-            .install
-            .lock()
-            .unwrap()
-            .push(Err(InstallFailure::Refused("bad signature".into())));
-        let updates = updates(&script, dir.path());
+        let script = answering(
+            vec![Ok(Some(release("1.1.0"))); 3],
+            vec![Err(InstallFailure::Refused("bad signature".into()))],
+        );
+        let updates = started(&script, dir.path());
         updates.check(Trigger::User).await;
         updates.install().await.unwrap();
         match updates.state() {
@@ -497,11 +496,7 @@ mod tests {
         }
         assert_eq!(updates.install().await, Err(UpdateError::NothingToInstall));
 
-        let restarted = Updates::new(
-            Ok(script.clone()),
-            "1.0.0",
-            Memory::load(&dir.path().join("u.json")),
-        );
+        let restarted = started(&script, dir.path());
         assert!(matches!(
             restarted.check(Trigger::Start).await,
             UpdateState::Idle { .. }
@@ -517,29 +512,18 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_download_is_offered_again_at_start() {
         let dir = tempfile::tempdir().unwrap();
-        let script = Script::default();
-        script
-            .check
-            .lock()
-            .unwrap()
-            .extend([Ok(Some(release("1.1.0"))), Ok(Some(release("1.1.0")))]);
-        script
-            .install
-            .lock()
-            .unwrap()
-            .push(Err(InstallFailure::Interrupted("connection reset".into())));
-        let updates = updates(&script, dir.path());
+        let script = answering(
+            vec![Ok(Some(release("1.1.0"))); 2],
+            vec![Err(InstallFailure::Interrupted("connection reset".into()))],
+        );
+        let updates = started(&script, dir.path());
         updates.check(Trigger::User).await;
         updates.install().await.unwrap();
         assert!(matches!(
             updates.state(),
             UpdateState::InstallFailed { ref message, ref update } if message == "connection reset" && update.failed_before.is_none()
         ));
-        let restarted = Updates::new(
-            Ok(script),
-            "1.0.0",
-            Memory::load(&dir.path().join("u.json")),
-        );
+        let restarted = started(&script, dir.path());
         assert!(matches!(
             restarted.check(Trigger::Start).await,
             UpdateState::Available(ref u) if u.failed_before.is_none()
@@ -551,14 +535,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = Script {
             stall: true,
-            ..Script::default()
+            ..answering(vec![Ok(Some(release("1.1.0")))], vec![])
         };
-        script
-            .check
-            .lock()
-            .unwrap()
-            .extend([Ok(Some(release("1.1.0"))), Ok(Some(release("1.1.0")))]);
-        let updates = updates(&script, dir.path());
+        let updates = started(&script, dir.path());
         updates.check(Trigger::User).await;
         let cut =
             tokio::time::timeout(std::time::Duration::from_millis(50), updates.install()).await;
@@ -569,36 +548,21 @@ mod tests {
             updates.state()
         );
         // The next start offers it again: nothing was installed, nothing blamed.
-        let restarted = Updates::new(
-            Ok(Script::default()),
-            "1.0.0",
-            Memory::load(&dir.path().join("u.json")),
+        let restarted = started(
+            &answering(vec![Ok(Some(release("1.1.0")))], vec![]),
+            dir.path(),
         );
-        restarted.script_check(release("1.1.0"));
         assert!(matches!(
             restarted.check(Trigger::Start).await,
             UpdateState::Available(ref u) if u.failed_before.is_none()
         ));
     }
 
-    impl Updates<Script> {
-        fn script_check(&self, release: Release) {
-            if let Ok(script) = &self.source {
-                script.check.lock().unwrap().push(Ok(Some(release)));
-            }
-        }
-    }
-
     #[tokio::test]
     async fn check_failures_and_no_update_are_reported_without_retrying() {
         let dir = tempfile::tempdir().unwrap();
-        let script = Script::default();
-        script
-            .check
-            .lock()
-            .unwrap()
-            .extend([Err("unreachable".into()), Ok(None)]);
-        let updates = updates(&script, dir.path());
+        let script = answering(vec![Err("unreachable".into()), Ok(None)], vec![]);
+        let updates = started(&script, dir.path());
         assert!(matches!(
             updates.check(Trigger::Start).await,
             UpdateState::CheckFailed { ref message, .. } if message == "unreachable"
