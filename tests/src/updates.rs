@@ -71,14 +71,17 @@ impl SigningKey {
         Ok(Self { dir, public })
     }
 
-    /// Signs `file` with `tauri signer sign`; answers the signature as the
-    /// manifest carries it (the `.sig` file's content).
-    pub fn sign(&self, file: &Path) -> anyhow::Result<String> {
+    /// Signs `bundle` with `tauri signer sign` (in this key's folder, which
+    /// also takes the `.sig` it writes); answers the signature as the manifest
+    /// carries it.
+    pub fn sign(&self, bundle: &[u8]) -> anyhow::Result<String> {
+        let file = self.dir.path().join("bundle");
+        std::fs::write(&file, bundle)?;
         run(Command::new(tauri_cli())
             .args(["signer", "sign", "-p", "", "-f"])
             .arg(self.dir.path().join("confab.key"))
-            .arg(file))?;
-        let sig = PathBuf::from(format!("{}.sig", file.display()));
+            .arg(&file))?;
+        let sig = self.dir.path().join("bundle.sig");
         Ok(std::fs::read_to_string(&sig)?.trim().to_owned())
     }
 }

@@ -67,6 +67,17 @@ async fn dialog_closed(desktop: &Desktop) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// In the open dialog, replaces the suggested name with `path` and saves.
+async fn save_as(desktop: &Desktop, path: &std::path::Path) -> anyhow::Result<()> {
+    xdotool(desktop, &["key", "ctrl+a"])?;
+    xdotool(
+        desktop,
+        &["type", "--delay", "20", &path.display().to_string()],
+    )?;
+    xdotool(desktop, &["key", "Return"])?;
+    dialog_closed(desktop).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_goes_through_the_system_save_dialog() -> anyhow::Result<()> {
     confab_tests::bounded(confab_tests::TEST_DEADLINE, export()).await
@@ -87,13 +98,7 @@ async fn export() -> anyhow::Result<()> {
     app.click("#export-markdown").await?;
     dialog(&stack.desktop).await?;
     app.screenshot("save-dialog")?;
-    xdotool(&stack.desktop, &["key", "ctrl+a"])?;
-    xdotool(
-        &stack.desktop,
-        &["type", "--delay", "20", &markdown.display().to_string()],
-    )?;
-    xdotool(&stack.desktop, &["key", "Return"])?;
-    dialog_closed(&stack.desktop).await?;
+    save_as(&stack.desktop, &markdown).await?;
     app.wait_text("#toast", UI, |t| {
         t.contains(&format!("Saved to {}", markdown.display()))
     })
@@ -121,13 +126,7 @@ async fn export() -> anyhow::Result<()> {
     let json = target.path().join("trip.json");
     app.click("#export-json").await?;
     dialog(&stack.desktop).await?;
-    xdotool(&stack.desktop, &["key", "ctrl+a"])?;
-    xdotool(
-        &stack.desktop,
-        &["type", "--delay", "20", &json.display().to_string()],
-    )?;
-    xdotool(&stack.desktop, &["key", "Return"])?;
-    dialog_closed(&stack.desktop).await?;
+    save_as(&stack.desktop, &json).await?;
     // The toast comes after the file is written.
     app.wait_text("#toast", UI, |t| {
         t.contains(&format!("Saved to {}", json.display()))

@@ -68,9 +68,7 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     let _packages = PACKAGES.lock().await;
     let (current, next) = versions();
     let key = SigningKey::generate()?;
-    let work = tempfile::tempdir()?;
-    let next_deb = work.path().join("next.deb");
-    std::fs::copy(bundle(&next)?, &next_deb)?;
+    let next_deb = std::fs::read(bundle(&next)?)?;
     let signature = key.sign(&next_deb)?;
     let server = UpdateServer::start().await?;
     server.serve(
@@ -79,7 +77,7 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
             notes: "Faster search.\nFixes a crash on start.".into(),
             signature,
         },
-        std::fs::read(&next_deb)?,
+        next_deb,
     );
 
     let installed = Installed::deb(&bundle(&current)?)?;
@@ -155,12 +153,9 @@ async fn rejects_bad_signatures() -> anyhow::Result<()> {
     let (current, next) = versions();
     let key = SigningKey::generate()?;
     let other = SigningKey::generate()?;
-    let work = tempfile::tempdir()?;
-    let next_deb = work.path().join("next.deb");
-    std::fs::copy(bundle(&next)?, &next_deb)?;
-    let good = std::fs::read(&next_deb)?;
-    let signature = key.sign(&next_deb)?;
-    let foreign = other.sign(&next_deb)?;
+    let good = std::fs::read(bundle(&next)?)?;
+    let signature = key.sign(&good)?;
+    let foreign = other.sign(&good)?;
     let mut tampered = good.clone();
     let middle = tampered.len() / 2;
     tampered[middle] ^= 0x55;
@@ -327,13 +322,10 @@ async fn reports_once() -> anyhow::Result<()> {
     // A download that cannot complete is not held against the version: the
     // next start offers it again.
     let (_, next) = versions();
-    let work = tempfile::tempdir()?;
-    let next_deb = work.path().join("next.deb");
-    std::fs::copy(bundle(&next)?, &next_deb)?;
     server.serve_without_bundle(Manifest::Offer {
         version: next.clone(),
         notes: "Unreachable bundle".into(),
-        signature: key.sign(&next_deb)?,
+        signature: key.sign(&std::fs::read(bundle(&next)?)?)?,
     });
     app.click("#check-updates").await?;
     app.wait_text("#update-notes", OFFER, |t| t == "Unreachable bundle")
