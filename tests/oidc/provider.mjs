@@ -158,12 +158,15 @@ async function findAccount(_ctx, sub) {
 
 // ---------------------------------------------------------------- provider
 
+// Progress on stderr (the log): where a start that stalls stopped.
+console.error('provider: configured, listening next');
 const server = http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(PORT, HOST, resolve);
 });
 const ISSUER = `http://${HOST}:${server.address().port}`;
+console.error(`provider: listening at ${ISSUER}`);
 
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',

@@ -50,11 +50,12 @@ impl Provider {
             );
         }
         // Generous: node loads oidc-provider from a cold disk in a fresh clone,
-        // while other suites keep the two cores busy. A start that stalls
-        // anyway (seen once in CI, log silent after the import) gets one more
-        // try with its own log.
+        // while other suites keep the two cores busy (a start normally takes
+        // under a second). A start that stalls anyway (seen in CI under load:
+        // the process idle, the log silent after the import) is tried again,
+        // each try with its own log.
         let mut last = None;
-        for (attempt, wait) in [(1, 30), (2, 60)] {
+        for (attempt, wait) in [(1, 20), (2, 15), (3, 15), (4, 15)] {
             let mut cmd = Command::new("node");
             cmd.current_dir(&dir)
                 .args(["provider.mjs", "--port", &port.to_string()])
