@@ -6,9 +6,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 
-// A static import: with the former top-level `await import()`, a start now and
-// then stalled for good right after loading the module (idle event loop, seen
-// on Node 20 in CI).
+// On Node 20 (oidc-provider 9 asks for 22) a start now and then stalls for
+// good after loading the module, its event loop idle: the harness and
+// scripts/run start it again, and the progress lines below show where it stopped.
 import Provider from 'oidc-provider';
 
 // oidc-provider prints notices with console.info (stdout), from the Provider
