@@ -117,7 +117,9 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
+        // Idle, not total: a large page on a slow link must finish, a stalled
+        // one must not hang.
+        .read_timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default()
 }

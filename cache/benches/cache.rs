@@ -109,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cache.apply_detail(&ConversationDetail {
             conversation,
             messages,
+            next_cursor: None,
         })?;
         if c == 0 {
             big_id = id;

@@ -36,6 +36,7 @@ pub fn json(view: &ConversationView) -> Result<String, serde_json::Error> {
             ..view.conversation.clone()
         },
         messages: view.messages.iter().map(|m| m.message.clone()).collect(),
+        next_cursor: None,
     };
     serde_json::to_string_pretty(&detail)
 }

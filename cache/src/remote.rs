@@ -42,11 +42,31 @@ fn entry(conn: &Connection, sql: &str, seq: Option<i64>) -> Result<Option<Outbox
     }))
 }
 
+/// A message from the server: inserted, or replacing a pending or different
+/// copy (an unchanged one is left alone, so nothing is re-indexed).
+const UPSERT_MESSAGE: &str =
+    "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
+     VALUES (?1, ?2, ?3, ?4, ?5, 0)
+     ON CONFLICT (conversation_id, id) DO UPDATE SET
+        role = excluded.role, content = excluded.content,
+        timestamp = excluded.timestamp, pending = 0
+     WHERE messages.pending = 1 OR messages.content != excluded.content
+        OR messages.role != excluded.role";
+
+/// What applying a page of the change feed did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Conversations whose stored state changed.
+    pub touched: Vec<String>,
+    /// Of those, the ones whose messages must be fetched.
+    pub stale: Vec<String>,
+}
+
 const ENTRY: &str = "SELECT o.seq, o.conversation_id, o.op, o.created_at, o.attempts, o.failed,
     c.version FROM outbox o LEFT JOIN conversations c ON c.id = o.conversation_id";
 
-/// Stores the server's state of a conversation unless the cache holds a newer
-/// one. Returns whether it was stored.
+/// Stores the server's state of a conversation unless the cache holds that
+/// version or a newer one. Returns whether it was stored.
 fn store_server(conn: &Connection, c: &Conversation) -> Result<bool> {
     let known: Option<i64> = conn
         .query_row(
@@ -55,7 +75,9 @@ fn store_server(conn: &Connection, c: &Conversation) -> Result<bool> {
             |r| r.get(0),
         )
         .optional()?;
-    if known.is_some_and(|v| v > c.version as i64) {
+    if known.is_some_and(|v| v >= c.version as i64) {
+        // The same version is the same state: nothing to store, nothing for
+        // the UI to read again (a device's own change coming back).
         return Ok(false);
     }
     let server = params![
@@ -270,16 +292,16 @@ impl Cache {
         Ok(())
     }
 
-    /// Applies a page of the change feed. Returns the conversations whose
-    /// messages must be fetched (`GET /api/conversations/{id}`).
-    pub fn apply_changes(&self, changes: &[Change]) -> Result<Vec<String>> {
+    /// Applies a page of the change feed: which conversations it changed in
+    /// the cache, and which of those lack messages the server has.
+    pub fn apply_changes(&self, changes: &[Change]) -> Result<Applied> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut touched = Vec::new();
         let mut seen = HashSet::new();
         for change in changes {
             let stored = match change {
-                Change::Updated(c) => store_server(&tx, c)?,
+                Change::Updated(c) => store_server(&tx, &c.conversation)?,
                 Change::Deleted(d) => store_deletion(&tx, d)?,
             };
             if stored && seen.insert(change.id().to_owned()) {
@@ -299,7 +321,92 @@ impl Cache {
             }
         }
         tx.commit()?;
-        Ok(stale)
+        Ok(Applied { touched, stale })
+    }
+
+    /// The newest message the server confirmed before `id`: a delta of the
+    /// messages from `id` on is asked for after it.
+    pub fn last_message_before(&self, conversation: &str, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT MAX(id) FROM messages WHERE conversation_id = ?1 AND pending = 0 AND id < ?2",
+                [conversation, id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Stores one page of a conversation's messages from the server, fetched
+    /// after `after` (from the start when `None`): the page is the truth for
+    /// the ids it spans, so confirmed messages in that span that it lacks are
+    /// gone; with `to_end` (the last page) the span runs to the end. Returns
+    /// whether the cache changed. Once the cache holds as many messages as
+    /// the server counts, the conversation is no longer stale.
+    pub fn apply_messages(
+        &self,
+        conversation: &str,
+        after: Option<&str>,
+        page: &[Message],
+        to_end: bool,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM conversations WHERE id = ?1",
+                [conversation],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if known.is_none_or(|v| v == 0) {
+            // Not (or no longer) known from the server: the feed decides.
+            return Ok(false);
+        }
+        let lo = after.unwrap_or("");
+        let hi = match (to_end, page.last()) {
+            (false, Some(last)) => last.id.as_str(),
+            _ => "~",
+        };
+        let ids: HashSet<&str> = page.iter().map(|m| m.id.as_str()).collect();
+        let held: Vec<String> = tx
+            .prepare_cached(
+                "SELECT id FROM messages WHERE conversation_id = ?1 AND pending = 0
+                    AND id > ?2 AND id <= ?3",
+            )?
+            .query_map(params![conversation, lo, hi], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut changed = 0;
+        for gone in held.iter().filter(|id| !ids.contains(id.as_str())) {
+            changed += tx.execute(
+                "DELETE FROM messages WHERE conversation_id = ?1 AND id = ?2",
+                [conversation, gone],
+            )?;
+        }
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_MESSAGE)?;
+            for m in page {
+                changed += upsert.execute(params![
+                    conversation,
+                    m.id,
+                    role_name(m.role),
+                    m.content,
+                    ts(&m.timestamp)
+                ])?;
+            }
+        }
+        if !needs_messages(&tx, conversation)? {
+            tx.execute(
+                "UPDATE conversations SET messages_version = version WHERE id = ?1",
+                [conversation],
+            )?;
+        }
+        if changed > 0 {
+            overlay(&tx, conversation)?;
+        }
+        tx.commit()?;
+        Ok(changed > 0)
     }
 
     /// Stores a whole conversation from the server: its state and its
@@ -341,15 +448,7 @@ impl Cache {
             )?;
         }
         {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)
-                 ON CONFLICT (conversation_id, id) DO UPDATE SET
-                    role = excluded.role, content = excluded.content,
-                    timestamp = excluded.timestamp, pending = 0
-                 WHERE messages.pending = 1 OR messages.content != excluded.content
-                    OR messages.role != excluded.role",
-            )?;
+            let mut upsert = tx.prepare_cached(UPSERT_MESSAGE)?;
             for m in &detail.messages {
                 upsert.execute(params![
                     c.id,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use confab_cache::local::Patch;
 use confab_cache::{Cache, CacheError, Op, schema};
 use confab_wire::conversations::{
-    Change, Conversation, ConversationDetail, Deletion, Message, Role,
+    Change, Conversation, ConversationChange, ConversationDetail, Deletion, Message, Role,
 };
 use confab_wire::library::ListFilter;
 
@@ -34,6 +34,10 @@ fn server(id: &str, version: u64, title: &str, count: u64, minutes: i64) -> Conv
         pinned: false,
         archived: false,
     }
+}
+
+fn updated(c: Conversation) -> Change {
+    Change::Updated(ConversationChange::whole(c))
 }
 
 fn message(id: &str, content: &str, minutes: i64) -> Message {
@@ -266,7 +270,7 @@ fn server_changes_never_hide_pending_writes() {
     let (_dir, cache) = open();
     let a = id();
     cache
-        .apply_changes(&[Change::Updated(server(&a, 1, "Server", 0, 1))])
+        .apply_changes(&[updated(server(&a, 1, "Server", 0, 1))])
         .unwrap();
     assert_eq!(titles(&cache, ListFilter::Active), ["Server"]);
 
@@ -283,7 +287,7 @@ fn server_changes_never_hide_pending_writes() {
     // Another device renamed it meanwhile: the server's state is stored, the
     // pending rename is still what shows.
     cache
-        .apply_changes(&[Change::Updated(server(&a, 2, "Theirs", 0, 3))])
+        .apply_changes(&[updated(server(&a, 2, "Theirs", 0, 3))])
         .unwrap();
     assert_eq!(titles(&cache, ListFilter::Active), ["Mine"]);
     let entry = cache.next_outbox().unwrap().unwrap();
@@ -294,7 +298,7 @@ fn server_changes_never_hide_pending_writes() {
 
     // An older version arriving late changes nothing.
     cache
-        .apply_changes(&[Change::Updated(server(&a, 1, "Stale", 0, 1))])
+        .apply_changes(&[updated(server(&a, 1, "Stale", 0, 1))])
         .unwrap();
     assert_eq!(cache.item(&a).unwrap().unwrap().conversation.version, 2);
 
@@ -344,6 +348,7 @@ fn acknowledged_writes_take_the_servers_answer() {
         .apply_detail(&ConversationDetail {
             conversation: with_message.clone(),
             messages: vec![message(&m, "hi", 2)],
+            next_cursor: None,
         })
         .unwrap();
     assert_eq!(
@@ -366,21 +371,28 @@ fn acknowledged_writes_take_the_servers_answer() {
 fn deletions_and_messages_from_the_server() {
     let (_dir, cache) = open();
     let (a, b) = (id(), id());
-    let stale = cache
+    let applied = cache
         .apply_changes(&[
-            Change::Updated(server(&a, 3, "Alpha", 2, 1)),
-            Change::Updated(server(&b, 1, "Beta", 0, 2)),
+            updated(server(&a, 3, "Alpha", 2, 1)),
+            updated(server(&b, 1, "Beta", 0, 2)),
         ])
         .unwrap();
+    assert_eq!(applied.touched, vec![a.clone(), b.clone()]);
     assert_eq!(
-        stale,
+        applied.stale,
         vec![a.clone()],
         "only conversations with messages to fetch"
     );
+    // The same versions again (an echo) change nothing and name nothing.
+    let again = cache
+        .apply_changes(&[updated(server(&a, 3, "Alpha", 2, 1))])
+        .unwrap();
+    assert!(again.touched.is_empty(), "{again:?}");
     cache
         .apply_detail(&ConversationDetail {
             conversation: server(&a, 3, "Alpha", 2, 1),
             messages: vec![message(&id(), "one", 1), message(&id(), "two", 1)],
+            next_cursor: None,
         })
         .unwrap();
     assert_eq!(cache.get(&a).unwrap().unwrap().messages.len(), 2);
@@ -412,11 +424,93 @@ fn deletions_and_messages_from_the_server() {
 }
 
 #[test]
+fn message_deltas_from_the_server() {
+    let (_dir, cache) = open();
+    let a = id();
+    // In id order, as the server orders messages.
+    let mut ids = ulid::Generator::new();
+    let mut next = || ids.generate().unwrap().to_string();
+    let (m1, m2, m3, m4, mine) = (next(), next(), next(), next(), next());
+    cache
+        .apply_changes(&[updated(server(&a, 1, "Alpha", 2, 1))])
+        .unwrap();
+    // The first page, then the last one: the conversation is complete.
+    assert!(
+        cache
+            .apply_messages(&a, None, &[message(&m1, "one", 1)], false)
+            .unwrap()
+    );
+    assert_eq!(cache.stale_conversations().unwrap(), vec![a.clone()]);
+    assert!(
+        cache
+            .apply_messages(&a, Some(&m1), &[message(&m2, "two", 1)], true)
+            .unwrap()
+    );
+    assert!(cache.stale_conversations().unwrap().is_empty());
+    // The same page again changes nothing.
+    assert!(
+        !cache
+            .apply_messages(&a, Some(&m1), &[message(&m2, "two", 1)], true)
+            .unwrap()
+    );
+
+    // A delta: two appended elsewhere, fetched after the last one held.
+    cache
+        .apply_changes(&[updated(server(&a, 3, "Alpha", 4, 2))])
+        .unwrap();
+    assert_eq!(
+        cache.last_message_before(&a, &m3).unwrap(),
+        Some(m2.clone())
+    );
+    cache
+        .apply_messages(
+            &a,
+            Some(&m2),
+            &[message(&m3, "three", 2), message(&m4, "four", 2)],
+            true,
+        )
+        .unwrap();
+    let view = cache.get(&a).unwrap().unwrap();
+    let contents: Vec<_> = view
+        .messages
+        .iter()
+        .map(|m| m.message.content.as_str())
+        .collect();
+    assert_eq!(contents, ["one", "two", "three", "four"]);
+    assert!(cache.stale_conversations().unwrap().is_empty());
+
+    // A page is the truth for its span: a message gone there goes here, one
+    // outside it stays; a pending message is never dropped.
+    cache
+        .append(&a, &mine, Role::User, "not sent yet", at(3))
+        .unwrap();
+    cache
+        .apply_changes(&[updated(server(&a, 4, "Alpha", 3, 3))])
+        .unwrap();
+    cache
+        .apply_messages(&a, Some(&m2), &[message(&m4, "four", 2)], true)
+        .unwrap();
+    let view = cache.get(&a).unwrap().unwrap();
+    let contents: Vec<_> = view
+        .messages
+        .iter()
+        .map(|m| m.message.content.as_str())
+        .collect();
+    assert_eq!(contents, ["one", "two", "four", "not sent yet"]);
+    // A conversation the cache does not know from the server is left alone.
+    assert!(
+        !cache
+            .apply_messages(&id(), None, &[message(&id(), "stray", 1)], true)
+            .unwrap()
+    );
+}
+
+#[test]
 fn refused_writes_hold_their_conversation_and_restoring_sends_them_again() {
     let (_dir, cache) = open();
     let a = id();
     cache
-        .apply_changes(&[Change::Updated(server(&a, 1, "Alpha", 0, 1))])
+        .apply_changes(&[updated(server(&a, 1, "Alpha", 0, 1))])
         .unwrap();
 
     // Deleted here and acknowledged: it stays deleted, and Undo still works.

@@ -69,6 +69,7 @@ async fn seed(store: &dyn Store, user: &UserId) -> Id {
                         content: "hello there".into(),
                     }],
                 },
+                None,
             )
             .await
             .unwrap();
@@ -141,6 +142,7 @@ async fn added_latency(name: &str, store: Arc<dyn Store>, rounds: usize) {
                     role: Role::User,
                     content: "bench".into(),
                 },
+                None,
             )
             .await
             .unwrap();

@@ -120,6 +120,7 @@ mod tests {
         ChangeNotice {
             conversation_id: Some(id.into()),
             version: Some(1),
+            device: None,
         }
     }
 

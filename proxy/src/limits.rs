@@ -13,6 +13,11 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 pub const DEFAULT_CHANGES_PAGE: usize = 100;
 pub const MAX_CHANGES_PAGE: usize = 500;
+/// Message pages (`GET /api/conversations/{id}/messages`, `?limit=` on a
+/// conversation): default and maximum count, and a content budget per page.
+pub const DEFAULT_MESSAGE_PAGE: usize = 200;
+pub const MAX_MESSAGE_PAGE: usize = 1000;
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Title used when a conversation is created without one.
 pub const DEFAULT_TITLE: &str = "New conversation";
 

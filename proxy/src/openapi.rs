@@ -27,6 +27,7 @@ use crate::routes;
         routes::conversations::delete,
         routes::conversations::restore,
         routes::conversations::append,
+        routes::conversations::messages,
         routes::changes::changes,
         routes::events::events,
         routes::webhooks::clerk,

@@ -49,10 +49,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/conversations/{id}/messages",
-            post(conversations::append),
+            get(conversations::messages).post(conversations::append),
         )
         .route("/api/changes", get(changes::changes))
-        .route("/api/webhooks/clerk", post(webhooks::clerk))
+        // Unauthenticated: a small body keeps the signature check cheap.
+        .route(
+            "/api/webhooks/clerk",
+            post(webhooks::clerk).layer(DefaultBodyLimit::max(
+                crate::webhooks::MAX_WEBHOOK_BODY_BYTES,
+            )),
+        )
         .fallback(not_found)
         .layer(
             ServiceBuilder::new()

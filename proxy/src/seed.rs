@@ -80,13 +80,13 @@ pub async fn seed(store: &dyn Store, user: &UserId) -> Result<usize> {
                 .collect(),
         };
         let id = new.id;
-        store.create_conversation(user, new).await?;
+        store.create_conversation(user, new, None).await?;
         if *pinned {
             let patch = Patch {
                 pinned: Some(true),
                 ..Patch::default()
             };
-            store.update_conversation(user, id, patch).await?;
+            store.update_conversation(user, id, patch, None).await?;
         }
     }
     Ok(SAMPLES.len())

@@ -11,9 +11,14 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use confab_wire::conversations::{
-    Change, Changes, Conversation, ConversationDetail, Deletion, Message, Page, Profile, Role,
+    Change, Changes, Conversation, ConversationChange, ConversationDetail, Deletion, Message,
+    MessageChanges, Page, Profile, Role,
 };
+
+pub use confab_wire::conversations::DeviceId;
 
 use crate::ids::{Id, UserId};
 
@@ -126,6 +131,177 @@ pub fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message>
         .collect()
 }
 
+/// What a write did to a conversation's messages, as its change entry records
+/// it: the feed tells devices which messages to fetch from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageMark {
+    /// No message changed (a rename, a pin, a delete, a restore).
+    Untouched,
+    /// Messages with this id or later ones were written.
+    From(String),
+    /// Every message was replaced.
+    All,
+}
+
+impl MessageMark {
+    /// The mark of a write that stored `messages` (in id order).
+    pub fn from_first(messages: &[Message]) -> Self {
+        messages
+            .iter()
+            .map(|m| m.id.as_str())
+            .min()
+            .map_or(MessageMark::Untouched, |id| {
+                MessageMark::From(id.to_owned())
+            })
+    }
+}
+
+/// One entry of a user's change log, as both stores keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub conversation: String,
+    pub device: Option<DeviceId>,
+    pub mark: MessageMark,
+}
+
+/// Walks change-log entries in sequence order and collects at most `limit`
+/// conversations: the entries of the first `limit` distinct conversations,
+/// up to (not including) the first entry of one more. Every entry it consumes
+/// belongs to a conversation it reports, so what an entry says about messages
+/// is never lost across pages.
+#[derive(Debug)]
+pub struct FeedWalk {
+    limit: usize,
+    cursor: u64,
+    order: Vec<String>,
+    seen: HashMap<String, (Option<DeviceId>, Option<MessageChanges>)>,
+    pub has_more: bool,
+}
+
+impl FeedWalk {
+    pub fn new(since: u64, limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            cursor: since,
+            order: Vec::new(),
+            seen: HashMap::new(),
+            has_more: false,
+        }
+    }
+
+    /// The last sequence number consumed.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Consumes `entry`. `Ok(false)`: the page is full, stop walking.
+    /// Sequence numbers are contiguous: a hole means pruned history.
+    pub fn push(&mut self, entry: LogEntry) -> Result<bool, u64> {
+        if entry.seq != self.cursor + 1 {
+            return Err(entry.seq);
+        }
+        if !self.seen.contains_key(&entry.conversation) {
+            if self.order.len() == self.limit {
+                self.has_more = true;
+                return Ok(false);
+            }
+            self.order.push(entry.conversation.clone());
+        }
+        let slot = self.seen.entry(entry.conversation).or_default();
+        slot.0 = entry.device;
+        slot.1 = match (slot.1.take(), entry.mark) {
+            (Some(m), _) if m.all => Some(m),
+            (_, MessageMark::All) => Some(MessageChanges {
+                from: None,
+                all: true,
+            }),
+            (known, MessageMark::Untouched) => known,
+            (
+                Some(MessageChanges {
+                    from: Some(old), ..
+                }),
+                MessageMark::From(new),
+            ) => Some(MessageChanges {
+                from: Some(old.min(new)),
+                all: false,
+            }),
+            (_, MessageMark::From(new)) => Some(MessageChanges {
+                from: Some(new),
+                all: false,
+            }),
+        };
+        self.cursor = entry.seq;
+        Ok(true)
+    }
+
+    /// The conversations to report, in the order their first entry came.
+    pub fn conversations(&self) -> &[String] {
+        &self.order
+    }
+
+    /// The feed entry of `id` in its current state.
+    pub fn change(
+        &mut self,
+        conversation: Conversation,
+        deleted_at: Option<DateTime<Utc>>,
+    ) -> Change {
+        let (device, message_changes) = self.seen.remove(&conversation.id).unwrap_or_default();
+        match deleted_at {
+            Some(_) => Change::Deleted(Deletion {
+                id: conversation.id,
+                deleted: true,
+                version: conversation.version,
+                updated_at: conversation.updated_at,
+            }),
+            None => Change::Updated(ConversationChange {
+                conversation,
+                device,
+                message_changes,
+            }),
+        }
+    }
+}
+
+/// Which messages a page holds: after a message (oldest first, from the
+/// start when `None`), or before one (the newest ones before it, the newest
+/// of all when `None`; still answered oldest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRange {
+    After(Option<Id>),
+    Before(Option<Id>),
+}
+
+/// Cuts a page fetched with one extra item: `rows` in the direction asked
+/// (ascending for `After`, descending for `Before`), at most `limit` kept and
+/// at most [`crate::limits::MAX_PAGE_BYTES`] of content (always one message).
+/// Answers oldest first, with the cursor that continues in that direction.
+pub fn message_page(mut rows: Vec<Message>, range: MessageRange, limit: usize) -> Page<Message> {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for m in rows.iter().take(limit) {
+        bytes += m.content.len();
+        if keep > 0 && bytes > crate::limits::MAX_PAGE_BYTES {
+            break;
+        }
+        keep += 1;
+    }
+    let more = rows.len() > keep;
+    rows.truncate(keep);
+    let next_cursor = if more {
+        rows.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    if matches!(range, MessageRange::Before(_)) {
+        rows.reverse();
+    }
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
 /// Whether a create made something new or found the same id already there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created<T> {
@@ -155,15 +331,36 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: &UserId,
         new: NewConversation,
+        device: Option<&DeviceId>,
     ) -> Result<Created<ConversationDetail>>;
 
+    /// The conversation with all its messages (the template's shape).
     async fn get_conversation(&self, user: &UserId, id: Id) -> Result<ConversationDetail>;
+
+    /// The conversation with its newest `limit` messages, and the cursor for
+    /// earlier ones (pass as `before` to [`Store::messages`]).
+    async fn get_conversation_newest(
+        &self,
+        user: &UserId,
+        id: Id,
+        limit: usize,
+    ) -> Result<ConversationDetail>;
+
+    /// A page of a live conversation's messages.
+    async fn messages(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<Page<Message>>;
 
     async fn update_conversation(
         &self,
         user: &UserId,
         id: Id,
         patch: Patch,
+        device: Option<&DeviceId>,
     ) -> Result<Conversation>;
 
     /// Marks the conversation deleted (a tombstone, restorable for
@@ -173,9 +370,15 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         id: Id,
         expected_version: Option<u64>,
+        device: Option<&DeviceId>,
     ) -> Result<Deletion>;
 
-    async fn restore_conversation(&self, user: &UserId, id: Id) -> Result<Conversation>;
+    async fn restore_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        device: Option<&DeviceId>,
+    ) -> Result<Conversation>;
 
     /// Appends one message and updates the conversation's counters atomically.
     /// Replaying the same message id returns the stored message, `created: false`.
@@ -184,10 +387,13 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         conversation: Id,
         message: NewMessage,
+        device: Option<&DeviceId>,
     ) -> Result<Created<(Message, Conversation)>>;
 
     /// Everything that changed after `since` (0 = from the beginning), at most
-    /// `limit` conversations, each in its current state or as a deletion.
+    /// `limit` conversations, each in its current state or as a deletion,
+    /// with the device of its latest change and which messages changed.
+    /// The `device` arguments of the writes are what this reports.
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> Result<Changes>;
 
     /// Erases every item of the user (Clerk's user.deleted).
@@ -238,19 +444,6 @@ pub fn now() -> DateTime<Utc> {
 
 pub use confab_wire::conversations::preview;
 
-/// A change-feed entry for a conversation in its current state.
-pub fn change_of(conversation: Conversation, deleted_at: Option<DateTime<Utc>>) -> Change {
-    match deleted_at {
-        Some(_) => Change::Deleted(Deletion {
-            id: conversation.id,
-            deleted: true,
-            version: conversation.version,
-            updated_at: conversation.updated_at,
-        }),
-        None => Change::Updated(conversation),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +465,103 @@ mod tests {
             check_cursor(10, None, 9),
             Err(StoreError::InvalidCursor)
         ));
+    }
+
+    fn entry(seq: u64, conversation: &str, mark: MessageMark) -> LogEntry {
+        LogEntry {
+            seq,
+            conversation: conversation.into(),
+            device: DeviceId::parse(&format!("dev{seq}")).ok(),
+            mark,
+        }
+    }
+
+    fn live(id: &str) -> Conversation {
+        let at = now();
+        Conversation {
+            id: id.into(),
+            title: "t".into(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+            message_count: 0,
+            last_message_preview: None,
+            pinned: false,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn the_feed_walk_folds_entries_per_conversation() {
+        let mut walk = FeedWalk::new(4, 2);
+        let from = |id: &str| MessageMark::From(id.into());
+        assert_eq!(walk.push(entry(5, "a", from("m5"))), Ok(true));
+        assert_eq!(walk.push(entry(6, "b", MessageMark::Untouched)), Ok(true));
+        assert_eq!(walk.push(entry(7, "a", from("m3"))), Ok(true));
+        assert_eq!(walk.push(entry(8, "b", MessageMark::All)), Ok(true));
+        assert_eq!(walk.push(entry(9, "b", from("m9"))), Ok(true));
+        // A third conversation: the page is full, its entry is not consumed.
+        assert_eq!(walk.push(entry(10, "c", from("m10"))), Ok(false));
+        assert!(walk.has_more);
+        assert_eq!(walk.cursor(), 9);
+        assert_eq!(walk.conversations(), ["a", "b"]);
+        let Change::Updated(a) = walk.change(live("a"), None) else {
+            panic!("a is live");
+        };
+        assert_eq!(a.device.as_ref().map(DeviceId::as_str), Some("dev7"));
+        let a = a.message_changes.unwrap();
+        assert_eq!((a.from.as_deref(), a.all), (Some("m3"), false));
+        let Change::Updated(b) = walk.change(live("b"), None) else {
+            panic!("b is live");
+        };
+        assert!(b.message_changes.unwrap().all);
+        assert!(matches!(
+            walk.change(live("x"), Some(now())),
+            Change::Deleted(_)
+        ));
+    }
+
+    #[test]
+    fn the_feed_walk_stops_at_a_hole() {
+        let mut walk = FeedWalk::new(4, 10);
+        assert_eq!(walk.push(entry(5, "a", MessageMark::Untouched)), Ok(true));
+        assert_eq!(walk.push(entry(7, "a", MessageMark::Untouched)), Err(7));
+    }
+
+    fn message(id: &str, bytes: usize) -> Message {
+        Message {
+            id: id.into(),
+            role: Role::User,
+            content: "x".repeat(bytes),
+            timestamp: now(),
+        }
+    }
+
+    #[test]
+    fn message_pages_are_cut_by_count_and_bytes() {
+        let rows = vec![message("1", 1), message("2", 1), message("3", 1)];
+        let page = message_page(rows.clone(), MessageRange::After(None), 2);
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+        let page = message_page(rows, MessageRange::After(None), 3);
+        assert_eq!(page.next_cursor, None);
+
+        // Paging back: fetched newest first, answered oldest first.
+        let back = vec![message("3", 1), message("2", 1), message("1", 1)];
+        let page = message_page(back, MessageRange::Before(None), 2);
+        let ids: Vec<_> = page.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["2", "3"]);
+        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+
+        // One message over the byte budget still makes a page of one.
+        let big = crate::limits::MAX_PAGE_BYTES;
+        let page = message_page(
+            vec![message("1", big + 1), message("2", 1)],
+            MessageRange::After(None),
+            10,
+        );
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.next_cursor.as_deref(), Some("1"));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! space-separated, during a secret rotation). A delivery is accepted when one
 //! signature matches (compared in constant time), its timestamp is within
 //! [`TOLERANCE_SECS`] of now, and its id was not seen in that window.
+//!
+//! The check needs no token, so its cost is bounded: the MAC is computed once
+//! per delivery (never per signature value), at most [`MAX_SIGNATURES`] values
+//! are looked at, and the route takes at most [`MAX_WEBHOOK_BODY_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,13 +17,24 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 pub const TOLERANCE_SECS: i64 = 5 * 60;
+/// Svix sends one value per active secret: one, or two during a rotation. A
+/// header with more is refused before any MAC is computed.
+pub const MAX_SIGNATURES: usize = 5;
+/// Room for one value (`v1,` and 44 characters of base64) and its separator,
+/// with slack: bounds the header before it is read.
+pub const MAX_SIGNATURE_BYTES: usize = 128;
+/// Largest webhook body: Clerk's user events are a few KiB.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
     #[error("missing or malformed {0} header")]
     Header(&'static str),
+    #[error("more than {MAX_SIGNATURES} values in svix-signature")]
+    TooManySignatures,
     #[error("timestamp outside the 5 minute tolerance")]
     Stale,
     #[error("no valid signature")]
@@ -88,20 +103,25 @@ impl WebhookVerifier {
         if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
             return Err(WebhookError::Stale);
         }
-        let valid = signatures.split_whitespace().any(|candidate| {
-            let Some(encoded) = candidate.strip_prefix("v1,") else {
-                return false;
-            };
-            let Ok(expected) = STANDARD.decode(encoded) else {
-                return false;
-            };
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
-                return false;
-            };
-            mac.update(format!("{id}.{timestamp}.").as_bytes());
-            mac.update(body);
-            // Constant-time comparison.
-            mac.verify_slice(&expected).is_ok()
+        let candidates: Vec<&str> = signatures
+            .split_whitespace()
+            .take(MAX_SIGNATURES + 1)
+            .collect();
+        if candidates.len() > MAX_SIGNATURES {
+            return Err(WebhookError::TooManySignatures);
+        }
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return Err(WebhookError::Signature);
+        };
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(body);
+        let tag = mac.finalize().into_bytes();
+        let valid = candidates.iter().any(|candidate| {
+            candidate
+                .strip_prefix("v1,")
+                .and_then(|encoded| STANDARD.decode(encoded).ok())
+                // Constant-time comparison (a length mismatch answers false).
+                .is_some_and(|expected| bool::from(tag.as_slice().ct_eq(&expected)))
         });
         if !valid {
             return Err(WebhookError::Signature);
@@ -267,6 +287,25 @@ mod tests {
         let both = format!("{foreign} {sig}");
         assert_eq!(
             v.verify(Some("msg_2"), Some("5000"), Some(&both), body, 5_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refuses_more_signature_values_than_a_rotation_needs() {
+        let v = WebhookVerifier::new(SECRET).unwrap();
+        let body = br#"{"type":"user.created"}"#;
+        let sig = v.sign("msg_4", 1_000, body);
+        // The valid value comes last: it must not be reached.
+        let many = format!("{} {sig}", vec!["v1,AAAA"; 50_000].join(" "));
+        let started = std::time::Instant::now();
+        let answer = v.verify(Some("msg_4"), Some("1000"), Some(&many), body, 1_000);
+        assert_eq!(answer, Err(WebhookError::TooManySignatures));
+        assert!(started.elapsed() < std::time::Duration::from_millis(50));
+        // Up to the limit, one valid value among them is enough.
+        let few = format!("{} {sig}", ["v1,AAAA"; MAX_SIGNATURES - 1].join(" "));
+        assert_eq!(
+            v.verify(Some("msg_4"), Some("1000"), Some(&few), body, 1_000),
             Ok(())
         );
     }

@@ -612,6 +612,18 @@ async fn events_notify_the_callers_other_connections_only() {
     assert!(event.contains("event: change"), "{event}");
     assert!(event.contains(&id), "{event}");
     assert!(event.contains(r#""version":1"#), "{event}");
+    assert!(!event.contains("device"), "{event}");
+    // A change from a named device carries its name, so it can skip its echo.
+    api.send(from_device(
+        "PUT",
+        &format!("/api/conversations/{id}"),
+        &ada,
+        "01JPHONE",
+        Some(json!({"pinned": true})),
+    ))
+    .await;
+    let event = next_event(&mut ada_body).await.expect("a change event");
+    assert!(event.contains(r#""device":"01JPHONE""#), "{event}");
     assert_eq!(
         next_event(&mut bob_body).await,
         None,
@@ -658,6 +670,63 @@ async fn deliver(api: &Api, id: &str, body: &Value, signature: Option<String>) -
             .unwrap(),
     )
     .await
+}
+
+/// A webhook request with a huge `svix-signature` header and a body near the limit.
+fn hostile_delivery(values: usize, body_bytes: usize) -> Request<Body> {
+    let signatures = vec!["v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; values].join(" ");
+    Request::post("/api/webhooks/clerk")
+        .header("content-type", "application/json")
+        .header("svix-id", "msg_flood")
+        .header("svix-timestamp", now().to_string())
+        .header("svix-signature", signatures)
+        .body(Body::from(" ".repeat(body_bytes)))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_floods_are_refused_cheaply_and_others_keep_being_served() {
+    let api = std::sync::Arc::new(Api::new());
+    let limit = confab_proxy::webhooks::MAX_WEBHOOK_BODY_BYTES;
+
+    let request = hostile_delivery(50_000, limit - 1);
+    let started = std::time::Instant::now();
+    let flood = api.send(request).await;
+    let took = started.elapsed();
+    assert_eq!(flood.status, StatusCode::BAD_REQUEST, "{:?}", flood.json);
+    let message = flood.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("svix-signature:"), "{message}");
+    assert!(took < std::time::Duration::from_millis(50), "took {took:?}");
+
+    let oversized = api.send(hostile_delivery(1, limit + 1)).await;
+    assert_eq!(oversized.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(oversized.code(), "too_large");
+
+    // While floods keep arriving on both workers, a user's requests are served.
+    let attackers: Vec<_> = (0..4)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let reply = api.send(hostile_delivery(50_000, limit - 1)).await;
+                    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+                }
+            })
+        })
+        .collect();
+    let ada = token_for("user_ada");
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let list = api
+            .call("GET", "/api/conversations", Some(&ada), None)
+            .await;
+        assert_eq!(list.status, StatusCode::OK);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    }
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
 }
 
 fn clerk_user(id: &str, email: &str, first: &str) -> Value {
@@ -848,6 +917,211 @@ async fn every_response_carries_a_request_id() {
     assert_eq!(given.headers["x-request-id"], "trace-me-123");
 }
 
+/// A request with `X-Confab-Device`.
+fn from_device(
+    method: &str,
+    path: &str,
+    token: &str,
+    device: &str,
+    body: Option<Value>,
+) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-confab-device", device);
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap()
+}
+
+#[tokio::test]
+async fn message_deltas_and_device_echoes_over_http() {
+    let api = Api::new();
+    let ada = token_for("user_ada");
+    let messages: Vec<Value> = (0..5)
+        .map(|i| json!({"role": "user", "content": format!("m{i}")}))
+        .collect();
+    let created = api
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"title": "Long", "messages": messages})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = created.json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let contents = |reply: &Reply, key: &str| -> Vec<String> {
+        reply.json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The newest page of a conversation, and a cursor for earlier ones.
+    let newest = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}?limit=2"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(newest.status, StatusCode::OK);
+    assert_eq!(contents(&newest, "messages"), ["m3", "m4"]);
+    assert_eq!(newest.json["messageCount"], 5);
+    let cursor = newest.json["nextCursor"].as_str().unwrap().to_owned();
+    let earlier = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}/messages?before={cursor}&limit=2"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(contents(&earlier, "items"), ["m1", "m2"]);
+    // Without a limit: the template's shape, every message and no cursor.
+    let whole = api
+        .call("GET", &format!("/api/conversations/{id}"), Some(&ada), None)
+        .await;
+    assert_eq!(contents(&whole, "messages").len(), 5);
+    assert!(whole.json.get("nextCursor").is_none());
+
+    // Deltas: after a message, oldest first; paged with nextCursor.
+    let after = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}/messages?after={}", ids[2]),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(contents(&after, "items"), ["m3", "m4"]);
+    assert_eq!(after.json["nextCursor"], Value::Null);
+    let first = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}/messages?limit=2"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(contents(&first, "items"), ["m0", "m1"]);
+    assert_eq!(first.json["nextCursor"], ids[1].as_str());
+
+    // Bad input names the field; strangers see nothing.
+    let bad = [
+        (
+            format!("/api/conversations/{id}/messages?after=nope"),
+            "after",
+        ),
+        (
+            format!("/api/conversations/{id}/messages?before=01j"),
+            "before",
+        ),
+        (
+            format!(
+                "/api/conversations/{id}/messages?after={}&before={}",
+                ids[0], ids[1]
+            ),
+            "before",
+        ),
+        (
+            format!("/api/conversations/{id}/messages?limit=1001"),
+            "limit",
+        ),
+        (format!("/api/conversations/{id}/messages?limit=0"), "limit"),
+        (format!("/api/conversations/{id}?limit=abc"), "limit"),
+    ];
+    for (path, field) in bad {
+        let reply = api.call("GET", &path, Some(&ada), None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{path}: {message}");
+    }
+    let bob = token_for("user_bob");
+    let stranger = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}/messages"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(stranger.status, StatusCode::NOT_FOUND);
+
+    // A device names itself; the feed and the notices carry it.
+    let before = api.call("GET", "/api/changes", Some(&ada), None).await;
+    let since = before.json["cursor"].as_str().unwrap().to_owned();
+    let appended = api
+        .send(from_device(
+            "POST",
+            &format!("/api/conversations/{id}/messages"),
+            &ada,
+            "01JLAPTOP",
+            Some(json!({"role": "user", "content": "from the laptop"})),
+        ))
+        .await;
+    assert_eq!(appended.status, StatusCode::CREATED);
+    let new_id = appended.json["message"]["id"].as_str().unwrap().to_owned();
+    let feed = api
+        .call(
+            "GET",
+            &format!("/api/changes?since={since}"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    let entry = &feed.json["items"][0];
+    assert_eq!(entry["id"], id.as_str());
+    assert_eq!(entry["device"], "01JLAPTOP");
+    assert_eq!(entry["messageChanges"]["from"], new_id.as_str());
+    assert_eq!(entry["messageChanges"]["all"], false);
+
+    // A malformed device id is refused and writes nothing.
+    for device in ["two words", "x".repeat(65).as_str(), "../../etc"] {
+        let refused = api
+            .send(from_device(
+                "POST",
+                &format!("/api/conversations/{id}/messages"),
+                &ada,
+                device,
+                Some(json!({"role": "user", "content": "never stored"})),
+            ))
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{device}");
+        assert!(
+            refused.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("x-confab-device")
+        );
+    }
+    let count = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{id}?limit=1"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(count.json["messageCount"], 6);
+}
+
 #[tokio::test]
 async fn openapi_document_describes_every_route() {
     let api = Api::new();
@@ -868,6 +1142,7 @@ async fn openapi_document_describes_every_route() {
         ("delete", "/api/conversations/{id}"),
         ("post", "/api/conversations/{id}/restore"),
         ("post", "/api/conversations/{id}/messages"),
+        ("get", "/api/conversations/{id}/messages"),
         ("get", "/api/changes"),
         ("get", "/api/events"),
         ("post", "/api/webhooks/clerk"),

@@ -46,7 +46,7 @@ async fn pruned_history_expires_old_cursors() {
     let ada = store_suite::user("user_ada");
     for i in 0..3 {
         store
-            .create_conversation(&ada, store_suite::conv(&format!("{i}"), vec![]))
+            .create_conversation(&ada, store_suite::conv(&format!("{i}"), vec![]), None)
             .await
             .unwrap();
     }
@@ -76,7 +76,7 @@ async fn deleted_conversations_messages_expire_with_the_tombstone() {
     let ada = store_suite::user("user_ada");
     let new = store_suite::conv("x", vec![store_suite::msg("one"), store_suite::msg("two")]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let ttl_of_messages = || async {
         client(&moto.endpoint())
             .query()
@@ -94,9 +94,12 @@ async fn deleted_conversations_messages_expire_with_the_tombstone() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ttl_of_messages().await, [false, false]);
-    store.delete_conversation(&ada, id, None).await.unwrap();
+    store
+        .delete_conversation(&ada, id, None, None)
+        .await
+        .unwrap();
     assert_eq!(ttl_of_messages().await, [true, true]);
-    store.restore_conversation(&ada, id).await.unwrap();
+    store.restore_conversation(&ada, id, None).await.unwrap();
     assert_eq!(ttl_of_messages().await, [false, false]);
     assert_eq!(
         store

@@ -36,10 +36,10 @@ async fn purge_prunes_old_history_and_expires_old_cursors() {
     let kept = store_suite::conv("kept", vec![store_suite::msg("hi")]);
     let gone = store_suite::conv("gone", vec![store_suite::msg("bye")]);
     let (kept_id, gone_id): (Id, Id) = (kept.id, gone.id);
-    store.create_conversation(&ada, kept).await.unwrap();
-    store.create_conversation(&ada, gone).await.unwrap();
+    store.create_conversation(&ada, kept, None).await.unwrap();
+    store.create_conversation(&ada, gone, None).await.unwrap();
     store
-        .delete_conversation(&ada, gone_id, None)
+        .delete_conversation(&ada, gone_id, None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -60,7 +60,7 @@ async fn purge_prunes_old_history_and_expires_old_cursors() {
     }
     assert!(store.purge_expired().await.unwrap() >= 4);
     assert!(matches!(
-        store.restore_conversation(&ada, gone_id).await,
+        store.restore_conversation(&ada, gone_id, None).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
@@ -79,7 +79,7 @@ async fn purge_prunes_old_history_and_expires_old_cursors() {
     // Resuming from the current cursor works, and new changes flow again.
     assert!(store.changes(&ada, 3, 10).await.unwrap().items.is_empty());
     store
-        .append_message(&ada, kept_id, store_suite::msg("again"))
+        .append_message(&ada, kept_id, store_suite::msg("again"), None)
         .await
         .unwrap();
     let next = store.changes(&ada, 3, 10).await.unwrap();
@@ -99,4 +99,52 @@ async fn a_store_from_a_newer_build_is_refused() {
         .unwrap();
     let err = SqliteStore::open(&path).err().expect("refused");
     assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// A file written by schema 1 (a frozen copy, not today's code) opens,
+/// keeps its data and history, and records devices from then on.
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn a_schema_1_store_is_upgraded_in_place() {
+    use confab_proxy::ids::Id;
+    use confab_proxy::store::{DeviceId, Store};
+    use confab_wire::conversations::Change;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("confab.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("fixtures/sqlite-v1.sql"))
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let ada = store_suite::user("user_ada");
+    let id = Id::parse("01JDQ3ZJ6Y8W5X9V4T3S2R1Q0P").unwrap();
+    let old = store.get_conversation(&ada, id).await.unwrap();
+    let contents: Vec<_> = old.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["first", "second"]);
+    let history = store.changes(&ada, 0, 10).await.unwrap();
+    assert_eq!(history.cursor, "2");
+    match &history.items[..] {
+        [Change::Updated(c)] => assert_eq!(c.device, None),
+        other => panic!("{other:?}"),
+    }
+    let phone = DeviceId::parse("phone").unwrap();
+    store
+        .append_message(&ada, id, store_suite::msg("third"), Some(&phone))
+        .await
+        .unwrap();
+    match &store.changes(&ada, 2, 10).await.unwrap().items[..] {
+        [Change::Updated(c)] => {
+            assert_eq!(c.device.as_ref(), Some(&phone));
+            assert!(c.message_changes.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    // Opening again runs nothing twice.
+    drop(store);
+    SqliteStore::open(&path).unwrap();
 }

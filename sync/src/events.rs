@@ -1,10 +1,13 @@
-//! Listening to `GET /api/events`: every `change`, `resync` and (re)connect
-//! wakes the engine, which pulls. Reconnects with backoff; a stream that goes
+//! Listening to `GET /api/events`: every `change` from another device,
+//! `resync` and (re)connect wakes the engine, which pulls. A `change` this
+//! device made (its own id in the notice) is its own echo: it already holds
+//! that state, so it is skipped. Reconnects with backoff; a stream that goes
 //! silent (no heartbeat for 45 s) is dropped and reopened.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use confab_wire::conversations::{ChangeNotice, DEVICE_HEADER};
 use reqwest::StatusCode;
 
 use crate::{Engine, FIRST_BACKOFF, MAX_BACKOFF, jitter};
@@ -40,11 +43,13 @@ async fn stream(engine: &Engine) -> Result<(), String> {
         .access_token()
         .await
         .map_err(|e| e.to_string())?;
-    // Not through `Session::send`: its client ends any request after 30 s.
+    // Not through `Session::send`: its client gives up after 30 s of silence,
+    // and a stream has its own silence rule (heartbeats every 15 s).
     let mut response = engine
         .http
         .get(config.proxy_endpoint("api/events"))
         .bearer_auth(&token)
+        .header(DEVICE_HEADER, engine.device().as_str())
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .timeout(Duration::from_secs(60 * 60 * 24))
         .send()
@@ -69,6 +74,7 @@ async fn stream(engine: &Engine) -> Result<(), String> {
     }
     let mut buffer = String::new();
     let mut event = String::new();
+    let mut data = String::new();
     loop {
         let chunk = tokio::time::timeout(SILENCE, response.chunk())
             .await
@@ -85,14 +91,31 @@ async fn stream(engine: &Engine) -> Result<(), String> {
             let line: String = buffer.drain(..=end).collect();
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
-                // End of an event: any event means "pull now".
-                if matches!(event.as_str(), "change" | "resync" | "ready") {
+                // End of an event: pull now, unless it is our own echo.
+                let wake = match event.as_str() {
+                    "change" => !is_own_echo(engine, &data),
+                    "resync" | "ready" => true,
+                    _ => false,
+                };
+                if wake {
                     engine.sync_now();
                 }
                 event.clear();
+                data.clear();
             } else if let Some(name) = line.strip_prefix("event:") {
                 event = name.trim().to_owned();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                data.push_str(value.trim());
             }
         }
     }
+}
+
+/// Whether a `change` notice is this device's own (its id in `device`). A
+/// notice that cannot be read is never taken for an echo.
+fn is_own_echo(engine: &Engine, data: &str) -> bool {
+    serde_json::from_str::<ChangeNotice>(data)
+        .ok()
+        .and_then(|notice| notice.device)
+        .is_some_and(|device| &device == engine.device())
 }

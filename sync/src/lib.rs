@@ -6,11 +6,14 @@
 //!   later (honouring `Retry-After`) and stop the push, so order holds; a 4xx
 //!   marks the entry refused, for the user to retry or discard.
 //! - Pull: `GET /api/changes` from the stored cursor, on start, after each
-//!   push, on every server event, on reconnect and every minute; then the
-//!   messages of conversations whose messages changed. An expired cursor
-//!   (410) means a full listing.
-//! - Listen: `GET /api/events`; a `change`, `resync` or a (re)connect wakes the
-//!   engine. It reconnects with backoff.
+//!   push, on every server event, on reconnect and every minute; then only
+//!   the messages that changed (`GET /api/conversations/{id}/messages?after=`).
+//!   An expired cursor (410) means a full listing. Rounds are bounded.
+//! - Listen: `GET /api/events`; a `change` from another device, `resync` or a
+//!   (re)connect wakes the engine. It reconnects with backoff.
+//!
+//! Every request names this install (`X-Confab-Device`, a random id kept in
+//! the cache), so its own changes coming back are recognised and skipped.
 //!
 //! Conflicts (ARCHITECTURE.md): the server's version is authoritative; an
 //! update refused with 409 is re-sent against the current version with only
@@ -24,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use confab_auth::Session;
 use confab_cache::Cache;
+use confab_wire::conversations::{DEVICE_HEADER, DeviceId};
 use confab_wire::library::{Connection, SyncStatus};
 use tokio::sync::{Notify, broadcast, watch};
 
@@ -35,6 +39,11 @@ mod push;
 const PERIODIC: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The largest answer read from the proxy: a page is at most 4 MiB of
+/// message content plus its JSON.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Where the cache keeps this install's device id.
+const DEVICE: &str = "device_id";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SyncError {
@@ -88,6 +97,7 @@ pub struct CacheChanged {
 pub struct Engine {
     cache: Arc<Cache>,
     session: Session,
+    device: DeviceId,
     http: reqwest::Client,
     wake: Notify,
     status: watch::Sender<SyncStatus>,
@@ -102,9 +112,11 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+        let device = device_id(&cache);
         Arc::new(Self {
             cache,
             session,
+            device,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(60))
@@ -125,6 +137,23 @@ impl Engine {
 
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// The id this install sends as `X-Confab-Device`.
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// A request to the proxy, with the access token and this device's id.
+    pub(crate) async fn send<F>(&self, build: F) -> Result<reqwest::Response, SyncError>
+    where
+        F: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    {
+        let device = self.device.as_str();
+        Ok(self
+            .session
+            .send(|http, token| build(http, token).header(DEVICE_HEADER, device))
+            .await?)
     }
 
     pub fn status(&self) -> SyncStatus {
@@ -155,9 +184,7 @@ impl Engine {
     /// Local writes to any number of conversations (e.g. every refused write
     /// queued again): the UI reads everything again.
     pub fn local_change_all(&self) {
-        let _ = self.changed.send(CacheChanged {
-            conversation_ids: Vec::new(),
-        });
+        self.announce_all();
         self.refresh_counts();
         self.sync_now();
     }
@@ -168,6 +195,12 @@ impl Engine {
             tokio::spawn(self.clone().run()),
             tokio::spawn(events::listen(self.clone())),
         ]
+    }
+
+    pub(crate) fn announce_all(&self) {
+        let _ = self.changed.send(CacheChanged {
+            conversation_ids: Vec::new(),
+        });
     }
 
     pub(crate) fn announce(&self, ids: Vec<String>) {
@@ -253,6 +286,59 @@ impl Engine {
             }
         }
     }
+}
+
+/// This install's device id: made once (random), kept in the cache.
+fn device_id(cache: &Cache) -> DeviceId {
+    if let Some(id) = cache
+        .sync_value(DEVICE)
+        .ok()
+        .flatten()
+        .and_then(|raw| DeviceId::parse(&raw).ok())
+    {
+        return id;
+    }
+    let fresh = DeviceId::from_bits(rand::random());
+    if let Err(err) = cache.set_sync_value(DEVICE, fresh.as_str()) {
+        // Still a valid id for this run; the next start makes another.
+        log::warn!("the device id could not be kept: {err}");
+    }
+    fresh
+}
+
+/// Reads a JSON answer of at most [`MAX_BODY_BYTES`]; `what` names it in
+/// the error. A body that is too large or malformed is worth a retry later,
+/// never a crash.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    mut response: reqwest::Response,
+    what: &str,
+) -> Result<T, SyncError> {
+    let retry = |message: String| SyncError::Retry {
+        message,
+        after: None,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(retry(format!(
+            "{what} is larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| retry(format!("{what} could not be read: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(retry(format!(
+                "{what} is larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| retry(format!("{what} could not be read: {e}")))
 }
 
 /// `base` ± 25 %, so many clients coming back at once spread out.

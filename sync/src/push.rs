@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use confab_cache::{Op, OutboxEntry};
-use confab_wire::conversations::{AppendedMessage, Change, Conversation, NewMessage};
+use confab_wire::conversations::{
+    AppendedMessage, Change, Conversation, ConversationChange, CreateConversation, NewMessage,
+    UpdateConversation,
+};
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::{Engine, SyncError, error_message, retry_after};
 
@@ -50,17 +52,24 @@ pub(crate) async fn push_all(engine: &Engine) -> Result<(), SyncError> {
 async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError> {
     let config = engine.session.config().ok_or(SyncError::SignedOut)?.clone();
     let id = &entry.conversation_id;
-    let url = |path: &str| config.proxy_endpoint(path);
+    // The id goes in as a path segment: percent-encoded, never read as a path.
+    let url = |tail: &[&str]| {
+        let mut url = config.proxy_endpoint("api/conversations");
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(id).extend(tail);
+        }
+        url
+    };
     let response = match &entry.op {
         Op::Create { title } => {
-            let body = json!({ "id": id, "title": title });
+            let body = CreateConversation {
+                id: Some(id.clone()),
+                title: Some(title.clone()),
+                messages: None,
+            };
+            let collection = config.proxy_endpoint("api/conversations");
             engine
-                .session
-                .send(|http, token| {
-                    http.post(url("api/conversations"))
-                        .bearer_auth(token)
-                        .json(&body)
-                })
+                .send(|http, token| http.post(collection.clone()).bearer_auth(token).json(&body))
                 .await?
         }
         Op::Update {
@@ -68,34 +77,28 @@ async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError
             pinned,
             archived,
         } => {
-            let mut body = json!({ "version": entry.server_version });
-            if let Some(title) = title {
-                body["title"] = json!(title);
-            }
-            if let Some(pinned) = pinned {
-                body["pinned"] = json!(pinned);
-            }
-            if let Some(archived) = archived {
-                body["archived"] = json!(archived);
-            }
-            let path = format!("api/conversations/{id}");
+            let body = UpdateConversation {
+                title: title.clone(),
+                pinned: *pinned,
+                archived: *archived,
+                version: Some(entry.server_version),
+                ..UpdateConversation::default()
+            };
+            let url = url(&[]);
             engine
-                .session
-                .send(|http, token| http.put(url(&path)).bearer_auth(token).json(&body))
+                .send(|http, token| http.put(url.clone()).bearer_auth(token).json(&body))
                 .await?
         }
         Op::Delete => {
-            let path = format!("api/conversations/{id}");
+            let url = url(&[]);
             engine
-                .session
-                .send(|http, token| http.delete(url(&path)).bearer_auth(token))
+                .send(|http, token| http.delete(url.clone()).bearer_auth(token))
                 .await?
         }
         Op::Restore => {
-            let path = format!("api/conversations/{id}/restore");
+            let url = url(&["restore"]);
             engine
-                .session
-                .send(|http, token| http.post(url(&path)).bearer_auth(token))
+                .send(|http, token| http.post(url.clone()).bearer_auth(token))
                 .await?
         }
         Op::Append { message } => {
@@ -104,10 +107,9 @@ async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError
                 role: message.role,
                 content: message.content.clone(),
             };
-            let path = format!("api/conversations/{id}/messages");
+            let url = url(&["messages"]);
             engine
-                .session
-                .send(|http, token| http.post(url(&path)).bearer_auth(token).json(&body))
+                .send(|http, token| http.post(url.clone()).bearer_auth(token).json(&body))
                 .await?
         }
     };
@@ -153,7 +155,7 @@ async fn classify(
     if status == StatusCode::CONFLICT {
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         if let Ok(current) = serde_json::from_value::<Conversation>(body["current"].clone()) {
-            cache.apply_changes(&[Change::Updated(current)])?;
+            cache.apply_changes(&[Change::Updated(ConversationChange::whole(current))])?;
             return Ok(Outcome::Conflict);
         }
         return Ok(Outcome::Refused(
@@ -182,8 +184,5 @@ async fn classify(
 async fn parse<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, SyncError> {
-    response.json().await.map_err(|e| SyncError::Retry {
-        message: format!("the server's answer could not be read: {e}"),
-        after: None,
-    })
+    crate::read_json(response, "the server's answer").await
 }

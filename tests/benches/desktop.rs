@@ -113,6 +113,7 @@ fn conversation(c: usize, count: usize, title: String) -> anyhow::Result<Convers
             archived: false,
         },
         messages,
+        next_cursor: None,
     })
 }
 

@@ -6,9 +6,6 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 
-// On Node 20 (oidc-provider 9 asks for 22) a start now and then stalls for
-// good after loading the module, its event loop idle: the harness and
-// scripts/run start it again, and the progress lines below show where it stopped.
 import Provider from 'oidc-provider';
 
 // oidc-provider prints notices with console.info (stdout), from the Provider
@@ -158,8 +155,6 @@ async function findAccount(_ctx, sub) {
 
 // ---------------------------------------------------------------- provider
 
-// Progress on stderr (the log): where a start that stalls stopped.
-console.error('provider: configured, listening next');
 const server = http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
@@ -468,13 +463,8 @@ provider.use(async (ctx, next) => {
 
 // ---------------------------------------------------------------- serve
 
-server.on('request', provider.callback());
-process.stdout.write(`issuer=${ISSUER}\n`);
-console.error(
-  `oidc stand-in: client ${CLIENT_ID}, redirects ${REDIRECT_URIS.join(' ')}, resource ${RESOURCE}, `
-  + `access ttl ${ACCESS_TTL}s`,
-);
-
+// Before the issuer line: a SIGTERM sent as soon as it is read must find the
+// handler (without it, node dies of the signal instead of exiting 0).
 let stopping = false;
 function shutdown(signal) {
   if (stopping) return;
@@ -486,3 +476,10 @@ function shutdown(signal) {
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
+
+server.on('request', provider.callback());
+process.stdout.write(`issuer=${ISSUER}\n`);
+console.error(
+  `oidc stand-in: client ${CLIENT_ID}, redirects ${REDIRECT_URIS.join(' ')}, resource ${RESOURCE}, `
+  + `access ttl ${ACCESS_TTL}s`,
+);

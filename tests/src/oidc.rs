@@ -43,41 +43,32 @@ impl Provider {
     /// port of one that was stopped. It keeps no state across restarts.
     pub fn start_on(artifacts: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = paths::workspace_root().join("tests").join("oidc");
-        if !dir.join("node_modules").is_dir() {
+        // The Node 22 pinned in tests/oidc/package.json (npm `node`), not the
+        // system's: Node 22 is what oidc-provider 9 supports.
+        let node = dir.join("node_modules").join(".bin").join("node");
+        if !node.is_file() {
             bail!(
-                "{}/node_modules is missing: run scripts/setup (npm ci there)",
-                dir.display()
+                "{} is missing: run scripts/setup (npm ci in tests/oidc)",
+                node.display()
             );
         }
+        let mut cmd = Command::new(&node);
+        cmd.current_dir(&dir)
+            .args(["provider.mjs", "--port", &port.to_string()])
+            .envs(env.iter().copied());
+        let mut service = Service::spawn(cmd, "oidc-provider", artifacts)?;
+        let log = service.log_path().to_path_buf();
         // Generous: node loads oidc-provider from a cold disk in a fresh clone,
         // while other suites keep the two cores busy (a start normally takes
-        // under a second). A start that stalls anyway (seen in CI under load:
-        // the process idle, the log silent after the import) is tried again,
-        // each try with its own log.
-        let mut last = None;
-        for (attempt, wait) in [(1, 20), (2, 15), (3, 15), (4, 15)] {
-            let mut cmd = Command::new("node");
-            cmd.current_dir(&dir)
-                .args(["provider.mjs", "--port", &port.to_string()])
-                .envs(env.iter().copied());
-            let name = if attempt == 1 {
-                "oidc-provider".to_owned()
-            } else {
-                format!("oidc-provider-{attempt}")
-            };
-            let mut service = Service::spawn(cmd, &name, artifacts)?;
-            match service.wait_for_line(Duration::from_secs(wait), |l| l.starts_with("issuer=")) {
-                Ok(line) => {
-                    let issuer = line.trim_start_matches("issuer=").trim().to_owned();
-                    return Ok(Self {
-                        issuer,
-                        _service: Some(service),
-                    });
-                }
-                Err(err) => last = Some(err),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("the OpenID provider did not start")))
+        // under a second).
+        let line = service
+            .wait_for_line(Duration::from_secs(30), |l| l.starts_with("issuer="))
+            .with_context(|| format!("the OpenID provider did not start; see {}", log.display()))?;
+        let issuer = line.trim_start_matches("issuer=").trim().to_owned();
+        Ok(Self {
+            issuer,
+            _service: Some(service),
+        })
     }
 
     /// A provider already running at `issuer` (started by `scripts/run`), to

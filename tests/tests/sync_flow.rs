@@ -133,6 +133,62 @@ async fn changes_reach_the_other_device_in_real_time() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One new message reaches the other device as a delta: the messages it
+/// already held are not fetched again (a local edit to one of them, which no
+/// full reload would leave, survives), and the new one arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_message_travels_as_a_delta() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("sync_flow/delta")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let moto = confab_tests::moto::Moto::with_table(&artifacts)?;
+    let proxy = Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?;
+    let laptop = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let desktop = Device::start(&provider, &proxy.base, "user_demo").await?;
+    assert_ne!(laptop.engine.device(), desktop.engine.device());
+
+    let id = ulid();
+    laptop
+        .cache()
+        .create(&id, Some("Long talk"), confab_cache::now())?;
+    for line in ["first", "second", "third"] {
+        laptop
+            .cache()
+            .append(&id, &ulid(), Role::User, line, confab_cache::now())?;
+    }
+    laptop.engine.local_change(&id);
+    desktop
+        .eventually(SETTLE, "three messages on the desktop", |c| {
+            c.get(&id).ok().flatten().filter(|v| v.messages.len() == 3)
+        })
+        .await?;
+
+    // Mark what the desktop holds, behind the engine's back.
+    let marked = rusqlite::Connection::open(desktop.dir.path().join("cache.db"))?.execute(
+        "UPDATE messages SET content = 'held here' WHERE conversation_id = ?1 AND content = 'first'",
+        [&id],
+    )?;
+    assert_eq!(marked, 1);
+
+    laptop
+        .cache()
+        .append(&id, &ulid(), Role::User, "fourth", confab_cache::now())?;
+    laptop.engine.local_change(&id);
+    let view = desktop
+        .eventually(SETTLE, "the fourth message on the desktop", |c| {
+            c.get(&id).ok().flatten().filter(|v| v.messages.len() == 4)
+        })
+        .await?;
+    let lines: Vec<&str> = view
+        .messages
+        .iter()
+        .map(|m| m.message.content.as_str())
+        .collect();
+    assert_eq!(lines, ["held here", "second", "third", "fourth"]);
+    assert_eq!(view.conversation.message_count, 4);
+    assert!(desktop.cache().stale_conversations()?.is_empty());
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_writes_sync_exactly_once_when_the_proxy_returns() -> anyhow::Result<()> {
     let artifacts = paths::artifacts_dir("sync_flow/offline")?;

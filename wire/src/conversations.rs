@@ -74,7 +74,9 @@ pub struct Conversation {
     pub archived: bool,
 }
 
-/// A conversation with all its messages, oldest first.
+/// A conversation with its messages, oldest first: all of them, or with
+/// `?limit=n` the newest `n`, and `nextCursor` (pass it as `before` to
+/// `GET /api/conversations/{id}/messages`) when earlier ones exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +84,110 @@ pub struct ConversationDetail {
     #[serde(flatten)]
     pub conversation: Conversation,
     pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The header a desktop install names itself with on every request; the
+/// server records it on the changes the request makes, so the install can
+/// recognise its own changes in notices and in the feed.
+pub const DEVICE_HEADER: &str = "x-confab-device";
+
+/// A device id: 1 to 64 of `A-Z a-z 0-9 _ -` (a ULID, as the desktop makes
+/// them). Anything else is refused rather than echoed to other devices.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(format!("must be 1 to {} characters", Self::MAX_LEN));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err("may contain only letters, digits, '_' and '-'".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A device id from random bits: 32 hex digits.
+    pub fn from_bits(bits: u128) -> Self {
+        Self(format!("{bits:032x}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DeviceId {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(id: DeviceId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which messages of a conversation changed since the feed's cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct MessageChanges {
+    /// The oldest message written since the cursor: messages with this id or
+    /// a later one may be new or changed; earlier ones are as they were. Ask
+    /// `GET /api/conversations/{id}/messages?after=<the last message you hold
+    /// before this id>`.
+    pub from: Option<String>,
+    /// The messages were replaced wholesale (the template's PUT): fetch them
+    /// all again.
+    pub all: bool,
+}
+
+/// A conversation in the change feed: its current state, plus what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationChange {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// The device whose write is the latest one this entry covers, when it
+    /// named itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
+    /// Absent when no message changed (a rename, a pin, a restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_changes: Option<MessageChanges>,
+}
+
+impl ConversationChange {
+    /// A change that says nothing about messages: fetch them all when needed.
+    pub fn whole(conversation: Conversation) -> Self {
+        Self {
+            conversation,
+            device: None,
+            message_changes: Some(MessageChanges {
+                from: None,
+                all: true,
+            }),
+        }
+    }
 }
 
 /// A message to add; the server assigns the id when none is given.
@@ -167,24 +273,29 @@ pub struct Deletion {
 #[serde(untagged)]
 pub enum Change {
     Deleted(Deletion),
-    Updated(Conversation),
+    Updated(ConversationChange),
 }
 
 impl Change {
     pub fn id(&self) -> &str {
         match self {
             Change::Deleted(d) => &d.id,
-            Change::Updated(c) => &c.id,
+            Change::Updated(c) => &c.conversation.id,
         }
     }
 
     pub fn version(&self) -> u64 {
         match self {
             Change::Deleted(d) => d.version,
-            Change::Updated(c) => c.version,
+            Change::Updated(c) => c.conversation.version,
         }
     }
 }
+
+/// A page of messages in id order, oldest first
+/// (`GET /api/conversations/{id}/messages`). `nextCursor` continues in the
+/// direction asked: pass it as `after` (or `before` when paging back).
+pub type MessagePage = Page<Message>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -207,6 +318,10 @@ pub struct ChangeNotice {
     pub conversation_id: Option<String>,
     /// Its version after the change.
     pub version: Option<u64>,
+    /// The device that made the change, when it named itself: that device
+    /// already holds the change and skips its own echo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
 }
 
 /// The short preview a conversation list shows for the last message: spaces
@@ -252,6 +367,7 @@ mod tests {
                 content: "hi".into(),
                 timestamp: at("2026-11-26T10:05:00.123Z"),
             }],
+            next_cursor: None,
         };
         let json = serde_json::to_value(&detail).unwrap();
         assert_eq!(json["messageCount"], 1);
@@ -259,6 +375,40 @@ mod tests {
         assert_eq!(json["updatedAt"], "2026-11-26T10:05:00.123Z");
         assert_eq!(json["messages"][0]["role"], "user");
         assert!(json.get("conversation").is_none());
+        // The template's shape: no cursor unless a page was asked for.
+        assert!(json.get("nextCursor").is_none());
+    }
+
+    #[test]
+    fn feed_entries_carry_device_and_message_changes() {
+        let json = serde_json::json!({
+            "items": [{"id": "b", "title": "t", "createdAt": "2026-11-26T10:00:00Z",
+                 "updatedAt": "2026-11-26T10:00:00Z", "version": 2, "messageCount": 1,
+                 "lastMessagePreview": "hi", "pinned": false, "archived": false,
+                 "device": "01JDEVICE", "messageChanges": {"from": "01J1", "all": false}}],
+            "cursor": "7",
+            "hasMore": false
+        });
+        let changes: Changes = serde_json::from_value(json).unwrap();
+        let Change::Updated(c) = &changes.items[0] else {
+            panic!("an update");
+        };
+        assert_eq!(c.device.as_ref().map(DeviceId::as_str), Some("01JDEVICE"));
+        assert_eq!(
+            c.message_changes.as_ref().and_then(|m| m.from.as_deref()),
+            Some("01J1")
+        );
+        // A hostile device id is refused, not carried along.
+        let bad = serde_json::json!({"conversationId": null, "version": null, "device": "a b"});
+        assert!(serde_json::from_value::<ChangeNotice>(bad).is_err());
+    }
+
+    #[test]
+    fn device_ids_are_short_and_plain() {
+        assert!(DeviceId::parse("01JDX3Q5G6Y7Z8A9B0C1D2E3F4").is_ok());
+        for bad in ["", "a b", "dev/../x", "é", &"a".repeat(65)] {
+            assert!(DeviceId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

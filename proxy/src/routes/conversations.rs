@@ -7,16 +7,17 @@ use axum::response::{IntoResponse, Response};
 use confab_wire::HttpError;
 use confab_wire::conversations::ConversationDetail;
 use confab_wire::conversations::{
-    AppendedMessage, ChangeNotice, Conversation, CreateConversation, NewMessage, Page,
-    UpdateConversation,
+    AppendedMessage, ChangeNotice, Conversation, CreateConversation, DeviceId, Message, NewMessage,
+    Page, UpdateConversation,
 };
 use serde::Deserialize;
 
-use super::extract::{ConversationId, JsonBody, QueryParams};
+use super::extract::{ConversationId, Device, JsonBody, QueryParams};
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::limits::{DEFAULT_PAGE, MAX_PAGE};
+use crate::limits::{DEFAULT_MESSAGE_PAGE, DEFAULT_PAGE, MAX_MESSAGE_PAGE, MAX_PAGE};
+use crate::store::MessageRange;
 use crate::validate;
 
 #[derive(Deserialize)]
@@ -43,13 +44,18 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    Device(device): Device,
     JsonBody(body): JsonBody<CreateConversation>,
 ) -> Result<Response, ApiError> {
     let new = validate::create(body)?;
-    let created = state.store.create_conversation(user.id(), new).await?;
+    let created = state
+        .store
+        .create_conversation(user.id(), new, device.as_ref())
+        .await?;
     let version = created.value.conversation.version;
     let status = if created.created {
-        announce(&state, &user, &created.value.conversation.id, version);
+        let id = &created.value.conversation.id;
+        announce(&state, &user, id, version, device);
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -60,21 +66,68 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID")), responses((status = 200, body = ConversationDetail), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
+#[derive(Deserialize)]
+pub struct GetQuery {
+    limit: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID"), ("limit" = Option<u32>, Query, description = "1-1000: only the newest `limit` messages, and `nextCursor` (pass as `before` to the messages route) when there are earlier ones; without it, every message (the template's shape)")), responses((status = 200, body = ConversationDetail), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
     ConversationId(id): ConversationId,
+    QueryParams(q): QueryParams<GetQuery>,
 ) -> Result<Response, ApiError> {
-    let detail = state.store.get_conversation(user.id(), id).await?;
+    let detail = match q.limit {
+        None => state.store.get_conversation(user.id(), id).await?,
+        Some(raw) => {
+            let limit = validate::page_limit(Some(&raw), DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE)?;
+            state
+                .store
+                .get_conversation_newest(user.id(), id, limit)
+                .await?
+        }
+    };
     let version = detail.conversation.version;
     Ok(with_etag(Json(detail).into_response(), version))
+}
+
+#[derive(Deserialize)]
+pub struct MessagesQuery {
+    after: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(("id" = String, Path, description = "ULID"), ("after" = Option<String>, Query, description = "A message id: the messages after it, oldest first (from the first message when neither after nor before is given)"), ("before" = Option<String>, Query, description = "A message id: the newest messages before it, answered oldest first; nextCursor continues backwards"), ("limit" = Option<u32>, Query, description = "1-1000, default 200; a page also stops at 4 MiB of content")), responses((status = 200, description = "Messages in id order; nextCursor continues in the direction asked", body = Page<Message>), (status = 404, body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
+pub async fn messages(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConversationId(id): ConversationId,
+    QueryParams(q): QueryParams<MessagesQuery>,
+) -> Result<Json<Page<Message>>, ApiError> {
+    let limit = validate::page_limit(q.limit.as_deref(), DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE)?;
+    let range = match (q.after, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "before",
+                "give after or before, not both",
+            ));
+        }
+        (after, None) => {
+            MessageRange::After(after.map(|raw| validate::id("after", &raw)).transpose()?)
+        }
+        (None, Some(before)) => MessageRange::Before(Some(validate::id("before", &before)?)),
+    };
+    let page = state.store.messages(user.id(), id, range, limit).await?;
+    Ok(Json(page))
 }
 
 #[utoipa::path(put, path = "/api/conversations/{id}", tag = "conversations", params(("id" = String, Path, description = "ULID"), ("If-Match" = Option<String>, Header, description = "Expected version")), request_body = UpdateConversation, responses((status = 200, body = Conversation), (status = 404, body = HttpError), (status = 409, description = "Version mismatch; `current` holds the stored conversation", body = HttpError), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     user: AuthUser,
+    device: Device,
     ConversationId(id): ConversationId,
     headers: HeaderMap,
     JsonBody(body): JsonBody<UpdateConversation>,
@@ -84,7 +137,7 @@ pub async fn update(
     {
         return Err(ApiError::invalid("id", "differs from the id in the path"));
     }
-    apply_update(state, user, id, &headers, body).await
+    apply_update(state, user, device, id, &headers, body).await
 }
 
 /// The template's `PUT /api/conversations` with the id in the body.
@@ -92,6 +145,7 @@ pub async fn update(
 pub async fn template_update(
     State(state): State<AppState>,
     user: AuthUser,
+    device: Device,
     headers: HeaderMap,
     JsonBody(body): JsonBody<UpdateConversation>,
 ) -> Result<Response, ApiError> {
@@ -100,12 +154,13 @@ pub async fn template_update(
         .as_deref()
         .ok_or_else(|| ApiError::invalid("id", "is required"))?;
     let id = validate::path_id(raw)?;
-    apply_update(state, user, id, &headers, body).await
+    apply_update(state, user, device, id, &headers, body).await
 }
 
 async fn apply_update(
     state: AppState,
     user: AuthUser,
+    Device(device): Device,
     id: crate::ids::Id,
     headers: &HeaderMap,
     body: UpdateConversation,
@@ -113,10 +168,10 @@ async fn apply_update(
     let patch = validate::patch(body, validate::if_match(headers)?)?;
     let updated = state
         .store
-        .update_conversation(user.id(), id, patch)
+        .update_conversation(user.id(), id, patch, device.as_ref())
         .await?;
     let version = updated.version;
-    announce(&state, &user, &updated.id, version);
+    announce(&state, &user, &updated.id, version, device);
     Ok(with_etag(Json(updated).into_response(), version))
 }
 
@@ -124,15 +179,16 @@ async fn apply_update(
 pub async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
+    Device(device): Device,
     ConversationId(id): ConversationId,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = validate::if_match(&headers)?;
     let deletion = state
         .store
-        .delete_conversation(user.id(), id, expected)
+        .delete_conversation(user.id(), id, expected, device.as_ref())
         .await?;
-    announce(&state, &user, &deletion.id, deletion.version);
+    announce(&state, &user, &deletion.id, deletion.version, device);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,6 +202,7 @@ pub struct TemplateDeleteQuery {
 pub async fn template_delete(
     State(state): State<AppState>,
     user: AuthUser,
+    Device(device): Device,
     QueryParams(q): QueryParams<TemplateDeleteQuery>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -154,9 +211,9 @@ pub async fn template_delete(
     let expected = validate::if_match(&headers)?;
     let deletion = state
         .store
-        .delete_conversation(user.id(), id, expected)
+        .delete_conversation(user.id(), id, expected, device.as_ref())
         .await?;
-    announce(&state, &user, &deletion.id, deletion.version);
+    announce(&state, &user, &deletion.id, deletion.version, device);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,11 +221,15 @@ pub async fn template_delete(
 pub async fn restore(
     State(state): State<AppState>,
     user: AuthUser,
+    Device(device): Device,
     ConversationId(id): ConversationId,
 ) -> Result<Response, ApiError> {
-    let restored = state.store.restore_conversation(user.id(), id).await?;
+    let restored = state
+        .store
+        .restore_conversation(user.id(), id, device.as_ref())
+        .await?;
     let version = restored.version;
-    announce(&state, &user, &restored.id, version);
+    announce(&state, &user, &restored.id, version, device);
     Ok(with_etag(Json(restored).into_response(), version))
 }
 
@@ -176,6 +237,7 @@ pub async fn restore(
 pub async fn append(
     State(state): State<AppState>,
     user: AuthUser,
+    Device(device): Device,
     ConversationId(id): ConversationId,
     JsonBody(body): JsonBody<NewMessage>,
 ) -> Result<Response, ApiError> {
@@ -184,11 +246,14 @@ pub async fn append(
         e.message = e.message.trim_start_matches('.').to_owned();
         e
     })?;
-    let appended = state.store.append_message(user.id(), id, message).await?;
+    let appended = state
+        .store
+        .append_message(user.id(), id, message, device.as_ref())
+        .await?;
     let (message, conversation) = appended.value;
     let version = conversation.version;
     let status = if appended.created {
-        announce(&state, &user, &conversation.id, version);
+        announce(&state, &user, &conversation.id, version, device);
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -207,12 +272,13 @@ pub async fn append(
 }
 
 /// Tells the caller's other devices (their open event streams).
-fn announce(state: &AppState, user: &AuthUser, id: &str, version: u64) {
+fn announce(state: &AppState, user: &AuthUser, id: &str, version: u64, device: Option<DeviceId>) {
     state.events.publish(
         user.id(),
         ChangeNotice {
             conversation_id: Some(id.to_owned()),
             version: Some(version),
+            device,
         },
     );
 }

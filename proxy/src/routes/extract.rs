@@ -6,6 +6,8 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
+use confab_wire::conversations::{DEVICE_HEADER, DeviceId};
+
 use crate::error::ApiError;
 use crate::ids::Id;
 use crate::limits::MAX_BODY_BYTES;
@@ -70,6 +72,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ConversationId {
             .await
             .map_err(|_| ApiError::not_found("conversation"))?;
         validate::path_id(&raw).map(ConversationId)
+    }
+}
+
+/// The `X-Confab-Device` header: which install makes the request, recorded on
+/// the changes it makes. Optional (the template's clients send none); a
+/// malformed one is 400 rather than passed on to other devices.
+pub struct Device(pub Option<DeviceId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Device {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(DEVICE_HEADER) else {
+            return Ok(Device(None));
+        };
+        let raw = raw
+            .to_str()
+            .map_err(|_| ApiError::invalid(DEVICE_HEADER, "must be plain text"))?;
+        DeviceId::parse(raw)
+            .map(|d| Device(Some(d)))
+            .map_err(|e| ApiError::invalid(DEVICE_HEADER, e))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use confab_wire::ErrorCode;
 use confab_wire::HttpError;
@@ -13,7 +14,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::fields_from_clerk_user;
 use crate::ids::UserId;
-use crate::webhooks::WebhookError;
+use crate::webhooks::{MAX_SIGNATURE_BYTES, MAX_SIGNATURES, MAX_WEBHOOK_BODY_BYTES, WebhookError};
 
 #[derive(Deserialize)]
 struct Delivery {
@@ -22,17 +23,40 @@ struct Delivery {
     data: serde_json::Value,
 }
 
-#[utoipa::path(post, path = "/api/webhooks/clerk", tag = "webhooks", params(("svix-id" = String, Header), ("svix-timestamp" = String, Header), ("svix-signature" = String, Header)), responses((status = 204, description = "Processed"), (status = 400, body = HttpError), (status = 401, description = "Bad signature or stale", body = HttpError), (status = 409, description = "Replayed delivery", body = HttpError), (status = 503, description = "Webhooks not configured", body = HttpError)))]
+#[utoipa::path(post, path = "/api/webhooks/clerk", tag = "webhooks", params(("svix-id" = String, Header), ("svix-timestamp" = String, Header), ("svix-signature" = String, Header)), responses((status = 204, description = "Processed"), (status = 400, body = HttpError), (status = 413, description = "Body over 64 KiB", body = HttpError), (status = 401, description = "Bad signature or stale", body = HttpError), (status = 409, description = "Replayed delivery", body = HttpError), (status = 503, description = "Webhooks not configured", body = HttpError)))]
 pub async fn clerk(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!(
+                "a webhook body is at most {MAX_WEBHOOK_BODY_BYTES} bytes"
+            ))
+        } else {
+            ApiError::invalid("body", e.body_text())
+        }
+    })?;
     let Some(verifier) = &state.webhooks else {
         return Err(ApiError::unavailable(
             "webhooks are not configured on this proxy (CLERK_WEBHOOK_SIGNING_SECRET)",
         ));
     };
+    // Refused by its length before anything reads it: Svix's values are ~50
+    // bytes each.
+    let too_many = || {
+        ApiError::invalid(
+            "svix-signature",
+            format!("more than {MAX_SIGNATURES} signatures"),
+        )
+    };
+    if headers
+        .get("svix-signature")
+        .is_some_and(|v| v.len() > MAX_SIGNATURES * MAX_SIGNATURE_BYTES)
+    {
+        return Err(too_many());
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
     let verified = verifier.verify(
@@ -49,6 +73,7 @@ pub async fn clerk(
     let delivery_id = header("svix-id").unwrap_or_default().to_owned();
     verified.map_err(|err| match err {
         WebhookError::Header(name) => ApiError::invalid(name, "missing or malformed"),
+        WebhookError::TooManySignatures => too_many(),
         other => {
             tracing::warn!(reason = %other, "webhook refused");
             ApiError::new(ErrorCode::Unauthenticated, "webhook signature is not valid")

@@ -8,6 +8,10 @@
 //! | change sequence | `USER#{user}` | `SEQ` |
 //! | change entry | `USER#{user}` | `CHG#{seq, 20 digits}` |
 //!
+//! A change entry holds `conversationId`, the writing `device` (when it named
+//! itself) and `messages`: absent when no message changed, `*` when all were
+//! replaced, else the oldest message id the write stored.
+//!
 //! Live conversations carry `gsi1pk`/`gsi1sk` (`USER#{user}` /
 //! `{updatedAt millis, 15 digits}#{id}`): the sparse index `gsi1` lists them
 //! most recently changed first; a tombstone drops those attributes and gets an
@@ -34,9 +38,9 @@ use confab_wire::conversations::{
 };
 
 use super::{
-    Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, change_of, check_cursor, check_version, list_cursor, materialise, now,
-    parse_list_cursor, preview,
+    Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation, NewMessage,
+    Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
+    check_version, list_cursor, materialise, message_page, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -577,6 +581,7 @@ impl DynamoStore {
         user: &UserId,
         seq_before: u64,
         conversation: &str,
+        origin: &Origin,
     ) -> Result<[TransactWriteItem; 2]> {
         let next = seq_before + 1;
         let bump = if seq_before == 0 {
@@ -603,6 +608,18 @@ impl DynamoStore {
         };
         let mut entry = key(user, chg_sk(next));
         entry.insert("conversationId".into(), s(conversation));
+        if let Some(device) = &origin.device {
+            entry.insert("device".into(), s(device.as_str()));
+        }
+        match &origin.mark {
+            MessageMark::Untouched => {}
+            MessageMark::All => {
+                entry.insert("messages".into(), s("*"));
+            }
+            MessageMark::From(id) => {
+                entry.insert("messages".into(), s(id.as_str()));
+            }
+        }
         let expires = Utc::now() + chrono::Duration::days(TOMBSTONE_TTL_DAYS);
         entry.insert("expiresAt".into(), n(expires.timestamp()));
         let put = build(
@@ -629,6 +646,7 @@ impl DynamoStore {
         item: Item,
         previous_version: Option<u64>,
         extra: Vec<TransactWriteItem>,
+        origin: &Origin,
     ) -> Result<std::result::Result<(), ()>> {
         let id = get_s(&item, "sk")
             .and_then(|sk| sk.strip_prefix("CONV#").map(str::to_owned))
@@ -650,7 +668,7 @@ impl DynamoStore {
                 .build(),
         ];
         items.extend(extra);
-        items.extend(self.change_items(user, seq_before, &id)?);
+        items.extend(self.change_items(user, seq_before, &id, origin)?);
         match self
             .client
             .transact_write_items()
@@ -669,6 +687,7 @@ impl DynamoStore {
         &self,
         user: &UserId,
         id: &str,
+        origin: &Origin,
         f: impl Fn(Conversation) -> Result<(Conversation, Option<DateTime<Utc>>)> + Send,
     ) -> Result<Conversation> {
         for attempt in 0..MAX_ATTEMPTS {
@@ -678,7 +697,7 @@ impl DynamoStore {
             let (next, deleted_at) = f(current)?;
             let item = conversation_item(user, &next, deleted_at);
             if self
-                .commit(user, seq, item, Some(version), vec![])
+                .commit(user, seq, item, Some(version), vec![], origin)
                 .await?
                 .is_ok()
             {
@@ -827,6 +846,7 @@ impl Store for DynamoStore {
         &self,
         user: &UserId,
         new: NewConversation,
+        device: Option<&DeviceId>,
     ) -> Result<Created<ConversationDetail>> {
         let _turn = self.turn(user).await;
         let id = new.id.to_string();
@@ -837,11 +857,12 @@ impl Store for DynamoStore {
                         "a deleted conversation has this id: restore it instead",
                     ));
                 }
-                let messages = self.messages(user, &id).await?;
+                let messages = self.all_messages(user, &id).await?;
                 return Ok(Created {
                     value: ConversationDetail {
                         conversation: existing.conversation,
                         messages,
+                        next_cursor: None,
                     },
                     created: false,
                 });
@@ -879,11 +900,17 @@ impl Store for DynamoStore {
             };
             let seq = self.seq(user).await?;
             let item = conversation_item(user, &conversation, None);
-            if self.commit(user, seq, item, None, extra).await?.is_ok() {
+            let origin = Origin::new(device, MessageMark::from_first(&messages));
+            if self
+                .commit(user, seq, item, None, extra, &origin)
+                .await?
+                .is_ok()
+            {
                 return Ok(Created {
                     value: ConversationDetail {
                         conversation,
                         messages,
+                        next_cursor: None,
                     },
                     created: true,
                 });
@@ -902,12 +929,13 @@ impl Store for DynamoStore {
         // between, so the version, the counters and the messages agree.
         for attempt in 0..MAX_ATTEMPTS {
             let conversation = self.load_live(user, &id).await?;
-            let messages = self.messages(user, &id).await?;
+            let messages = self.all_messages(user, &id).await?;
             let again = self.load_live(user, &id).await?;
             if again.version == conversation.version {
                 return Ok(ConversationDetail {
                     conversation,
                     messages,
+                    next_cursor: None,
                 });
             }
             backoff(attempt).await;
@@ -917,11 +945,56 @@ impl Store for DynamoStore {
         ))
     }
 
+    async fn get_conversation_newest(
+        &self,
+        user: &UserId,
+        id: Id,
+        limit: usize,
+    ) -> Result<ConversationDetail> {
+        let key = id.to_string();
+        let limit = limit.max(1);
+        let range = MessageRange::Before(None);
+        // As in get_conversation: the version read before and after the
+        // messages must agree.
+        for attempt in 0..MAX_ATTEMPTS {
+            let conversation = self.load_live(user, &key).await?;
+            let rows = self.message_rows(user, &key, range, limit + 1).await?;
+            let again = self.load_live(user, &key).await?;
+            if again.version == conversation.version {
+                let page = message_page(rows, range, limit);
+                return Ok(ConversationDetail {
+                    conversation,
+                    messages: page.items,
+                    next_cursor: page.next_cursor,
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "the conversation keeps changing; retry shortly".into(),
+        ))
+    }
+
+    async fn messages(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let key = conversation.to_string();
+        let limit = limit.max(1);
+        self.load_live(user, &key).await?;
+        let rows = self.message_rows(user, &key, range, limit + 1).await?;
+        Ok(message_page(rows, range, limit))
+    }
+
     async fn update_conversation(
         &self,
         user: &UserId,
         id: Id,
         patch: Patch,
+        device: Option<&DeviceId>,
     ) -> Result<Conversation> {
         let _turn = self.turn(user).await;
         let id = id.to_string();
@@ -940,8 +1013,9 @@ impl Store for DynamoStore {
                 messages: None,
                 ..patch
             };
+            let origin = Origin::new(device, MessageMark::All);
             let updated = self
-                .modify(user, &id, move |mut c| {
+                .modify(user, &id, &origin, move |mut c| {
                     patch.apply(&mut c, now())?;
                     c.message_count = count;
                     c.last_message_preview = last.clone();
@@ -959,7 +1033,8 @@ impl Store for DynamoStore {
             self.delete_items(stale).await?;
             return Ok(updated);
         }
-        self.modify(user, &id, move |mut c| {
+        let origin = Origin::new(device, MessageMark::Untouched);
+        self.modify(user, &id, &origin, move |mut c| {
             patch.apply(&mut c, now())?;
             Ok((c, None))
         })
@@ -971,11 +1046,13 @@ impl Store for DynamoStore {
         user: &UserId,
         id: Id,
         expected_version: Option<u64>,
+        device: Option<&DeviceId>,
     ) -> Result<Deletion> {
         let _turn = self.turn(user).await;
         let id = id.to_string();
+        let origin = Origin::new(device, MessageMark::Untouched);
         let deleted = self
-            .modify(user, &id, move |mut c| {
+            .modify(user, &id, &origin, move |mut c| {
                 check_version(&c, expected_version)?;
                 c.version += 1;
                 c.updated_at = now();
@@ -995,9 +1072,15 @@ impl Store for DynamoStore {
         })
     }
 
-    async fn restore_conversation(&self, user: &UserId, id: Id) -> Result<Conversation> {
+    async fn restore_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        device: Option<&DeviceId>,
+    ) -> Result<Conversation> {
         let _turn = self.turn(user).await;
         let id = id.to_string();
+        let origin = Origin::new(device, MessageMark::Untouched);
         for attempt in 0..MAX_ATTEMPTS {
             let seq = self.seq(user).await?;
             let Some(Stored {
@@ -1019,7 +1102,7 @@ impl Store for DynamoStore {
             c.updated_at = now();
             let item = conversation_item(user, &c, None);
             if self
-                .commit(user, seq, item, Some(version), vec![])
+                .commit(user, seq, item, Some(version), vec![], &origin)
                 .await?
                 .is_ok()
             {
@@ -1038,6 +1121,7 @@ impl Store for DynamoStore {
         user: &UserId,
         conversation: Id,
         message: NewMessage,
+        device: Option<&DeviceId>,
     ) -> Result<Created<(Message, Conversation)>> {
         let _turn = self.turn(user).await;
         let id = conversation.to_string();
@@ -1078,8 +1162,9 @@ impl Store for DynamoStore {
             )?;
             let item = conversation_item(user, &c, None);
             let extra = vec![TransactWriteItem::builder().put(put_message).build()];
+            let origin = Origin::new(device, MessageMark::From(message_id.clone()));
             if self
-                .commit(user, seq, item, Some(version), extra)
+                .commit(user, seq, item, Some(version), extra, &origin)
                 .await?
                 .is_ok()
             {
@@ -1103,10 +1188,8 @@ impl Store for DynamoStore {
         // Read before the log: every entry up to this sequence is in the log by
         // then, so finding none after `since` below means they were pruned.
         let current = self.seq(user).await?;
-        let mut order: Vec<String> = Vec::new();
-        let mut cursor = since;
+        let mut walk = FeedWalk::new(since, limit);
         let mut first_after: Option<u64> = None;
-        let mut has_more = false;
         let mut start = None;
         'pages: loop {
             let out = self
@@ -1126,29 +1209,38 @@ impl Store for DynamoStore {
                 let seq = get_s(&item, "sk")
                     .and_then(|sk| sk.strip_prefix("CHG#").and_then(|n| n.parse::<u64>().ok()))
                     .ok_or_else(|| StoreError::Internal("malformed change entry".into()))?;
-                let conversation = get_s(&item, "conversationId").unwrap_or_default();
                 first_after.get_or_insert(seq);
-                // TTL removes expired entries in no order: any hole in the run
-                // means history is missing, not only one right after `since`.
-                if seq != cursor + 1 {
-                    return Err(StoreError::CursorExpired {
-                        current: self.seq(user).await?.max(seq),
-                    });
-                }
-                if !order.contains(&conversation) {
-                    if order.len() == limit {
-                        has_more = true;
-                        break 'pages;
+                let entry = LogEntry {
+                    seq,
+                    conversation: get_s(&item, "conversationId").unwrap_or_default(),
+                    device: get_s(&item, "device").and_then(|d| DeviceId::parse(&d).ok()),
+                    mark: match get_s(&item, "messages").as_deref() {
+                        None => MessageMark::Untouched,
+                        Some("*") => MessageMark::All,
+                        Some(id) => MessageMark::From(id.to_owned()),
+                    },
+                };
+                match walk.push(entry) {
+                    Ok(true) => {}
+                    Ok(false) => break 'pages,
+                    // TTL removes expired entries in no order: any hole in the
+                    // run means history is missing, not only one right after
+                    // `since`.
+                    Err(seq) => {
+                        return Err(StoreError::CursorExpired {
+                            current: self.seq(user).await?.max(seq),
+                        });
                     }
-                    order.push(conversation);
                 }
-                cursor = seq;
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
             }
         }
+        let cursor = walk.cursor();
+        let order = walk.conversations().to_vec();
+        let has_more = walk.has_more;
         // Sequence numbers are contiguous: a gap right after `since` means TTL
         // pruned that history.
         // (Entries read may be newer than `current`, written since.)
@@ -1206,7 +1298,7 @@ impl Store for DynamoStore {
         for id in &order {
             // A purged conversation has nothing left to report.
             if let Some(stored) = found.remove(id) {
-                items.push(change_of(stored.conversation, stored.deleted_at));
+                items.push(walk.change(stored.conversation, stored.deleted_at));
             }
         }
         Ok(Changes {
@@ -1223,8 +1315,83 @@ impl Store for DynamoStore {
     }
 }
 
+/// Who made a write and what it did to the messages: what its change entry
+/// records.
+struct Origin {
+    device: Option<DeviceId>,
+    mark: MessageMark,
+}
+
+impl Origin {
+    fn new(device: Option<&DeviceId>, mark: MessageMark) -> Self {
+        Self {
+            device: device.cloned(),
+            mark,
+        }
+    }
+}
+
 impl DynamoStore {
-    async fn messages(&self, user: &UserId, id: &str) -> Result<Vec<Message>> {
+    /// Up to `fetch` messages of a conversation in the direction `range` asks
+    /// (ascending after a message, descending before one), following
+    /// `LastEvaluatedKey` rather than trusting a page's length.
+    async fn message_rows(
+        &self,
+        user: &UserId,
+        id: &str,
+        range: MessageRange,
+        fetch: usize,
+    ) -> Result<Vec<Message>> {
+        // BETWEEN is inclusive: the bound message itself is skipped below.
+        let (lo, hi, forward, skip) = match range {
+            MessageRange::After(after) => (
+                after.map_or_else(|| format!("MSG#{id}#"), |a| msg_sk(id, &a.to_string())),
+                format!("MSG#{id}#~"),
+                true,
+                after.map(|a| a.to_string()),
+            ),
+            MessageRange::Before(before) => (
+                format!("MSG#{id}#"),
+                before.map_or_else(|| format!("MSG#{id}#~"), |b| msg_sk(id, &b.to_string())),
+                false,
+                before.map(|b| b.to_string()),
+            ),
+        };
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let want = fetch + 1 - rows.len();
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", pk(user))
+                .expression_attribute_values(":lo", s(lo.clone()))
+                .expression_attribute_values(":hi", s(hi.clone()))
+                .scan_index_forward(forward)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let message = message_from(&item)?;
+                if skip.as_deref() != Some(message.id.as_str()) {
+                    rows.push(message);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() && rows.len() < fetch => start = Some(key),
+                _ => break,
+            }
+        }
+        rows.truncate(fetch);
+        Ok(rows)
+    }
+
+    async fn all_messages(&self, user: &UserId, id: &str) -> Result<Vec<Message>> {
         self.query_prefix(user, &format!("MSG#{id}#"))
             .await?
             .iter()

@@ -15,9 +15,9 @@ use confab_wire::conversations::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
-    Created, NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, change_of, check_cursor, check_version, list_cursor, materialise, now,
-    parse_list_cursor, preview,
+    Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation, NewMessage,
+    Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
+    check_version, list_cursor, materialise, message_page, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER NOT NULL,
     conversation_id TEXT NOT NULL,
     at INTEGER NOT NULL,
+    device TEXT,
+    -- MessageMark: NULL untouched, '*' all, else the oldest message id written
+    messages TEXT,
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS changes_at ON changes (at);
@@ -69,8 +72,16 @@ CREATE INDEX IF NOT EXISTS conversations_deleted ON conversations (deleted_at)
 "#;
 
 /// The schema version this build writes (`PRAGMA user_version`). A later
-/// version adds a migration step in `open`; a file from a newer build is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// version adds a migration step to [`MIGRATIONS`]; a file from a newer build
+/// is refused.
+const SCHEMA_VERSION: i64 = 2;
+
+/// `MIGRATIONS[n]` brings a file of version `n + 1` to `n + 2`. Released steps
+/// are never edited.
+const MIGRATIONS: &[&str] = &[
+    // 2: change entries record the device and the messages a write touched.
+    "ALTER TABLE changes ADD COLUMN device TEXT; ALTER TABLE changes ADD COLUMN messages TEXT;",
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -101,6 +112,14 @@ impl SqliteStore {
                 "{} was written by a newer Confab (schema {version}); upgrade the proxy",
                 path.display()
             )));
+        }
+        if version >= 1 {
+            for step in MIGRATIONS
+                .iter()
+                .skip(usize::try_from(version - 1).unwrap_or(0))
+            {
+                conn.execute_batch(step).map_err(internal)?;
+            }
         }
         conn.execute_batch(SCHEMA).map_err(internal)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -214,6 +233,16 @@ fn load_live(tx: &Connection, user: &UserId, id: &str) -> Result<Conversation> {
     }
 }
 
+fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    let role: String = row.get(1)?;
+    Ok(Message {
+        id: row.get(0)?,
+        role: Role::parse(&role).unwrap_or(Role::User),
+        content: row.get(2)?,
+        timestamp: from_ms(row.get(3)?)?,
+    })
+}
+
 fn messages_of(conn: &Connection, user: &UserId, id: &str) -> Result<Vec<Message>> {
     let mut stmt = conn
         .prepare_cached(
@@ -222,21 +251,50 @@ fn messages_of(conn: &Connection, user: &UserId, id: &str) -> Result<Vec<Message
         )
         .map_err(internal)?;
     let rows = stmt
-        .query_map(params![user.as_str(), id], |row| {
-            let role: String = row.get(1)?;
-            Ok(Message {
-                id: row.get(0)?,
-                role: Role::parse(&role).unwrap_or(Role::User),
-                content: row.get(2)?,
-                timestamp: from_ms(row.get(3)?)?,
-            })
-        })
+        .query_map(params![user.as_str(), id], message_row)
         .map_err(internal)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
 }
 
-/// Records that `conversation` changed: the next per-user sequence number.
-fn record_change(tx: &Transaction<'_>, user: &UserId, conversation: &str) -> Result<u64> {
+/// Up to `fetch` messages of a conversation in the direction `range` asks:
+/// ascending after a message, descending before one.
+fn message_rows(
+    conn: &Connection,
+    user: &UserId,
+    id: &str,
+    range: MessageRange,
+    fetch: usize,
+) -> Result<Vec<Message>> {
+    let fetch = i64::try_from(fetch).unwrap_or(i64::MAX);
+    let (sql, bound) = match range {
+        MessageRange::After(after) => (
+            "SELECT id, role, content, timestamp FROM messages \
+             WHERE user_id = ?1 AND conversation_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+            after.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        MessageRange::Before(before) => (
+            "SELECT id, role, content, timestamp FROM messages \
+             WHERE user_id = ?1 AND conversation_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            // '~' sorts after every ULID: the newest messages.
+            before.map_or_else(|| "~".to_owned(), |b| b.to_string()),
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
+    let rows = stmt
+        .query_map(params![user.as_str(), id, bound, fetch], message_row)
+        .map_err(internal)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+}
+
+/// Records that `conversation` changed: the next per-user sequence number,
+/// with the device that made the change and what it did to the messages.
+fn record_change(
+    tx: &Transaction<'_>,
+    user: &UserId,
+    conversation: &str,
+    device: Option<&DeviceId>,
+    mark: MessageMark,
+) -> Result<u64> {
     let seq: i64 = tx
         .query_row(
             "INSERT INTO sequences (user_id, seq) VALUES (?1, 1) \
@@ -245,9 +303,22 @@ fn record_change(tx: &Transaction<'_>, user: &UserId, conversation: &str) -> Res
             |row| row.get(0),
         )
         .map_err(internal)?;
+    let messages = match mark {
+        MessageMark::Untouched => None,
+        MessageMark::All => Some("*".to_owned()),
+        MessageMark::From(id) => Some(id),
+    };
     tx.execute(
-        "INSERT INTO changes (user_id, seq, conversation_id, at) VALUES (?1, ?2, ?3, ?4)",
-        params![user.as_str(), seq, conversation, ms(now())],
+        "INSERT INTO changes (user_id, seq, conversation_id, at, device, messages) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            user.as_str(),
+            seq,
+            conversation,
+            ms(now()),
+            device.map(DeviceId::as_str),
+            messages
+        ],
     )
     .map_err(internal)?;
     Ok(seq.try_into().unwrap_or_default())
@@ -393,8 +464,10 @@ impl Store for SqliteStore {
         &self,
         user: &UserId,
         new: NewConversation,
+        device: Option<&DeviceId>,
     ) -> Result<Created<ConversationDetail>> {
         let user = user.clone();
+        let device = device.cloned();
         self.write(move |tx| {
             let id = new.id.to_string();
             if let Some(existing) = load(tx, &user, &id)? {
@@ -408,6 +481,7 @@ impl Store for SqliteStore {
                     value: ConversationDetail {
                         conversation: existing.conversation,
                         messages,
+                        next_cursor: None,
                     },
                     created: false,
                 });
@@ -442,11 +516,13 @@ impl Store for SqliteStore {
             for m in &messages {
                 insert_message(tx, &user, &id, m)?;
             }
-            record_change(tx, &user, &id)?;
+            let mark = MessageMark::from_first(&messages);
+            record_change(tx, &user, &id, device.as_ref(), mark)?;
             Ok(Created {
                 value: ConversationDetail {
                     conversation,
                     messages,
+                    next_cursor: None,
                 },
                 created: true,
             })
@@ -463,7 +539,49 @@ impl Store for SqliteStore {
             Ok(ConversationDetail {
                 conversation,
                 messages,
+                next_cursor: None,
             })
+        })
+        .await
+    }
+
+    async fn get_conversation_newest(
+        &self,
+        user: &UserId,
+        id: Id,
+        limit: usize,
+    ) -> Result<ConversationDetail> {
+        let user = user.clone();
+        let limit = limit.max(1);
+        self.run(move |conn| {
+            let key = id.to_string();
+            let conversation = load_live(conn, &user, &key)?;
+            let range = MessageRange::Before(None);
+            let rows = message_rows(conn, &user, &key, range, limit + 1)?;
+            let page = message_page(rows, range, limit);
+            Ok(ConversationDetail {
+                conversation,
+                messages: page.items,
+                next_cursor: page.next_cursor,
+            })
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<Page<Message>> {
+        let user = user.clone();
+        let limit = limit.max(1);
+        self.run(move |conn| {
+            let key = conversation.to_string();
+            load_live(conn, &user, &key)?;
+            let rows = message_rows(conn, &user, &key, range, limit + 1)?;
+            Ok(message_page(rows, range, limit))
         })
         .await
     }
@@ -473,14 +591,18 @@ impl Store for SqliteStore {
         user: &UserId,
         id: Id,
         patch: Patch,
+        device: Option<&DeviceId>,
     ) -> Result<Conversation> {
         let user = user.clone();
+        let device = device.cloned();
         self.write(move |tx| {
             let id = id.to_string();
             let mut c = load_live(tx, &user, &id)?;
             let at = now();
             patch.apply(&mut c, at)?;
+            let mut mark = MessageMark::Untouched;
             if let Some(messages) = patch.messages {
+                mark = MessageMark::All;
                 tx.execute(
                     "DELETE FROM messages WHERE user_id = ?1 AND conversation_id = ?2",
                     params![user.as_str(), id],
@@ -494,7 +616,7 @@ impl Store for SqliteStore {
                 c.last_message_preview = messages.last().map(|m| preview(&m.content));
             }
             save(tx, &user, &c)?;
-            record_change(tx, &user, &id)?;
+            record_change(tx, &user, &id, device.as_ref(), mark)?;
             Ok(c)
         })
         .await
@@ -505,8 +627,10 @@ impl Store for SqliteStore {
         user: &UserId,
         id: Id,
         expected_version: Option<u64>,
+        device: Option<&DeviceId>,
     ) -> Result<Deletion> {
         let user = user.clone();
+        let device = device.cloned();
         self.write(move |tx| {
             let id = id.to_string();
             let mut c = load_live(tx, &user, &id)?;
@@ -524,7 +648,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(internal)?;
-            record_change(tx, &user, &id)?;
+            record_change(tx, &user, &id, device.as_ref(), MessageMark::Untouched)?;
             Ok(Deletion {
                 id,
                 deleted: true,
@@ -535,8 +659,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn restore_conversation(&self, user: &UserId, id: Id) -> Result<Conversation> {
+    async fn restore_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        device: Option<&DeviceId>,
+    ) -> Result<Conversation> {
         let user = user.clone();
+        let device = device.cloned();
         self.write(move |tx| {
             let id = id.to_string();
             let Some(Row_ {
@@ -557,7 +687,7 @@ impl Store for SqliteStore {
             c.version += 1;
             c.updated_at = now();
             save(tx, &user, &c)?;
-            record_change(tx, &user, &id)?;
+            record_change(tx, &user, &id, device.as_ref(), MessageMark::Untouched)?;
             Ok(c)
         })
         .await
@@ -568,8 +698,10 @@ impl Store for SqliteStore {
         user: &UserId,
         conversation: Id,
         message: NewMessage,
+        device: Option<&DeviceId>,
     ) -> Result<Created<(Message, Conversation)>> {
         let user = user.clone();
+        let device = device.cloned();
         self.write(move |tx| {
             let id = conversation.to_string();
             let mut c = load_live(tx, &user, &id)?;
@@ -619,7 +751,8 @@ impl Store for SqliteStore {
             c.version += 1;
             c.updated_at = at;
             save(tx, &user, &c)?;
-            record_change(tx, &user, &id)?;
+            let mark = MessageMark::From(stored.id.clone());
+            record_change(tx, &user, &id, device.as_ref(), mark)?;
             Ok(Created {
                 value: (stored, c),
                 created: true,
@@ -630,26 +763,8 @@ impl Store for SqliteStore {
 
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> Result<Changes> {
         let user = user.clone();
-        let limit = limit.max(1);
         self.run(move |conn| {
             let since_i = i64::try_from(since).map_err(|_| StoreError::InvalidCursor)?;
-            let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-            // Each conversation once, at its latest change; ordered by that change,
-            // so whatever is cut off by the limit changed after the cursor we return.
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT conversation_id, MAX(seq) AS last FROM changes \
-                     WHERE user_id = ?1 AND seq > ?2 \
-                     GROUP BY conversation_id ORDER BY last LIMIT ?3",
-                )
-                .map_err(internal)?;
-            let mut rows = stmt
-                .query_map(params![user.as_str(), since_i, fetch], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })
-                .map_err(internal)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(internal)?;
             let current: i64 = conn
                 .query_row(
                     "SELECT seq FROM sequences WHERE user_id = ?1",
@@ -671,20 +786,53 @@ impl Store for SqliteStore {
                 first_after.and_then(|f| u64::try_from(f).ok()),
                 u64::try_from(current).unwrap_or(0),
             )?;
-            let has_more = rows.len() > limit;
-            rows.truncate(limit);
-            let cursor = rows.last().map(|(_, seq)| *seq).unwrap_or(since_i);
-            let mut items = Vec::with_capacity(rows.len());
-            for (id, _) in rows {
+            let mut walk = FeedWalk::new(since, limit);
+            {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT seq, conversation_id, device, messages FROM changes \
+                         WHERE user_id = ?1 AND seq > ?2 ORDER BY seq",
+                    )
+                    .map_err(internal)?;
+                let mut rows = stmt
+                    .query(params![user.as_str(), since_i])
+                    .map_err(internal)?;
+                while let Some(row) = rows.next().map_err(internal)? {
+                    let seq: i64 = row.get(0).map_err(internal)?;
+                    let device: Option<String> = row.get(2).map_err(internal)?;
+                    let messages: Option<String> = row.get(3).map_err(internal)?;
+                    let entry = LogEntry {
+                        seq: u64::try_from(seq).unwrap_or_default(),
+                        conversation: row.get(1).map_err(internal)?,
+                        device: device.and_then(|d| DeviceId::parse(&d).ok()),
+                        mark: match messages.as_deref() {
+                            None => MessageMark::Untouched,
+                            Some("*") => MessageMark::All,
+                            Some(id) => MessageMark::From(id.to_owned()),
+                        },
+                    };
+                    match walk.push(entry) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(_) => {
+                            return Err(StoreError::CursorExpired {
+                                current: u64::try_from(current).unwrap_or(0),
+                            });
+                        }
+                    }
+                }
+            }
+            let mut items = Vec::with_capacity(walk.conversations().len());
+            for id in walk.conversations().to_vec() {
                 // A purged conversation has no row left; its change is moot.
                 if let Some(row) = load(conn, &user, &id)? {
-                    items.push(change_of(row.conversation, row.deleted_at));
+                    items.push(walk.change(row.conversation, row.deleted_at));
                 }
             }
             Ok(Changes {
                 items,
-                cursor: cursor.to_string(),
-                has_more,
+                cursor: walk.cursor().to_string(),
+                has_more: walk.has_more,
             })
         })
         .await

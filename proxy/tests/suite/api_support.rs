@@ -15,7 +15,8 @@ use confab_proxy::auth::{AuthConfig, Verifier};
 use confab_proxy::identity::Identity;
 use confab_proxy::ids::{Id, UserId};
 use confab_proxy::store::{
-    self, Created, NewConversation, NewMessage, Patch, ProfileFields, SqliteStore, Store,
+    self, Created, DeviceId, MessageRange, NewConversation, NewMessage, Patch, ProfileFields,
+    SqliteStore, Store,
 };
 use confab_proxy::{AppState, router};
 use confab_wire::conversations::{
@@ -71,38 +72,64 @@ impl Store for CountingStore {
         &self,
         user: &UserId,
         new: NewConversation,
+        d: Option<&DeviceId>,
     ) -> store::Result<Created<ConversationDetail>> {
-        counted!(self.create_conversation(user, new))
+        counted!(self.create_conversation(user, new, d))
     }
     async fn get_conversation(&self, user: &UserId, id: Id) -> store::Result<ConversationDetail> {
         counted!(self.get_conversation(user, id))
+    }
+    async fn get_conversation_newest(
+        &self,
+        user: &UserId,
+        id: Id,
+        limit: usize,
+    ) -> store::Result<ConversationDetail> {
+        counted!(self.get_conversation_newest(user, id, limit))
+    }
+    async fn messages(
+        &self,
+        user: &UserId,
+        id: Id,
+        range: MessageRange,
+        limit: usize,
+    ) -> store::Result<Page<Message>> {
+        counted!(self.messages(user, id, range, limit))
     }
     async fn update_conversation(
         &self,
         user: &UserId,
         id: Id,
         patch: Patch,
+        d: Option<&DeviceId>,
     ) -> store::Result<Conversation> {
-        counted!(self.update_conversation(user, id, patch))
+        counted!(self.update_conversation(user, id, patch, d))
     }
     async fn delete_conversation(
         &self,
         user: &UserId,
         id: Id,
         v: Option<u64>,
+        d: Option<&DeviceId>,
     ) -> store::Result<Deletion> {
-        counted!(self.delete_conversation(user, id, v))
+        counted!(self.delete_conversation(user, id, v, d))
     }
-    async fn restore_conversation(&self, user: &UserId, id: Id) -> store::Result<Conversation> {
-        counted!(self.restore_conversation(user, id))
+    async fn restore_conversation(
+        &self,
+        user: &UserId,
+        id: Id,
+        d: Option<&DeviceId>,
+    ) -> store::Result<Conversation> {
+        counted!(self.restore_conversation(user, id, d))
     }
     async fn append_message(
         &self,
         user: &UserId,
         id: Id,
         m: NewMessage,
+        d: Option<&DeviceId>,
     ) -> store::Result<Created<(Message, Conversation)>> {
-        counted!(self.append_message(user, id, m))
+        counted!(self.append_message(user, id, m, d))
     }
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> store::Result<Changes> {
         counted!(self.changes(user, since, limit))

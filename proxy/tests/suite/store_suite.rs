@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use confab_proxy::ids::{Id, UserId};
-use confab_proxy::store::{NewConversation, NewMessage, Patch, ProfileFields, Store, StoreError};
+use confab_proxy::store::{
+    DeviceId, MessageRange, NewConversation, NewMessage, Patch, ProfileFields, Store, StoreError,
+};
 use confab_wire::conversations::{Change, Role};
 
 pub type DynStore = Arc<dyn Store>;
@@ -40,7 +42,7 @@ pub async fn create_and_get_round_trip(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Plans", vec![msg("first"), msg("second")]);
     let id = new.id;
-    let created = store.create_conversation(&ada, new).await.unwrap();
+    let created = store.create_conversation(&ada, new, None).await.unwrap();
     assert!(created.created);
     assert_eq!(created.value.conversation.version, 1);
     assert_eq!(created.value.conversation.message_count, 2);
@@ -57,10 +59,13 @@ pub async fn create_and_get_round_trip(store: DynStore) {
 pub async fn replayed_create_returns_the_stored_one(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Once", vec![msg("hello")]);
-    let first = store.create_conversation(&ada, new.clone()).await.unwrap();
+    let first = store
+        .create_conversation(&ada, new.clone(), None)
+        .await
+        .unwrap();
     let mut replay = new.clone();
     replay.title = "Different title".into();
-    let second = store.create_conversation(&ada, replay).await.unwrap();
+    let second = store.create_conversation(&ada, replay, None).await.unwrap();
     assert!(!second.created);
     assert_eq!(second.value, first.value);
     let page = store.list_conversations(&ada, 50, None).await.unwrap();
@@ -72,7 +77,11 @@ pub async fn users_never_see_each_other(store: DynStore) {
     let bob = user("user_bob");
     let new = conv("Ada's", vec![msg("secret")]);
     let id = new.id;
-    let before = store.create_conversation(&ada, new).await.unwrap().value;
+    let before = store
+        .create_conversation(&ada, new, None)
+        .await
+        .unwrap()
+        .value;
 
     assert!(matches!(
         store.get_conversation(&bob, id).await,
@@ -86,21 +95,22 @@ pub async fn users_never_see_each_other(store: DynStore) {
                 Patch {
                     title: Some("mine now".into()),
                     ..Patch::default()
-                }
+                },
+                None
             )
             .await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.append_message(&bob, id, msg("intrusion")).await,
+        store.append_message(&bob, id, msg("intrusion"), None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_conversation(&bob, id, None).await,
+        store.delete_conversation(&bob, id, None, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.restore_conversation(&bob, id).await,
+        store.restore_conversation(&bob, id, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(
@@ -121,6 +131,7 @@ pub async fn users_never_see_each_other(store: DynStore) {
                 title: "Bob's".into(),
                 messages: vec![],
             },
+            None,
         )
         .await
         .unwrap();
@@ -134,14 +145,14 @@ pub async fn list_pages_recent_first_without_gaps(store: DynStore) {
     for i in 0..23 {
         let new = conv(&format!("c{i}"), vec![]);
         ids.push(new.id.to_string());
-        store.create_conversation(&ada, new).await.unwrap();
+        store.create_conversation(&ada, new, None).await.unwrap();
     }
     // Touch the first one: it becomes the most recent (timestamps are
     // milliseconds: step past the creates' one).
     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let first = Id::parse(&ids[0]).unwrap();
     store
-        .append_message(&ada, first, msg("bump"))
+        .append_message(&ada, first, msg("bump"), None)
         .await
         .unwrap();
 
@@ -186,7 +197,7 @@ pub async fn updates_bump_version_and_detect_conflicts(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Draft", vec![msg("a")]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let updated = store
         .update_conversation(
             &ada,
@@ -197,6 +208,7 @@ pub async fn updates_bump_version_and_detect_conflicts(store: DynStore) {
                 expected_version: Some(1),
                 ..Patch::default()
             },
+            None,
         )
         .await
         .unwrap();
@@ -214,6 +226,7 @@ pub async fn updates_bump_version_and_detect_conflicts(store: DynStore) {
                 expected_version: Some(1),
                 ..Patch::default()
             },
+            None,
         )
         .await
     {
@@ -226,7 +239,7 @@ pub async fn concurrent_versioned_updates_one_wins(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Race", vec![]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let attempt = |title: &'static str| {
         let store = Arc::clone(&store);
         let ada = ada.clone();
@@ -240,6 +253,7 @@ pub async fn concurrent_versioned_updates_one_wins(store: DynStore) {
                         expected_version: Some(1),
                         ..Patch::default()
                     },
+                    None,
                 )
                 .await
         })
@@ -267,14 +281,14 @@ pub async fn parallel_appends_keep_every_message(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Busy", vec![]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let store = Arc::clone(&store);
             let ada = ada.clone();
             tokio::spawn(async move {
                 store
-                    .append_message(&ada, id, msg(&format!("message {i}")))
+                    .append_message(&ada, id, msg(&format!("message {i}")), None)
                     .await
             })
         })
@@ -294,17 +308,23 @@ pub async fn appends_are_idempotent_by_message_id(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Replay", vec![]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let m = msg("only once");
-    let first = store.append_message(&ada, id, m.clone()).await.unwrap();
+    let first = store
+        .append_message(&ada, id, m.clone(), None)
+        .await
+        .unwrap();
     assert!(first.created);
-    let again = store.append_message(&ada, id, m.clone()).await.unwrap();
+    let again = store
+        .append_message(&ada, id, m.clone(), None)
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.value.0, first.value.0);
     let mut other = m.clone();
     other.content = "something else".into();
     assert!(matches!(
-        store.append_message(&ada, id, other).await,
+        store.append_message(&ada, id, other, None).await,
         Err(StoreError::IdTaken(_))
     ));
     let detail = store.get_conversation(&ada, id).await.unwrap();
@@ -316,8 +336,15 @@ pub async fn delete_and_restore_keep_messages(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Keep me", vec![msg("one"), msg("two")]);
     let id = new.id;
-    let created = store.create_conversation(&ada, new).await.unwrap().value;
-    let deletion = store.delete_conversation(&ada, id, Some(1)).await.unwrap();
+    let created = store
+        .create_conversation(&ada, new, None)
+        .await
+        .unwrap()
+        .value;
+    let deletion = store
+        .delete_conversation(&ada, id, Some(1), None)
+        .await
+        .unwrap();
     assert!(deletion.deleted);
     assert_eq!(deletion.version, 2);
     assert!(matches!(
@@ -325,11 +352,11 @@ pub async fn delete_and_restore_keep_messages(store: DynStore) {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_conversation(&ada, id, None).await,
+        store.delete_conversation(&ada, id, None, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.append_message(&ada, id, msg("ghost")).await,
+        store.append_message(&ada, id, msg("ghost"), None).await,
         Err(StoreError::NotFound)
     ));
     assert!(
@@ -340,7 +367,7 @@ pub async fn delete_and_restore_keep_messages(store: DynStore) {
             .items
             .is_empty()
     );
-    let restored = store.restore_conversation(&ada, id).await.unwrap();
+    let restored = store.restore_conversation(&ada, id, None).await.unwrap();
     assert_eq!(restored.version, 3);
     let detail = store.get_conversation(&ada, id).await.unwrap();
     assert_eq!(detail.messages, created.messages);
@@ -351,7 +378,7 @@ pub async fn replace_messages_like_the_template(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Replace", vec![msg("old 1"), msg("old 2"), msg("old 3")]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let updated = store
         .update_conversation(
             &ada,
@@ -360,6 +387,7 @@ pub async fn replace_messages_like_the_template(store: DynStore) {
                 messages: Some(vec![msg("new")]),
                 ..Patch::default()
             },
+            None,
         )
         .await
         .unwrap();
@@ -374,21 +402,27 @@ pub async fn changes_report_updates_and_deletions(store: DynStore) {
     let a = conv("a", vec![]);
     let b = conv("b", vec![]);
     let (a_id, b_id) = (a.id, b.id);
-    store.create_conversation(&ada, a).await.unwrap();
-    store.create_conversation(&ada, b).await.unwrap();
+    store.create_conversation(&ada, a, None).await.unwrap();
+    store.create_conversation(&ada, b, None).await.unwrap();
     let start = store.changes(&ada, 0, 100).await.unwrap();
     assert_eq!(start.items.len(), 2);
     assert!(!start.has_more);
     let cursor: u64 = start.cursor.parse().unwrap();
 
-    store.delete_conversation(&ada, a_id, None).await.unwrap();
-    store.append_message(&ada, b_id, msg("news")).await.unwrap();
+    store
+        .delete_conversation(&ada, a_id, None, None)
+        .await
+        .unwrap();
+    store
+        .append_message(&ada, b_id, msg("news"), None)
+        .await
+        .unwrap();
     let next = store.changes(&ada, cursor, 100).await.unwrap();
     assert_eq!(next.items.len(), 2);
     let by_id: BTreeMap<_, _> = next.items.iter().map(|c| (c.id().to_owned(), c)).collect();
     assert!(matches!(by_id[&a_id.to_string()], Change::Deleted(_)));
     match by_id[&b_id.to_string()] {
-        Change::Updated(c) => assert_eq!(c.message_count, 1),
+        Change::Updated(c) => assert_eq!(c.conversation.message_count, 1),
         other => panic!("{other:?}"),
     }
     let idle = store
@@ -403,7 +437,7 @@ pub async fn changes_page_with_limit(store: DynStore) {
     let ada = user("user_ada");
     for i in 0..7 {
         store
-            .create_conversation(&ada, conv(&format!("{i}"), vec![]))
+            .create_conversation(&ada, conv(&format!("{i}"), vec![]), None)
             .await
             .unwrap();
     }
@@ -431,7 +465,7 @@ pub async fn changes_never_miss_concurrent_writes(store: DynStore) {
     for i in 0..5 {
         let new = conv(&format!("seed {i}"), vec![]);
         seeds.push(new.id);
-        store.create_conversation(&ada, new).await.unwrap();
+        store.create_conversation(&ada, new, None).await.unwrap();
     }
     let writers: Vec<_> = (0..4)
         .map(|w| {
@@ -444,13 +478,13 @@ pub async fn changes_never_miss_concurrent_writes(store: DynStore) {
                     match i % 3 {
                         0 => {
                             store
-                                .create_conversation(&ada, conv(&format!("w{w} {i}"), vec![]))
+                                .create_conversation(&ada, conv(&format!("w{w} {i}"), vec![]), None)
                                 .await
                                 .unwrap();
                         }
                         1 => {
                             store
-                                .append_message(&ada, target, msg(&format!("w{w} {i}")))
+                                .append_message(&ada, target, msg(&format!("w{w} {i}")), None)
                                 .await
                                 .unwrap();
                         }
@@ -463,6 +497,7 @@ pub async fn changes_never_miss_concurrent_writes(store: DynStore) {
                                         title: Some(format!("w{w} {i}")),
                                         ..Patch::default()
                                     },
+                                    None,
                                 )
                                 .await
                                 .unwrap();
@@ -527,11 +562,11 @@ pub async fn large_conversations_come_back_whole(store: DynStore) {
     let ada = user("user_ada");
     let new = conv("Big", vec![]);
     let id = new.id;
-    store.create_conversation(&ada, new).await.unwrap();
+    store.create_conversation(&ada, new, None).await.unwrap();
     let chunk = "x".repeat(100 * 1024);
     for i in 0..31 {
         store
-            .append_message(&ada, id, msg(&format!("{i:03}{chunk}")))
+            .append_message(&ada, id, msg(&format!("{i:03}{chunk}")), None)
             .await
             .unwrap();
     }
@@ -588,10 +623,10 @@ pub async fn erasing_a_user_leaves_others(store: DynStore) {
         .unwrap();
     let a = conv("a", vec![msg("x")]);
     let a_id = a.id;
-    store.create_conversation(&ada, a).await.unwrap();
+    store.create_conversation(&ada, a, None).await.unwrap();
     let b = conv("b", vec![msg("y")]);
     let b_id = b.id;
-    store.create_conversation(&bob, b).await.unwrap();
+    store.create_conversation(&bob, b, None).await.unwrap();
     store.erase_user(&ada).await.unwrap();
     assert_eq!(store.get_profile(&ada).await.unwrap(), None);
     assert!(matches!(
@@ -613,7 +648,7 @@ pub async fn erasing_a_user_leaves_others(store: DynStore) {
 pub async fn cursors_from_the_future_are_refused(store: DynStore) {
     let ada = user("user_ada");
     store
-        .create_conversation(&ada, conv("a", vec![]))
+        .create_conversation(&ada, conv("a", vec![]), None)
         .await
         .unwrap();
     assert!(matches!(
@@ -621,6 +656,188 @@ pub async fn cursors_from_the_future_are_refused(store: DynStore) {
         Err(StoreError::InvalidCursor)
     ));
     assert!(store.changes(&ada, 1, 10).await.unwrap().items.is_empty());
+}
+
+/// A conversation of `n` messages "m0".."m{n-1}", created in one request.
+async fn numbered(store: &DynStore, who: &UserId, n: usize) -> (Id, Vec<String>) {
+    let new = conv("Numbered", (0..n).map(|i| msg(&format!("m{i}"))).collect());
+    let id = new.id;
+    let created = store.create_conversation(who, new, None).await.unwrap();
+    let ids = created
+        .value
+        .messages
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    (id, ids)
+}
+
+fn contents(messages: &[confab_wire::conversations::Message]) -> Vec<String> {
+    messages.iter().map(|m| m.content.clone()).collect()
+}
+
+pub async fn messages_page_forwards_and_back(store: DynStore) {
+    let ada = user("user_ada");
+    let (id, ids) = numbered(&store, &ada, 7).await;
+    let at = |i: usize| Id::parse(&ids[i]).unwrap();
+
+    // Forwards from the start, three at a time, without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .messages(&ada, id, MessageRange::After(after), 3)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(contents(&page.items));
+        match page.next_cursor {
+            Some(cursor) => after = Some(Id::parse(&cursor).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+    // After a message: only the later ones, oldest first.
+    let page = store
+        .messages(&ada, id, MessageRange::After(Some(at(4))), 10)
+        .await
+        .unwrap();
+    assert_eq!(contents(&page.items), ["m5", "m6"]);
+    assert_eq!(page.next_cursor, None);
+
+    // Back from a message: the newest before it, oldest first, then further back.
+    let page = store
+        .messages(&ada, id, MessageRange::Before(Some(at(5))), 2)
+        .await
+        .unwrap();
+    assert_eq!(contents(&page.items), ["m3", "m4"]);
+    assert_eq!(page.next_cursor.as_deref(), Some(ids[3].as_str()));
+    let earlier = store
+        .messages(&ada, id, MessageRange::Before(Some(at(3))), 10)
+        .await
+        .unwrap();
+    assert_eq!(contents(&earlier.items), ["m0", "m1", "m2"]);
+    assert_eq!(earlier.next_cursor, None);
+
+    // Another user's, a deleted or an unknown conversation: not found.
+    let bob = user("user_bob");
+    for (who, conversation) in [(&bob, id), (&ada, Id::new())] {
+        let refused = store
+            .messages(who, conversation, MessageRange::After(None), 10)
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    }
+    store
+        .delete_conversation(&ada, id, None, None)
+        .await
+        .unwrap();
+    let gone = store
+        .messages(&ada, id, MessageRange::After(None), 10)
+        .await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+}
+
+pub async fn newest_messages_with_a_cursor_for_earlier_ones(store: DynStore) {
+    let ada = user("user_ada");
+    let (id, ids) = numbered(&store, &ada, 5).await;
+    let newest = store.get_conversation_newest(&ada, id, 2).await.unwrap();
+    assert_eq!(contents(&newest.messages), ["m3", "m4"]);
+    assert_eq!(newest.conversation.message_count, 5);
+    assert_eq!(newest.next_cursor.as_deref(), Some(ids[3].as_str()));
+    let all = store.get_conversation_newest(&ada, id, 5).await.unwrap();
+    assert_eq!(all.messages.len(), 5);
+    assert_eq!(all.next_cursor, None);
+    // The whole conversation (the template's shape) carries no cursor.
+    let whole = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(whole.next_cursor, None);
+    assert_eq!(whole.messages, all.messages);
+}
+
+pub async fn feed_entries_name_the_device_and_the_changed_messages(store: DynStore) {
+    use confab_wire::conversations::ConversationChange;
+    let ada = user("user_ada");
+    let laptop = DeviceId::parse("laptop-1").unwrap();
+    let phone = DeviceId::parse("phone-2").unwrap();
+    let (a, _) = numbered(&store, &ada, 2).await;
+    let (b, _) = numbered(&store, &ada, 1).await;
+    let base = store.changes(&ada, 0, 100).await.unwrap().cursor;
+    let since: u64 = base.parse().unwrap();
+
+    let first = store
+        .append_message(&ada, a, msg("from the laptop"), Some(&laptop))
+        .await
+        .unwrap()
+        .value
+        .0;
+    store
+        .append_message(&ada, a, msg("and more"), Some(&laptop))
+        .await
+        .unwrap();
+    let rename = Patch {
+        title: Some("Renamed".into()),
+        ..Patch::default()
+    };
+    store
+        .update_conversation(&ada, b, rename, Some(&phone))
+        .await
+        .unwrap();
+
+    let feed = store.changes(&ada, since, 100).await.unwrap();
+    let entry = |id: Id| -> ConversationChange {
+        feed.items
+            .iter()
+            .find_map(|c| match c {
+                Change::Updated(u) if u.conversation.id == id.to_string() => Some(u.clone()),
+                _ => None,
+            })
+            .expect("in the feed")
+    };
+    let a_entry = entry(a);
+    assert_eq!(a_entry.device.as_ref(), Some(&laptop));
+    let changed = a_entry.message_changes.expect("messages changed");
+    // The oldest of the two appended: fetching after the one before it gets both.
+    assert_eq!(changed.from.as_deref(), Some(first.id.as_str()));
+    assert!(!changed.all);
+    let b_entry = entry(b);
+    assert_eq!(b_entry.device.as_ref(), Some(&phone));
+    assert_eq!(b_entry.message_changes, None);
+
+    // One conversation per page: the second page still knows what the
+    // entries it covers did to the messages.
+    store
+        .append_message(&ada, b, msg("late"), None)
+        .await
+        .unwrap();
+    let replace = Patch {
+        messages: Some(vec![msg("only")]),
+        ..Patch::default()
+    };
+    store
+        .update_conversation(&ada, a, replace, None)
+        .await
+        .unwrap();
+    let mut cursor = since;
+    let mut marks = BTreeMap::new();
+    loop {
+        let page = store.changes(&ada, cursor, 1).await.unwrap();
+        for item in &page.items {
+            if let Change::Updated(u) = item {
+                let m = u.message_changes.clone().expect("messages changed");
+                let slot = marks
+                    .entry(u.conversation.id.clone())
+                    .or_insert((false, false));
+                slot.0 |= m.all;
+                slot.1 |= m.from.is_some();
+            }
+        }
+        cursor = page.cursor.parse().unwrap();
+        if !page.has_more {
+            break;
+        }
+    }
+    assert!(marks[&a.to_string()].0, "a's messages were replaced");
+    assert!(marks[&b.to_string()].1, "b got a message");
 }
 
 #[macro_export]
@@ -644,7 +861,10 @@ macro_rules! store_conformance {
             large_conversations_come_back_whole,
             profiles_upsert_and_keep_created_at,
             erasing_a_user_leaves_others,
-            cursors_from_the_future_are_refused
+            cursors_from_the_future_are_refused,
+            messages_page_forwards_and_back,
+            newest_messages_with_a_cursor_for_earlier_ones,
+            feed_entries_name_the_device_and_the_changed_messages
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
