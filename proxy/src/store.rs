@@ -424,10 +424,13 @@ pub fn list_cursor(c: &Conversation) -> String {
 /// The change-feed rule shared by both stores. `first_after` is the first
 /// retained entry after `since`, `current` the user's latest sequence number.
 /// Sequence numbers are contiguous, so a gap right after `since` means the
-/// history there was pruned.
+/// history there was pruned. A cursor beyond `current` (the store restored
+/// from an older backup, the account erased and made again) cannot be
+/// resumed either: both answer "list again from `current`", never an error a
+/// device would retry forever.
 pub fn check_cursor(since: u64, first_after: Option<u64>, current: u64) -> Result<()> {
     if since > current {
-        return Err(StoreError::InvalidCursor);
+        return Err(StoreError::CursorExpired { current });
     }
     match first_after {
         Some(first) if first != since + 1 => Err(StoreError::CursorExpired { current }),
@@ -463,7 +466,7 @@ mod tests {
         ));
         assert!(matches!(
             check_cursor(10, None, 9),
-            Err(StoreError::InvalidCursor)
+            Err(StoreError::CursorExpired { current: 9 })
         ));
     }
 

@@ -55,6 +55,7 @@ async fn stream(engine: &Engine) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    engine.count_response(&response);
     match response.status() {
         StatusCode::OK => {
             let event_stream = response
@@ -83,6 +84,7 @@ async fn stream(engine: &Engine) -> Result<(), String> {
         let Some(chunk) = chunk else {
             return Ok(());
         };
+        engine.count_body(chunk.len());
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         if buffer.len() > 64 * 1024 {
             return Err("an event was too large".into());

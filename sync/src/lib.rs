@@ -22,6 +22,7 @@
 //! conflict.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -86,6 +87,15 @@ impl From<confab_auth::AuthError> for SyncError {
     }
 }
 
+/// What an engine exchanged with the proxy since it was made: requests sent
+/// (event streams included) and bytes received (status lines, headers and
+/// bodies). For diagnostics and the sync benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub bytes_received: u64,
+}
+
 /// Conversations whose cached state changed, for the UI to read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheChanged {
@@ -102,6 +112,8 @@ pub struct Engine {
     wake: Notify,
     status: watch::Sender<SyncStatus>,
     changed: broadcast::Sender<CacheChanged>,
+    requests: AtomicU64,
+    received: AtomicU64,
 }
 
 impl Engine {
@@ -132,6 +144,8 @@ impl Engine {
             })
             .0,
             changed: broadcast::channel(256).0,
+            requests: AtomicU64::new(0),
+            received: AtomicU64::new(0),
         })
     }
 
@@ -144,16 +158,41 @@ impl Engine {
         &self.device
     }
 
+    /// What this engine exchanged with the proxy so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_received: self.received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a response's status line and headers, and the request.
+    pub(crate) fn count_response(&self, response: &reqwest::Response) {
+        let headers: usize = response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.count_body(headers + "HTTP/1.1 200 OK\r\n\r\n".len());
+    }
+
+    pub(crate) fn count_body(&self, bytes: usize) {
+        self.received.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// A request to the proxy, with the access token and this device's id.
     pub(crate) async fn send<F>(&self, build: F) -> Result<reqwest::Response, SyncError>
     where
         F: Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     {
         let device = self.device.as_str();
-        Ok(self
+        let response = self
             .session
             .send(|http, token| build(http, token).header(DEVICE_HEADER, device))
-            .await?)
+            .await?;
+        self.count_response(&response);
+        Ok(response)
     }
 
     pub fn status(&self) -> SyncStatus {
@@ -310,6 +349,7 @@ fn device_id(cache: &Cache) -> DeviceId {
 /// the error. A body that is too large or malformed is worth a retry later,
 /// never a crash.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    engine: &Engine,
     mut response: reqwest::Response,
     what: &str,
 ) -> Result<T, SyncError> {
@@ -338,6 +378,7 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
+    engine.count_body(body.len());
     serde_json::from_slice(&body).map_err(|e| retry(format!("{what} could not be read: {e}")))
 }
 

@@ -40,6 +40,7 @@ impl Budget {
 
 pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
     let mut budget = Budget(0);
+    let mut cursor_refused = false;
     loop {
         if !budget.take() {
             log::info!("the change feed has more; continuing next round");
@@ -68,9 +69,21 @@ pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
                 full_listing(engine, &current, &mut budget).await?;
                 continue;
             }
+            // A cursor the server cannot read (a damaged cache): start the
+            // feed over once; a second refusal is the server's problem, retried
+            // later with backoff.
+            StatusCode::BAD_REQUEST if !cursor.is_empty() && !cursor_refused => {
+                let reason = error_message(response).await;
+                log::warn!(
+                    "the server refused our change cursor ({reason}); reading the feed from the start"
+                );
+                cursor_refused = true;
+                engine.cache.set_sync_value(CURSOR, "")?;
+                continue;
+            }
             status => return Err(failure(status, response).await),
         }
-        let changes: Changes = read_json(response, "the change feed").await?;
+        let changes: Changes = read_json(engine, response, "the change feed").await?;
         let applied = engine.cache.apply_changes(&changes.items)?;
         engine.announce(applied.touched);
         let hints: HashMap<&str, Option<&MessageChanges>> = changes
@@ -128,7 +141,7 @@ async fn full_listing(
         if response.status() != StatusCode::OK {
             return Err(failure(response.status(), response).await);
         }
-        let page: Page<Conversation> = read_json(response, "the conversation list").await?;
+        let page: Page<Conversation> = read_json(engine, response, "the conversation list").await?;
         listed.extend(page.items.iter().map(|c| c.id.clone()));
         let changes: Vec<Change> = page
             .items
@@ -224,7 +237,7 @@ async fn fetch_after(
                 break false;
             }
         }
-        let page: MessagePage = match read_json(response, "a page of messages").await {
+        let page: MessagePage = match read_json(engine, response, "a page of messages").await {
             Ok(page) => page,
             Err(err) => {
                 log::warn!("conversation {id} not fetched: {err}");

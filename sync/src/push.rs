@@ -127,7 +127,7 @@ async fn classify(
         match &entry.op {
             Op::Delete => cache.acknowledge(entry.seq, None, None)?,
             Op::Append { .. } => {
-                let appended: AppendedMessage = parse(response).await?;
+                let appended: AppendedMessage = parse(engine, response).await?;
                 cache.acknowledge(
                     entry.seq,
                     Some(&appended.conversation),
@@ -135,7 +135,7 @@ async fn classify(
                 )?;
             }
             _ => {
-                let conversation: Conversation = parse(response).await?;
+                let conversation: Conversation = parse(engine, response).await?;
                 cache.acknowledge(entry.seq, Some(&conversation), None)?;
             }
         }
@@ -182,7 +182,8 @@ async fn classify(
 }
 
 async fn parse<T: serde::de::DeserializeOwned>(
+    engine: &Engine,
     response: reqwest::Response,
 ) -> Result<T, SyncError> {
-    crate::read_json(response, "the server's answer").await
+    crate::read_json(engine, response, "the server's answer").await
 }

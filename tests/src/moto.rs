@@ -117,6 +117,50 @@ impl Moto {
         }
     }
 
+    /// Deletes the items of `table` whose sort key starts with `prefix`
+    /// (Scan, then DeleteItem each), straight at the server: for tests that
+    /// play DynamoDB's TTL pruning history.
+    pub async fn delete_items(&self, table: &str, prefix: &str) -> anyhow::Result<usize> {
+        let call = |target: &str, body: serde_json::Value| {
+            reqwest::Client::new()
+                .post(self.endpoint())
+                .header("X-Amz-Target", format!("DynamoDB_20120810.{target}"))
+                .header("Content-Type", "application/x-amz-json-1.0")
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .body(body.to_string())
+                .send()
+        };
+        let page: serde_json::Value = call(
+            "Scan",
+            serde_json::json!({
+                "TableName": table,
+                "FilterExpression": "begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+                "ProjectionExpression": "pk, sk",
+            }),
+        )
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+        if page.get("LastEvaluatedKey").is_some_and(|k| !k.is_null()) {
+            bail!("more items than one Scan page: not for tests this large");
+        }
+        let items = page["Items"].as_array().cloned().unwrap_or_default();
+        for key in &items {
+            call(
+                "DeleteItem",
+                serde_json::json!({"TableName": table, "Key": key}),
+            )
+            .await?
+            .error_for_status()?;
+        }
+        Ok(items.len())
+    }
+
     /// Stops the server (its data is lost: moto keeps it in memory).
     pub fn stop(&mut self) {
         self.service = None;

@@ -357,3 +357,89 @@ async fn concurrent_renames_converge_and_refusals_are_kept() -> anyhow::Result<(
     .await?;
     Ok(())
 }
+
+/// History pruned on the server (TTL after 30 days), and a cursor ahead of
+/// the server (a restored backup): a device relists and ends with exactly
+/// the server's state, on both stores, without being nudged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_history_and_cursors_ahead_end_in_the_servers_state() -> anyhow::Result<()> {
+    for dynamo in [false, true] {
+        let name = if dynamo { "dynamodb" } else { "sqlite" };
+        let artifacts = paths::artifacts_dir(&format!("sync_flow/relist_{name}"))?;
+        let provider = Provider::start(&artifacts, &[])?;
+        let moto = if dynamo {
+            Some(confab_tests::moto::Moto::with_table(&artifacts)?)
+        } else {
+            None
+        };
+        let db = artifacts.join("proxy.db");
+        let _ = std::fs::remove_file(&db);
+        let proxy = match &moto {
+            Some(moto) => Proxy::start(&provider.issuer, &artifacts, STORE, &moto.aws_env())?,
+            None => Proxy::start(
+                &provider.issuer,
+                &artifacts,
+                &format!("--store=sqlite:{}", db.display()),
+                &[],
+            )?,
+        };
+        let a = Device::start(&provider, &proxy.base, "user_demo").await?;
+        let (kept, gone) = (ulid(), ulid());
+        for (id, title) in [(&kept, "Kept"), (&gone, "Gone")] {
+            a.cache().create(id, Some(title), confab_cache::now())?;
+            a.cache()
+                .append(id, &ulid(), Role::User, "a line", confab_cache::now())?;
+        }
+        a.cache().delete(&gone, confab_cache::now())?;
+        a.engine.local_change(&kept);
+        settled(&a).await?;
+
+        // The whole change history goes, as TTL would take it.
+        match &moto {
+            Some(moto) => {
+                assert!(moto.delete_items("confab", "CHG#").await? > 0);
+            }
+            None => {
+                let pruned = rusqlite::Connection::open(&db)?.execute("DELETE FROM changes", [])?;
+                assert!(pruned > 0);
+            }
+        }
+
+        // A new device cannot walk the history: it lists instead.
+        let mut b = Device::start(&provider, &proxy.base, "user_demo").await?;
+        b.eventually(SETTLE, "the server's state on B", |c| {
+            let list = c.list(ListFilter::Active, 0, 10).ok()?;
+            let view = c.get(&kept).ok().flatten()?;
+            (list.len() == 1 && view.messages.len() == 1).then_some(())
+        })
+        .await?;
+        assert!(b.cache().get(&gone)?.is_none_or(|v| v.deleted));
+
+        // A cursor ahead of the server: B lists again and follows on.
+        b.stop_sync();
+        b.cache().set_sync_value("cursor", "999999")?;
+        b.start_sync();
+        a.cache().update(
+            &kept,
+            Patch {
+                title: Some("Kept, renamed".into()),
+                ..Patch::default()
+            },
+            confab_cache::now(),
+        )?;
+        a.engine.local_change(&kept);
+        b.eventually(SETTLE, "the rename on B", |c| {
+            (title_of(c, &kept).as_deref() == Some("Kept, renamed")).then_some(())
+        })
+        .await?;
+        let cursor: u64 = b
+            .cache()
+            .sync_value("cursor")?
+            .unwrap_or_default()
+            .parse()?;
+        assert!(cursor < 999_999, "B kept a cursor the server never issued");
+        let server = proxy.conversations_of(&provider, "user_demo").await?;
+        assert_eq!(server.len(), 1, "{name}: {server:?}");
+    }
+    Ok(())
+}
