@@ -25,11 +25,9 @@ pub mod read;
 pub mod remote;
 pub mod schema;
 
-/// Limits shared with the proxy (`proxy/src/limits.rs`): a write the server
-/// would refuse is refused here, before it is queued.
-pub const MAX_TITLE_CHARS: usize = 500;
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-pub const DEFAULT_TITLE: &str = "New conversation";
+/// Limits shared with the proxy: a write the server would refuse is refused
+/// here, before it is queued.
+pub use confab_wire::limits::{DEFAULT_TITLE, MAX_MESSAGE_BYTES, MAX_TITLE_CHARS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -48,10 +46,10 @@ pub enum CacheError {
 }
 
 impl CacheError {
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> Self {
         Self::Invalid {
             field,
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }

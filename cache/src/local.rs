@@ -7,7 +7,9 @@ use confab_wire::library::{ListItem, MessageView};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::overlay::overlay;
-use crate::{Cache, CacheError, DEFAULT_TITLE, MAX_MESSAGE_BYTES, MAX_TITLE_CHARS, Op, Result, ts};
+use confab_wire::limits;
+
+use crate::{Cache, CacheError, DEFAULT_TITLE, Op, Result, ts};
 
 /// Fields to change; absent ones stay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,42 +19,18 @@ pub struct Patch {
     pub archived: Option<bool>,
 }
 
-/// A ULID as the proxy accepts it: 26 characters of Crockford base32, upper
-/// case.
-pub fn is_ulid(id: &str) -> bool {
-    id.len() == 26
-        && id
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
-        && id.as_bytes()[0] <= b'7'
-}
+pub use confab_wire::limits::is_ulid;
 
 fn check_id(field: &'static str, id: &str) -> Result<()> {
     if is_ulid(id) {
         Ok(())
     } else {
-        Err(CacheError::invalid(field, "not a ULID"))
+        Err(CacheError::invalid(field, limits::Refusal::NotUlid))
     }
 }
 
 fn clean_title(title: &str) -> Result<String> {
-    let title = title.trim();
-    if title.is_empty() {
-        return Err(CacheError::invalid("title", "a title cannot be empty"));
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(CacheError::invalid(
-            "title",
-            format!("at most {MAX_TITLE_CHARS} characters"),
-        ));
-    }
-    if title.chars().any(|c| c.is_control()) {
-        return Err(CacheError::invalid(
-            "title",
-            "no line breaks or control characters",
-        ));
-    }
-    Ok(title.to_owned())
+    limits::title(title).map_err(|why| CacheError::invalid("title", why))
 }
 
 fn queue(conn: &Connection, id: &str, op: &Op, at: &DateTime<Utc>) -> Result<()> {
@@ -182,15 +160,7 @@ impl Cache {
         at: DateTime<Utc>,
     ) -> Result<MessageView> {
         check_id("id", message_id)?;
-        if content.trim().is_empty() {
-            return Err(CacheError::invalid("content", "a message cannot be empty"));
-        }
-        if content.len() > MAX_MESSAGE_BYTES {
-            return Err(CacheError::invalid(
-                "content",
-                format!("at most {} KiB", MAX_MESSAGE_BYTES / 1024),
-            ));
-        }
+        limits::content(content).map_err(|why| CacheError::invalid("content", why))?;
         let message = Message {
             id: message_id.to_owned(),
             role,

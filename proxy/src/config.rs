@@ -143,6 +143,18 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
 
+    /// Most messages one conversation may hold.
+    #[arg(
+        long,
+        env = "CONFAB_MAX_CONVERSATION_MESSAGES",
+        default_value_t = 10_000
+    )]
+    pub max_conversation_messages: u64,
+
+    /// Most bytes of message content one conversation may hold (20 MiB).
+    #[arg(long, env = "CONFAB_MAX_CONVERSATION_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_conversation_bytes: u64,
+
     /// Redis for change events across proxy instances (`redis://host:6379`).
     /// Unset: events reach the streams of this instance only.
     #[arg(long, env = "CONFAB_REDIS_URL", hide_env_values = true)]
@@ -168,6 +180,7 @@ pub struct ServeConfig {
     pub webhook_secret: Option<String>,
     pub rate_limit: crate::limits::RateLimit,
     pub redis_url: Option<String>,
+    pub caps: crate::store::Caps,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +266,16 @@ impl ServeArgs {
                 .map_err(|e| err("CONFAB_REDIS_URL", format!("not a Redis URL: {e}")))?;
         }
 
+        if self.max_conversation_messages == 0 {
+            return Err(err(
+                "CONFAB_MAX_CONVERSATION_MESSAGES",
+                "must be at least 1",
+            ));
+        }
+        if self.max_conversation_bytes == 0 {
+            return Err(err("CONFAB_MAX_CONVERSATION_BYTES", "must be at least 1"));
+        }
+
         Ok(ServeConfig {
             listen: self.listen,
             store,
@@ -264,6 +287,10 @@ impl ServeArgs {
                 burst: self.rate_burst,
             },
             redis_url,
+            caps: crate::store::Caps {
+                messages: self.max_conversation_messages,
+                bytes: self.max_conversation_bytes,
+            },
         })
     }
 

@@ -145,6 +145,7 @@ impl From<StoreError> for ApiError {
                 serde_json::to_value(&*current).ok(),
             ),
             StoreError::IdTaken(why) => ApiError::conflict(why, None),
+            StoreError::CapReached(why) => ApiError::too_large(why),
             StoreError::CursorExpired { current } => ApiError {
                 current: Some(serde_json::json!({ "cursor": current.to_string() })),
                 ..ApiError::new(

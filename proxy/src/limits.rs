@@ -2,10 +2,7 @@
 
 /// Largest request body: room for a conversation created with many messages.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-/// Longest title, in characters.
-pub const MAX_TITLE_CHARS: usize = 500;
-/// Largest message content, in bytes (UTF-8): well under DynamoDB's 400 KB item.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub use confab_wire::limits::{DEFAULT_TITLE, MAX_MESSAGE_BYTES, MAX_TITLE_CHARS};
 /// Most messages one request may carry (create, or the template's replace).
 pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 /// Page sizes: default and maximum.
@@ -18,8 +15,6 @@ pub const MAX_CHANGES_PAGE: usize = 500;
 pub const DEFAULT_MESSAGE_PAGE: usize = 200;
 pub const MAX_MESSAGE_PAGE: usize = 1000;
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Title used when a conversation is created without one.
-pub const DEFAULT_TITLE: &str = "New conversation";
 
 /// Longest time a request (other than an event stream) may take before it is
 /// answered 503.

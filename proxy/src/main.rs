@@ -5,7 +5,7 @@ use clap::Parser;
 use confab_proxy::auth::Verifier;
 use confab_proxy::config::{Cli, Command, SeedArgs, ServeArgs, SetupArgs, StoreConfig};
 use confab_proxy::limits::UserLimiter;
-use confab_proxy::store::{DynamoStore, SqliteStore, Store};
+use confab_proxy::store::{Caps, DynamoStore, SqliteStore, Store};
 use confab_proxy::webhooks::WebhookVerifier;
 use confab_proxy::{AppState, router};
 use tracing_subscriber::EnvFilter;
@@ -20,12 +20,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(config: &StoreConfig, caps: Caps) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config {
-        StoreConfig::Sqlite(path) => Arc::new(SqliteStore::open(path).with_context(|| {
-            format!("cannot open the store at {} (CONFAB_STORE)", path.display())
-        })?),
-        StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::from_env(table).await),
+        StoreConfig::Sqlite(path) => Arc::new(
+            SqliteStore::open(path)
+                .with_context(|| {
+                    format!("cannot open the store at {} (CONFAB_STORE)", path.display())
+                })?
+                .with_caps(caps),
+        ),
+        StoreConfig::DynamoDb { table } => {
+            Arc::new(DynamoStore::from_env(table).await.with_caps(caps))
+        }
     })
 }
 
@@ -35,7 +41,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let user =
         confab_proxy::ids::UserId::parse(&args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
     let config = args.store_config().context("invalid configuration")?;
-    let store = open_store(&config).await?;
+    let store = open_store(&config, Caps::default()).await?;
     let created = confab_proxy::seed::seed(store.as_ref(), &user)
         .await
         .context("seeding failed")?;
@@ -67,7 +73,7 @@ async fn setup(args: SetupArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let config = args.resolve().context("invalid configuration")?;
-    let store = open_store(&config.store).await?;
+    let store = open_store(&config.store, config.caps).await?;
     {
         // Deleted conversations and change history older than the retention go
         // (DynamoDB does this itself with TTL; this is a no-op there).

@@ -46,6 +46,10 @@ pub enum StoreError {
     /// [`TOMBSTONE_TTL_DAYS`]); `current` is where a client resumes after listing.
     #[error("cursor expired")]
     CursorExpired { current: u64 },
+    /// The write would take a conversation past one of its caps ([`Caps`]);
+    /// the message names the cap and its setting.
+    #[error("{0}")]
+    CapReached(String),
     /// The store cannot be reached or is overloaded; the request may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -300,6 +304,49 @@ pub fn message_page(mut rows: Vec<Message>, range: MessageRange, limit: usize) -
         items: rows,
         next_cursor,
     }
+}
+
+/// Per-conversation caps: a conversation holds at most this many messages
+/// and bytes of message content. A write that would pass one is refused,
+/// naming the cap; nothing of it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Self {
+            messages: 10_000,
+            bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl Caps {
+    /// Whether a conversation of `count` messages and `bytes` of content may
+    /// take `more` messages of `more_bytes` more.
+    pub fn check(&self, count: u64, bytes: u64, more: u64, more_bytes: u64) -> Result<()> {
+        if count.saturating_add(more) > self.messages {
+            return Err(StoreError::CapReached(format!(
+                "a conversation holds at most {} messages (CONFAB_MAX_CONVERSATION_MESSAGES) and this one has {count}: start a new conversation",
+                self.messages
+            )));
+        }
+        if bytes.saturating_add(more_bytes) > self.bytes {
+            return Err(StoreError::CapReached(format!(
+                "a conversation holds at most {} bytes of messages (CONFAB_MAX_CONVERSATION_BYTES) and this one has {bytes}: start a new conversation",
+                self.bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of content `messages` hold (what [`Caps::bytes`] counts).
+pub fn content_bytes<'a>(messages: impl IntoIterator<Item = &'a Message>) -> u64 {
+    messages.into_iter().map(|m| m.content.len() as u64).sum()
 }
 
 /// Whether a create made something new or found the same id already there.
@@ -565,6 +612,23 @@ mod tests {
         );
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.next_cursor.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn caps_name_their_setting() {
+        let caps = Caps {
+            messages: 3,
+            bytes: 100,
+        };
+        assert!(caps.check(2, 50, 1, 50).is_ok());
+        let count = caps.check(3, 0, 1, 1).unwrap_err().to_string();
+        assert!(
+            count.contains("CONFAB_MAX_CONVERSATION_MESSAGES"),
+            "{count}"
+        );
+        let bytes = caps.check(0, 60, 1, 41).unwrap_err().to_string();
+        assert!(bytes.contains("CONFAB_MAX_CONVERSATION_BYTES"), "{bytes}");
+        assert!(caps.check(u64::MAX, u64::MAX, 1, 1).is_err());
     }
 
     #[test]

@@ -5,7 +5,9 @@ use confab_wire::conversations as wire;
 
 use crate::error::ApiError;
 use crate::ids::Id;
-use crate::limits::{DEFAULT_TITLE, MAX_MESSAGE_BYTES, MAX_MESSAGES_PER_REQUEST, MAX_TITLE_CHARS};
+use confab_wire::limits::{self, Refusal};
+
+use crate::limits::{DEFAULT_TITLE, MAX_MESSAGES_PER_REQUEST};
 use crate::store::{NewConversation, NewMessage, Patch};
 
 pub fn id(field: &str, raw: &str) -> Result<Id, ApiError> {
@@ -18,23 +20,7 @@ pub fn path_id(raw: &str) -> Result<Id, ApiError> {
 }
 
 pub fn title(field: &str, raw: &str) -> Result<String, ApiError> {
-    let title = raw.trim();
-    if title.is_empty() {
-        return Err(ApiError::invalid(field, "must not be empty"));
-    }
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be at most {MAX_TITLE_CHARS} characters"),
-        ));
-    }
-    if title.chars().any(|c| c.is_control()) {
-        return Err(ApiError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(title.to_owned())
+    limits::title(raw).map_err(|why| ApiError::invalid(field, why))
 }
 
 pub fn message(field: &str, m: wire::NewMessage) -> Result<NewMessage, ApiError> {
@@ -42,16 +28,12 @@ pub fn message(field: &str, m: wire::NewMessage) -> Result<NewMessage, ApiError>
         Some(raw) => id(&format!("{field}.id"), &raw)?,
         None => Id::new(),
     };
-    if m.content.len() > MAX_MESSAGE_BYTES {
-        return Err(ApiError::too_large(format!(
-            "{field}.content: messages are at most {MAX_MESSAGE_BYTES} bytes"
-        )));
-    }
-    if m.content.trim().is_empty() {
-        return Err(ApiError::invalid(
-            &format!("{field}.content"),
-            "must not be empty",
-        ));
+    match limits::content(&m.content) {
+        Ok(()) => {}
+        Err(why @ Refusal::TooLarge) => {
+            return Err(ApiError::too_large(format!("{field}.content: {why}")));
+        }
+        Err(why) => return Err(ApiError::invalid(&format!("{field}.content"), why)),
     }
     Ok(NewMessage {
         id,

@@ -111,3 +111,72 @@ async fn deleted_conversations_messages_expire_with_the_tombstone() {
         2
     );
 }
+
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn caps_are_enforced() {
+    use confab_proxy::store::Caps;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let moto = Moto::start(dir.path()).unwrap();
+    let store = DynamoStore::new(client(&moto.endpoint()), "confab").with_caps(Caps {
+        messages: 3,
+        bytes: 100,
+    });
+    store.setup().await.unwrap();
+    store_suite::caps_refuse_what_would_pass_them(Arc::new(store)).await;
+}
+
+/// Conversations stored before the byte counter existed count their bytes
+/// from their messages when first needed, then keep the counter.
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn items_without_a_byte_count_are_counted_from_their_messages() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use confab_proxy::store::{Caps, Store, StoreError};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let moto = Moto::start(dir.path()).unwrap();
+    let dynamo = client(&moto.endpoint());
+    let store = DynamoStore::new(dynamo.clone(), "confab").with_caps(Caps {
+        messages: 10,
+        bytes: 100,
+    });
+    store.setup().await.unwrap();
+    let ada = store_suite::user("user_ada");
+    let new = store_suite::conv("Old", vec![store_suite::msg(&"x".repeat(98))]);
+    let id = new.id;
+    store.create_conversation(&ada, new, None).await.unwrap();
+    let key = |sk: String| {
+        std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("USER#user_ada".into())),
+            ("sk".to_owned(), AttributeValue::S(sk)),
+        ])
+    };
+    dynamo
+        .update_item()
+        .table_name("confab")
+        .set_key(Some(key(format!("CONV#{id}"))))
+        .update_expression("REMOVE contentBytes")
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .append_message(&ada, id, store_suite::msg("abc"), None)
+            .await,
+        Err(StoreError::CapReached(_))
+    ));
+    store
+        .append_message(&ada, id, store_suite::msg("ab"), None)
+        .await
+        .unwrap();
+    let item = dynamo
+        .get_item()
+        .table_name("confab")
+        .set_key(Some(key(format!("CONV#{id}"))))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["contentBytes"], AttributeValue::N("100".into()));
+}

@@ -127,6 +127,17 @@ async fn a_schema_1_store_is_upgraded_in_place() {
         [Change::Updated(c)] => assert_eq!(c.device, None),
         other => panic!("{other:?}"),
     }
+    // The content bytes were counted from the stored messages: 11 of them.
+    let capped = store.clone().with_caps(confab_proxy::store::Caps {
+        messages: 100,
+        bytes: 15,
+    });
+    assert!(matches!(
+        capped
+            .append_message(&ada, id, store_suite::msg("abcde"), None)
+            .await,
+        Err(confab_proxy::store::StoreError::CapReached(_))
+    ));
     let phone = DeviceId::parse("phone").unwrap();
     store
         .append_message(&ada, id, store_suite::msg("third"), Some(&phone))
@@ -147,4 +158,18 @@ async fn a_schema_1_store_is_upgraded_in_place() {
     // Opening again runs nothing twice.
     drop(store);
     SqliteStore::open(&path).unwrap();
+}
+
+#[tokio::test]
+#[allow(clippy::unwrap_used)]
+async fn caps_are_enforced() {
+    use confab_proxy::store::Caps;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = SqliteStore::open(&dir.path().join("confab.db"))
+        .unwrap()
+        .with_caps(Caps {
+            messages: 3,
+            bytes: 100,
+        });
+    store_suite::caps_refuse_what_would_pass_them(Arc::new(store)).await;
 }

@@ -350,36 +350,38 @@ fn device_id(cache: &Cache) -> DeviceId {
 /// never a crash.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     engine: &Engine,
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     what: &str,
 ) -> Result<T, SyncError> {
     let retry = |message: String| SyncError::Retry {
         message,
         after: None,
     };
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(retry(format!(
-            "{what} is larger than {MAX_BODY_BYTES} bytes"
-        )));
+    let body = read_capped(response, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| retry(format!("{what} {e}")))?;
+    engine.count_body(body.len());
+    serde_json::from_slice(&body).map_err(|e| retry(format!("{what} could not be read: {e}")))
+}
+
+/// A body of at most `max` bytes; the error completes "<what> …".
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("is larger than {max} bytes");
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| retry(format!("{what} could not be read: {e}")))?
+        .map_err(|e| format!("could not be read: {e}"))?
     {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(retry(format!(
-                "{what} is larger than {MAX_BODY_BYTES} bytes"
-            )));
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    engine.count_body(body.len());
-    serde_json::from_slice(&body).map_err(|e| retry(format!("{what} could not be read: {e}")))
+    Ok(body)
 }
 
 /// `base` ± 25 %, so many clients coming back at once spread out.
@@ -404,9 +406,9 @@ pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 /// The proxy's `{"error": {code, message}}`, read from a failed response.
 pub(crate) async fn error_message(response: reqwest::Response) -> String {
     let status = response.status();
-    let body: Option<serde_json::Value> = response.json().await.ok();
-    body.as_ref()
-        .and_then(|b| b["error"]["message"].as_str())
-        .map(|m| confab_auth::attempt::printable(m, 300))
+    // Bounded like every answer: an error page is no excuse to read forever.
+    let body = read_capped(response, 64 * 1024).await.ok();
+    body.and_then(|b| serde_json::from_slice::<confab_wire::HttpError>(&b).ok())
+        .map(|e| confab_auth::attempt::printable(&e.error.message, 300))
         .unwrap_or_else(|| format!("the server answered {status}"))
 }

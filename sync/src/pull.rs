@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use confab_wire::conversations::{
     Change, Changes, Conversation, ConversationChange, MessageChanges, MessagePage, Page,
 };
+use confab_wire::{HttpErrorWith, ResumeAt};
 use reqwest::StatusCode;
 
 use crate::{Engine, SyncError, error_message, read_json, retry_after};
@@ -61,12 +62,9 @@ pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
         match response.status() {
             StatusCode::OK => {}
             StatusCode::GONE => {
-                let body: serde_json::Value = response.json().await.unwrap_or_default();
-                let current = body["current"]["cursor"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                full_listing(engine, &current, &mut budget).await?;
+                let gone: HttpErrorWith<ResumeAt> =
+                    read_json(engine, response, "the expired cursor's answer").await?;
+                full_listing(engine, &gone.current.cursor, &mut budget).await?;
                 continue;
             }
             // A cursor the server cannot read (a damaged cache): start the

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use confab_cache::{Op, OutboxEntry};
+use confab_wire::HttpErrorWith;
 use confab_wire::conversations::{
     AppendedMessage, Change, Conversation, ConversationChange, CreateConversation, NewMessage,
     UpdateConversation,
@@ -153,8 +154,9 @@ async fn classify(
         return Err(SyncError::SignedOut);
     }
     if status == StatusCode::CONFLICT {
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        if let Ok(current) = serde_json::from_value::<Conversation>(body["current"].clone()) {
+        let body: Result<HttpErrorWith<Conversation>, _> =
+            crate::read_json(engine, response, "the conflict's answer").await;
+        if let Ok(HttpErrorWith { current, .. }) = body {
             cache.apply_changes(&[Change::Updated(ConversationChange::whole(current))])?;
             return Ok(Outcome::Conflict);
         }

@@ -268,3 +268,81 @@ async fn graceful_shutdown_ends_event_streams_body() -> anyhow::Result<()> {
     assert!(rest.is_ok(), "the event stream did not end");
     Ok(())
 }
+
+/// The per-conversation caps as an operator sets them: a write past one is
+/// 413 naming the setting, and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_caps_are_configurable_and_named() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        conversation_caps_are_configurable_and_named_body(),
+    )
+    .await
+}
+
+async fn conversation_caps_are_configurable_and_named_body() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("proxy_caps")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let store = format!("--store=sqlite:{}", artifacts.join("caps.db").display());
+    let _ = std::fs::remove_file(artifacts.join("caps.db"));
+    let proxy = Proxy::start(
+        &provider.issuer,
+        &artifacts,
+        &store,
+        &[
+            ("CONFAB_MAX_CONVERSATION_MESSAGES", "2".into()),
+            ("CONFAB_MAX_CONVERSATION_BYTES", "1000".into()),
+        ],
+    )?;
+    let ada = provider.sign_in("user_demo").await?.access_token;
+    let (status, created) = call(
+        reqwest::Method::POST,
+        proxy.url("/api/conversations"),
+        &ada,
+        Some(json!({"messages": [{"role": "user", "content": "one"}]})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let append = |content: String| {
+        call(
+            reqwest::Method::POST,
+            proxy.url(&format!("/api/conversations/{id}/messages")),
+            &ada,
+            Some(json!({"role": "user", "content": content})),
+        )
+    };
+    assert_eq!(append("two".into()).await?.0, 201);
+    let (status, refused) = append("three".into()).await?;
+    assert_eq!(status, 413, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_large");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("CONFAB_MAX_CONVERSATION_MESSAGES"),
+        "{message}"
+    );
+    let (_, stored) = call(
+        reqwest::Method::GET,
+        proxy.url(&format!("/api/conversations/{id}")),
+        &ada,
+        None,
+    )
+    .await?;
+    assert_eq!(stored["messageCount"], 2);
+
+    // A cap of zero is no cap at all: refused at start, naming the variable.
+    let refused = Proxy::start(
+        &provider.issuer,
+        &artifacts,
+        &store,
+        &[("CONFAB_MAX_CONVERSATION_BYTES", "0".into())],
+    );
+    let why = refused.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(
+        std::fs::read_to_string(artifacts.join("proxy.log"))?
+            .contains("CONFAB_MAX_CONVERSATION_BYTES")
+            || why.contains("CONFAB_MAX_CONVERSATION_BYTES"),
+        "{why}"
+    );
+    Ok(())
+}

@@ -92,6 +92,24 @@ pub struct HttpError {
     pub error: ErrorBody,
 }
 
+/// An HTTP error that carries the state a client resumes from: a 409
+/// `conflict` the conversation as it is now, a 410 `cursor_expired` a
+/// [`ResumeAt`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HttpErrorWith<T> {
+    pub error: ErrorBody,
+    pub current: T,
+}
+
+/// `current` of a 410 `cursor_expired`: list the conversations again, then
+/// pull changes from this cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResumeAt {
+    pub cursor: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +134,17 @@ mod tests {
             json,
             r#"{"error":{"code":"not_found","message":"no such conversation"}}"#
         );
+    }
+
+    #[test]
+    fn errors_with_state_read_back() {
+        let json = r#"{"error":{"code":"cursor_expired","message":"list again"},"current":{"cursor":"41"}}"#;
+        let gone: HttpErrorWith<ResumeAt> = serde_json::from_str(json).unwrap();
+        assert_eq!(gone.error.code, ErrorCode::CursorExpired);
+        assert_eq!(gone.current.cursor, "41");
+        // The proxy writes the same shape it documents.
+        let back = serde_json::to_string(&gone).unwrap();
+        assert_eq!(back, json);
     }
 
     #[test]

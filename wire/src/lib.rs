@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod error;
 pub mod ipc;
 pub mod library;
+pub mod limits;
 pub mod updates;
 
-pub use error::{ErrorBody, ErrorCode, HttpError};
+pub use error::{ErrorBody, ErrorCode, HttpError, HttpErrorWith, ResumeAt};

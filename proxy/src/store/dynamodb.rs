@@ -38,9 +38,10 @@ use confab_wire::conversations::{
 };
 
 use super::{
-    Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation, NewMessage,
-    Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
-    check_version, list_cursor, materialise, message_page, now, parse_list_cursor, preview,
+    Caps, Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation,
+    NewMessage, Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
+    check_version, content_bytes, list_cursor, materialise, message_page, now, parse_list_cursor,
+    preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -60,6 +61,7 @@ pub struct DynamoStore {
     /// but it spares conflicting transactions their retry rounds, and moto,
     /// whose failed-transaction rollback can undo a concurrent commit.
     stripes: std::sync::Arc<Vec<tokio::sync::Mutex<()>>>,
+    caps: Caps,
 }
 
 const STRIPES: usize = 256;
@@ -130,6 +132,9 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 struct Stored {
     conversation: Conversation,
     deleted_at: Option<DateTime<Utc>>,
+    /// Bytes of message content (`contentBytes`); absent on items written
+    /// before the caps, counted from the messages when first needed.
+    content_bytes: Option<u64>,
 }
 
 fn conversation_from(item: &Item) -> Result<Stored> {
@@ -152,11 +157,20 @@ fn conversation_from(item: &Item) -> Result<Stored> {
             Some(_) => Some(get_time(item, "deletedAt")?),
             None => None,
         },
+        content_bytes: get_n(item, "contentBytes"),
     })
 }
 
-fn conversation_item(user: &UserId, c: &Conversation, deleted_at: Option<DateTime<Utc>>) -> Item {
+fn conversation_item(
+    user: &UserId,
+    c: &Conversation,
+    deleted_at: Option<DateTime<Utc>>,
+    content_bytes: Option<u64>,
+) -> Item {
     let mut item = key(user, conv_sk(&c.id));
+    if let Some(bytes) = content_bytes {
+        item.insert("contentBytes".into(), n(bytes));
+    }
     item.insert("type".into(), s("conversation"));
     item.insert("title".into(), s(c.title.clone()));
     item.insert("createdAt".into(), s(rfc3339(c.created_at)));
@@ -298,6 +312,24 @@ impl DynamoStore {
             stripes: std::sync::Arc::new(
                 (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             ),
+            caps: Caps::default(),
+        }
+    }
+
+    /// The per-conversation caps this store enforces.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// The content bytes of a stored conversation: its counter, or (an item
+    /// from before the counter) the sum over its messages.
+    async fn bytes_of(&self, user: &UserId, stored: &Stored) -> Result<u64> {
+        match stored.content_bytes {
+            Some(bytes) => Ok(bytes),
+            None => Ok(content_bytes(
+                &self.all_messages(user, &stored.conversation.id).await?,
+            )),
         }
     }
 
@@ -435,6 +467,7 @@ impl DynamoStore {
             Some(Stored {
                 conversation,
                 deleted_at: None,
+                ..
             }) => Ok(conversation),
             _ => Err(StoreError::NotFound),
         }
@@ -683,19 +716,26 @@ impl DynamoStore {
     }
 
     /// Read-modify-write of a live conversation, retried when it loses a race.
+    /// `bytes`: the new content count when the write replaces the messages;
+    /// otherwise the stored one is kept.
     async fn modify(
         &self,
         user: &UserId,
         id: &str,
         origin: &Origin,
+        bytes: Option<u64>,
         f: impl Fn(Conversation) -> Result<(Conversation, Option<DateTime<Utc>>)> + Send,
     ) -> Result<Conversation> {
         for attempt in 0..MAX_ATTEMPTS {
             let seq = self.seq(user).await?;
-            let current = self.load_live(user, id).await?;
-            let version = current.version;
-            let (next, deleted_at) = f(current)?;
-            let item = conversation_item(user, &next, deleted_at);
+            let stored = match self.load(user, id).await? {
+                Some(stored) if stored.deleted_at.is_none() => stored,
+                _ => return Err(StoreError::NotFound),
+            };
+            let version = stored.conversation.version;
+            let kept = bytes.or(stored.content_bytes);
+            let (next, deleted_at) = f(stored.conversation)?;
+            let item = conversation_item(user, &next, deleted_at, kept);
             if self
                 .commit(user, seq, item, Some(version), vec![], origin)
                 .await?
@@ -869,6 +909,8 @@ impl Store for DynamoStore {
             }
             let at = now();
             let messages = materialise(new.messages.clone(), at);
+            let bytes = content_bytes(&messages);
+            self.caps.check(0, 0, messages.len() as u64, bytes)?;
             // Up to 96 messages fit in the transaction with the conversation and
             // the change record (100 items): all or nothing. More are written
             // first, in batches (invisible until the conversation exists).
@@ -899,7 +941,7 @@ impl Store for DynamoStore {
                 archived: false,
             };
             let seq = self.seq(user).await?;
-            let item = conversation_item(user, &conversation, None);
+            let item = conversation_item(user, &conversation, None, Some(bytes));
             let origin = Origin::new(device, MessageMark::from_first(&messages));
             if self
                 .commit(user, seq, item, None, extra, &origin)
@@ -1007,6 +1049,8 @@ impl Store for DynamoStore {
             // request finishes the job.
             let at = now();
             let fresh = materialise(messages.clone(), at);
+            let bytes = content_bytes(&fresh);
+            self.caps.check(0, 0, fresh.len() as u64, bytes)?;
             let count = fresh.len() as u64;
             let last = fresh.last().map(|m| preview(&m.content));
             let patch = Patch {
@@ -1015,7 +1059,7 @@ impl Store for DynamoStore {
             };
             let origin = Origin::new(device, MessageMark::All);
             let updated = self
-                .modify(user, &id, &origin, move |mut c| {
+                .modify(user, &id, &origin, Some(bytes), move |mut c| {
                     patch.apply(&mut c, now())?;
                     c.message_count = count;
                     c.last_message_preview = last.clone();
@@ -1034,7 +1078,7 @@ impl Store for DynamoStore {
             return Ok(updated);
         }
         let origin = Origin::new(device, MessageMark::Untouched);
-        self.modify(user, &id, &origin, move |mut c| {
+        self.modify(user, &id, &origin, None, move |mut c| {
             patch.apply(&mut c, now())?;
             Ok((c, None))
         })
@@ -1052,7 +1096,7 @@ impl Store for DynamoStore {
         let id = id.to_string();
         let origin = Origin::new(device, MessageMark::Untouched);
         let deleted = self
-            .modify(user, &id, &origin, move |mut c| {
+            .modify(user, &id, &origin, None, move |mut c| {
                 check_version(&c, expected_version)?;
                 c.version += 1;
                 c.updated_at = now();
@@ -1086,6 +1130,7 @@ impl Store for DynamoStore {
             let Some(Stored {
                 conversation: mut c,
                 deleted_at,
+                content_bytes: bytes,
             }) = self.load(user, &id).await?
             else {
                 return Err(StoreError::NotFound);
@@ -1100,7 +1145,7 @@ impl Store for DynamoStore {
             let version = c.version;
             c.version += 1;
             c.updated_at = now();
-            let item = conversation_item(user, &c, None);
+            let item = conversation_item(user, &c, None, bytes);
             if self
                 .commit(user, seq, item, Some(version), vec![], &origin)
                 .await?
@@ -1128,7 +1173,12 @@ impl Store for DynamoStore {
         let message_id = message.id.to_string();
         for attempt in 0..MAX_ATTEMPTS {
             let seq = self.seq(user).await?;
-            let mut c = self.load_live(user, &id).await?;
+            let stored = match self.load(user, &id).await? {
+                Some(stored) if stored.deleted_at.is_none() => stored,
+                _ => return Err(StoreError::NotFound),
+            };
+            let bytes = self.bytes_of(user, &stored).await?;
+            let mut c = stored.conversation;
             if let Some(existing) = self.get(key(user, msg_sk(&id, &message_id))).await? {
                 let stored = message_from(&existing)?;
                 if stored.role != message.role || stored.content != message.content {
@@ -1141,6 +1191,8 @@ impl Store for DynamoStore {
                     created: false,
                 });
             }
+            let more = message.content.len() as u64;
+            self.caps.check(c.message_count, bytes, 1, more)?;
             let at = now();
             let stored = Message {
                 id: message_id.clone(),
@@ -1160,7 +1212,7 @@ impl Store for DynamoStore {
                     .condition_expression("attribute_not_exists(pk)")
                     .build(),
             )?;
-            let item = conversation_item(user, &c, None);
+            let item = conversation_item(user, &c, None, Some(bytes + more));
             let extra = vec![TransactWriteItem::builder().put(put_message).build()];
             let origin = Origin::new(device, MessageMark::From(message_id.clone()));
             if self

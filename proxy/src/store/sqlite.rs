@@ -15,9 +15,10 @@ use confab_wire::conversations::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
-    Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation, NewMessage,
-    Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
-    check_version, list_cursor, materialise, message_page, now, parse_list_cursor, preview,
+    Caps, Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation,
+    NewMessage, Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
+    check_version, content_bytes, list_cursor, materialise, message_page, now, parse_list_cursor,
+    preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     pinned INTEGER NOT NULL,
     archived INTEGER NOT NULL,
     deleted_at INTEGER,
+    -- bytes of message content, for the per-conversation cap
+    content_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_recent
@@ -79,13 +82,20 @@ const SCHEMA_VERSION: i64 = 2;
 /// `MIGRATIONS[n]` brings a file of version `n + 1` to `n + 2`. Released steps
 /// are never edited.
 const MIGRATIONS: &[&str] = &[
-    // 2: change entries record the device and the messages a write touched.
-    "ALTER TABLE changes ADD COLUMN device TEXT; ALTER TABLE changes ADD COLUMN messages TEXT;",
+    // 2: change entries record the device and the messages a write touched;
+    // conversations count their content bytes (for the caps).
+    "ALTER TABLE changes ADD COLUMN device TEXT;
+     ALTER TABLE changes ADD COLUMN messages TEXT;
+     ALTER TABLE conversations ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
+     UPDATE conversations SET content_bytes = (
+        SELECT COALESCE(SUM(LENGTH(CAST(m.content AS BLOB))), 0) FROM messages m
+        WHERE m.user_id = conversations.user_id AND m.conversation_id = conversations.id);",
 ];
 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    caps: Caps,
 }
 
 impl SqliteStore {
@@ -126,7 +136,14 @@ impl SqliteStore {
             .map_err(internal)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            caps: Caps::default(),
         })
+    }
+
+    /// The per-conversation caps this store enforces.
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = caps;
+        self
     }
 
     async fn run<T: Send + 'static>(
@@ -324,6 +341,30 @@ fn record_change(
     Ok(seq.try_into().unwrap_or_default())
 }
 
+fn stored_len(content: &str) -> u64 {
+    content.len() as u64
+}
+
+fn stored_content_bytes(tx: &Transaction<'_>, user: &UserId, id: &str) -> Result<u64> {
+    let bytes: i64 = tx
+        .query_row(
+            "SELECT content_bytes FROM conversations WHERE user_id = ?1 AND id = ?2",
+            params![user.as_str(), id],
+            |row| row.get(0),
+        )
+        .map_err(internal)?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+fn set_content_bytes(tx: &Transaction<'_>, user: &UserId, id: &str, bytes: u64) -> Result<()> {
+    tx.execute(
+        "UPDATE conversations SET content_bytes = ?3 WHERE user_id = ?1 AND id = ?2",
+        params![user.as_str(), id, i64::try_from(bytes).unwrap_or(i64::MAX)],
+    )
+    .map_err(internal)?;
+    Ok(())
+}
+
 fn save(tx: &Transaction<'_>, user: &UserId, c: &Conversation) -> Result<()> {
     tx.execute(
         "UPDATE conversations SET title = ?3, updated_at = ?4, version = ?5, message_count = ?6, \
@@ -468,6 +509,7 @@ impl Store for SqliteStore {
     ) -> Result<Created<ConversationDetail>> {
         let user = user.clone();
         let device = device.cloned();
+        let caps = self.caps;
         self.write(move |tx| {
             let id = new.id.to_string();
             if let Some(existing) = load(tx, &user, &id)? {
@@ -488,6 +530,8 @@ impl Store for SqliteStore {
             }
             let at = now();
             let messages = materialise(new.messages, at);
+            let bytes = content_bytes(&messages);
+            caps.check(0, 0, messages.len() as u64, bytes)?;
             let conversation = Conversation {
                 id: id.clone(),
                 title: new.title,
@@ -501,15 +545,16 @@ impl Store for SqliteStore {
             };
             tx.execute(
                 "INSERT INTO conversations (user_id, id, title, created_at, updated_at, version, \
-                 message_count, last_message_preview, pinned, archived) \
-                 VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, 0, 0)",
+                 message_count, last_message_preview, pinned, archived, content_bytes) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, 0, 0, ?7)",
                 params![
                     user.as_str(),
                     id,
                     conversation.title,
                     ms(at),
                     i64::try_from(conversation.message_count).unwrap_or(i64::MAX),
-                    conversation.last_message_preview
+                    conversation.last_message_preview,
+                    i64::try_from(bytes).unwrap_or(i64::MAX)
                 ],
             )
             .map_err(internal)?;
@@ -595,6 +640,7 @@ impl Store for SqliteStore {
     ) -> Result<Conversation> {
         let user = user.clone();
         let device = device.cloned();
+        let caps = self.caps;
         self.write(move |tx| {
             let id = id.to_string();
             let mut c = load_live(tx, &user, &id)?;
@@ -609,9 +655,12 @@ impl Store for SqliteStore {
                 )
                 .map_err(internal)?;
                 let messages = materialise(messages, at);
+                let bytes = content_bytes(&messages);
+                caps.check(0, 0, messages.len() as u64, bytes)?;
                 for m in &messages {
                     insert_message(tx, &user, &id, m)?;
                 }
+                set_content_bytes(tx, &user, &id, bytes)?;
                 c.message_count = messages.len() as u64;
                 c.last_message_preview = messages.last().map(|m| preview(&m.content));
             }
@@ -702,6 +751,7 @@ impl Store for SqliteStore {
     ) -> Result<Created<(Message, Conversation)>> {
         let user = user.clone();
         let device = device.cloned();
+        let caps = self.caps;
         self.write(move |tx| {
             let id = conversation.to_string();
             let mut c = load_live(tx, &user, &id)?;
@@ -738,6 +788,9 @@ impl Store for SqliteStore {
                     created: false,
                 });
             }
+            let bytes = stored_content_bytes(tx, &user, &id)?;
+            let more = stored_len(&message.content);
+            caps.check(c.message_count, bytes, 1, more)?;
             let at = now();
             let stored = Message {
                 id: message_id,
@@ -746,6 +799,7 @@ impl Store for SqliteStore {
                 timestamp: at,
             };
             insert_message(tx, &user, &id, &stored)?;
+            set_content_bytes(tx, &user, &id, bytes + more)?;
             c.message_count += 1;
             c.last_message_preview = Some(preview(&stored.content));
             c.version += 1;

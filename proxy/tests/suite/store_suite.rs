@@ -659,6 +659,86 @@ pub async fn cursors_from_the_future_are_refused(store: DynStore) {
     assert!(store.changes(&ada, 1, 10).await.unwrap().items.is_empty());
 }
 
+/// For a store made with `Caps { messages: 3, bytes: 100 }`: a write that
+/// would pass a cap is refused naming it, and nothing of it is stored.
+pub async fn caps_refuse_what_would_pass_them(store: DynStore) {
+    let ada = user("user_ada");
+    let new = conv("Capped", vec![msg("one"), msg("two")]);
+    let id = new.id;
+    store.create_conversation(&ada, new, None).await.unwrap();
+    store
+        .append_message(&ada, id, msg("three"), None)
+        .await
+        .unwrap();
+    let refused = store.append_message(&ada, id, msg("four"), None).await;
+    match refused {
+        Err(StoreError::CapReached(why)) => {
+            assert!(why.contains("CONFAB_MAX_CONVERSATION_MESSAGES"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(stored.messages.len(), 3);
+    assert_eq!(stored.conversation.message_count, 3);
+
+    // Bytes: 98 of 100 used, then 3 more is one too many; 2 fit.
+    let (other, _) = (conv("Bytes", vec![msg(&"x".repeat(98))]), ());
+    let other_id = other.id;
+    store.create_conversation(&ada, other, None).await.unwrap();
+    match store.append_message(&ada, other_id, msg("abc"), None).await {
+        Err(StoreError::CapReached(why)) => {
+            assert!(why.contains("CONFAB_MAX_CONVERSATION_BYTES"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    store
+        .append_message(&ada, other_id, msg("ab"), None)
+        .await
+        .unwrap();
+
+    // A create or a replace over a cap stores nothing.
+    let big = conv("Too many", (0..4).map(|i| msg(&format!("{i}"))).collect());
+    let big_id = big.id;
+    assert!(matches!(
+        store.create_conversation(&ada, big, None).await,
+        Err(StoreError::CapReached(_))
+    ));
+    assert!(matches!(
+        store.get_conversation(&ada, big_id).await,
+        Err(StoreError::NotFound)
+    ));
+    let replace = Patch {
+        messages: Some(vec![msg(&"y".repeat(101))]),
+        ..Patch::default()
+    };
+    assert!(matches!(
+        store.update_conversation(&ada, id, replace, None).await,
+        Err(StoreError::CapReached(_))
+    ));
+    assert_eq!(
+        store
+            .get_conversation(&ada, id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
+    // A replace within the caps resets the count: appends fit again.
+    let replace = Patch {
+        messages: Some(vec![msg("fresh")]),
+        ..Patch::default()
+    };
+    store
+        .update_conversation(&ada, id, replace, None)
+        .await
+        .unwrap();
+    store
+        .append_message(&ada, id, msg("again"), None)
+        .await
+        .unwrap();
+}
+
 /// A conversation of `n` messages "m0".."m{n-1}", created in one request.
 async fn numbered(store: &DynStore, who: &UserId, n: usize) -> (Id, Vec<String>) {
     let new = conv("Numbered", (0..n).map(|i| msg(&format!("m{i}"))).collect());
