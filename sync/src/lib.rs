@@ -40,6 +40,10 @@ mod push;
 const PERIODIC: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long after the proxy is reachable again the engine has caught up by
+/// itself, at worst: the event stream's and the loop's backoff are each at
+/// most [`MAX_BACKOFF`] (+25 % jitter), and either one reconnecting syncs.
+pub const RECOVERY: Duration = Duration::from_secs(2 * 60);
 /// The largest answer read from the proxy: a page is at most 4 MiB of
 /// message content plus its JSON.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

@@ -258,10 +258,8 @@ async fn concurrent_renames() -> anyhow::Result<()> {
     // Back online: both push, the server keeps one, both show it.
     stack.restart_proxy(&[])?;
     phone.start_sync();
-    // Retry now if the app is still waiting out its backoff (it may already
-    // be back by itself).
-    app.click_if_present("#sync-retry").await;
-    let settle = Duration::from_secs(30);
+    // Nobody clicks Retry: the app comes back by itself.
+    let settle = confab_sync::RECOVERY;
     phone
         .eventually(settle, "phone pushed", |c| {
             (c.outbox_counts().ok()? == (0, 0)).then_some(())
@@ -269,7 +267,6 @@ async fn concurrent_renames() -> anyhow::Result<()> {
         .await?;
     app.wait_text("#sync-status", settle, |t| !t.contains("pending"))
         .await?;
-    phone.engine.sync_now();
     let server = stack.server_conversations("user_demo").await?;
     let winner = server
         .iter()

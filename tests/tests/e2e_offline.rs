@@ -79,9 +79,8 @@ async fn offline() -> anyhow::Result<()> {
 
     // The proxy returns: it syncs, each change exactly once.
     stack.restart_proxy(&[])?;
-    // Now, unless it already came back by itself.
-    app.click_if_present("#sync-retry").await;
-    app.wait_text("#sync-label", SETTLE, |t| t == "Online")
+    // Nobody clicks Retry: the app comes back by itself.
+    app.wait_text("#sync-label", confab_sync::RECOVERY, |t| t == "Online")
         .await?;
     app.wait_text("#sync-status", UI, |t| !t.contains("pending"))
         .await?;
@@ -102,12 +101,10 @@ async fn offline() -> anyhow::Result<()> {
         ("CONFAB_RATE_LIMIT", "4".into()),
         ("CONFAB_RATE_BURST", "4".into()),
     ])?;
-    // Now, unless it already came back by itself.
-    app.click_if_present("#sync-retry").await;
     // Watched in the proxy's DynamoDB directly: polling the API would spend
     // the very rate limit that slows the push.
     let moto = stack.moto.as_ref().context("the stack runs on moto")?;
-    let deadline = tokio::time::Instant::now() + SETTLE;
+    let deadline = tokio::time::Instant::now() + confab_sync::RECOVERY;
     let pushed = loop {
         let count = moto.count_items("confab", "MSG#").await?;
         let pushed = count.saturating_sub(3);
