@@ -2,6 +2,9 @@
 import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,13 +14,14 @@ const APP_REDIRECT = 'app.confab.desktop://oauth/callback';
 const LOOPBACK_REDIRECT = 'http://127.0.0.1/callback'; // registered without a port (RFC 8252 7.3)
 const RESOURCE = 'http://127.0.0.1:8787';
 const ACCESS_TTL = 120;
+const PROVIDER = fileURLToPath(new URL('./provider.mjs', import.meta.url));
 
-let child;
-let issuer;
-let stderr = '';
+// Every provider started, so that one a failed test left running is still stopped.
+const started = new Set();
 
-before(async () => {
-  child = spawn(process.execPath, [fileURLToPath(new URL('./provider.mjs', import.meta.url)), '--port', '0'], {
+// Starts provider.mjs (in memory unless `env` says otherwise); resolves once it printed its issuer.
+async function startProvider({ port = 0, env = {} } = {}) {
+  const proc = spawn(process.execPath, [PROVIDER, '--port', String(port)], {
     env: {
       ...process.env,
       OIDC_PORT: '',
@@ -26,39 +30,55 @@ before(async () => {
       OIDC_RESOURCE: RESOURCE,
       OIDC_CLIENT_ID: CLIENT_ID,
       OIDC_JWKS_FILE: '',
+      OIDC_STATE_FILE: '',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
-  let stdout = '';
-  child.stdout.setEncoding('utf8');
-  issuer = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no issuer line; stderr:\n${stderr}`)), 30000);
-    child.once('exit', (code) => reject(new Error(`provider exited ${code}; stderr:\n${stderr}`)));
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const m = /^issuer=(http:\/\/127\.0\.0\.1:\d+)\n/.exec(stdout);
+  started.add(proc);
+  const p = { proc, stdout: '', stderr: '' };
+  proc.stderr.setEncoding('utf8').on('data', (d) => { p.stderr += d; });
+  proc.stdout.setEncoding('utf8').on('data', (d) => { p.stdout += d; });
+  p.issuer = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no issuer line; stderr:\n${p.stderr}`)), 30000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`provider exited ${code}; stderr:\n${p.stderr}`));
+    });
+    proc.stdout.on('data', () => {
+      const m = /^issuer=(http:\/\/127\.0\.0\.1:\d+)\n/.exec(p.stdout);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
       }
     });
   });
-  child.stdout.on('data', (d) => { stdout += d; });
-  stdoutSoFar = () => stdout;
-});
+  return p;
+}
 
-let stdoutSoFar = () => '';
-
-after(async () => {
-  if (child.exitCode === null) {
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
+// SIGTERM must end it with code 0, having printed exactly one line on stdout, ever.
+async function stopProvider(p) {
+  if (p.proc.exitCode === null && p.proc.signalCode === null) {
+    const exited = once(p.proc, 'exit');
+    p.proc.kill('SIGTERM');
     const [code, signal] = await exited;
     assert.equal(code, 0, `exit code ${code} signal ${signal}`);
   }
-  // Exactly one line on stdout, ever.
-  assert.equal(stdoutSoFar(), `issuer=${issuer}\n`);
+  started.delete(p.proc);
+  assert.equal(p.stdout, `issuer=${p.issuer}\n`);
+}
+
+let shared; // the in-memory provider most tests use
+let issuer;
+
+before(async () => {
+  shared = await startProvider();
+  issuer = shared.issuer;
+});
+
+after(async () => {
+  await stopProvider(shared);
+  for (const proc of started) proc.kill('SIGKILL');
 });
 
 // ---------------------------------------------------------------- helpers
@@ -84,19 +104,21 @@ async function postForm(url, fields, headers = {}) {
   });
 }
 
-function location(res) {
+function location(res, at = issuer) {
   assert.equal(res.status, 303, `expected 303, got ${res.status}`);
-  return new URL(res.headers.get('location'), issuer);
+  return new URL(res.headers.get('location'), at);
 }
 
-// The headless login protocol documented in README.md. Returns the final callback URL.
+// The headless login protocol documented in README.md, at the provider `at`. Returns the final
+// callback URL.
 async function signIn({
   login = 'user_demo', deny = false, redirectUri = APP_REDIRECT, scope = 'openid profile email offline_access',
+  at = issuer,
 } = {}) {
   const { verifier, challenge } = pkce();
   const state = b64url(crypto.randomBytes(12));
   const nonce = b64url(crypto.randomBytes(12));
-  const auth = new URL('/oauth/authorize', issuer);
+  const auth = new URL('/oauth/authorize', at);
   auth.search = new URLSearchParams({
     client_id: CLIENT_ID,
     response_type: 'code',
@@ -108,45 +130,47 @@ async function signIn({
     code_challenge_method: 'S256',
   });
   // 1. authorize -> 303 /interaction/:uid
-  const interaction = location(await get(auth));
+  const interaction = location(await get(auth), at);
   const uid = /^\/interaction\/([\w-]+)$/.exec(interaction.pathname)?.[1];
   assert.ok(uid, `unexpected interaction url ${interaction}`);
   // 2. POST login (or abort) -> 303 /oauth/authorize/:uid
   const resume = location(await postForm(
-    new URL(`/interaction/${uid}/${deny ? 'abort' : 'login'}`, issuer),
+    new URL(`/interaction/${uid}/${deny ? 'abort' : 'login'}`, at),
     deny ? {} : { login },
-  ));
+  ), at);
   assert.equal(resume.pathname, `/oauth/authorize/${uid}`);
   // 3. GET resume -> 303 redirect_uri?code=...&state=...
-  const callback = location(await get(resume));
+  const callback = location(await get(resume), at);
   assert.ok(callback.href.startsWith(`${redirectUri}?`), `callback ${callback.href}`);
   assert.equal(callback.searchParams.get('state'), state);
   return {
-    callback, verifier, nonce, redirectUri,
+    callback, verifier, nonce, redirectUri, at,
   };
 }
 
-async function token(fields) {
-  const res = await postForm(new URL('/oauth/token', issuer), { client_id: CLIENT_ID, ...fields });
+async function token(fields, at = issuer) {
+  const res = await postForm(new URL('/oauth/token', at), { client_id: CLIENT_ID, ...fields });
   return { status: res.status, body: await res.json() };
 }
 
-async function exchange({ callback, verifier, redirectUri }) {
+async function exchange({
+  callback, verifier, redirectUri, at,
+}) {
   return token({
     grant_type: 'authorization_code',
     code: callback.searchParams.get('code'),
     code_verifier: verifier,
     redirect_uri: redirectUri,
-  });
+  }, at);
 }
 
-let jwksCache;
-async function verifyJwt(jwt) {
-  jwksCache ??= await (await get(new URL('/.well-known/jwks.json', issuer))).json();
+// Against the JWKS the provider `at` publishes now (no cache: a restart must keep the keys).
+async function verifyJwt(jwt, at = issuer) {
+  const jwks = await (await get(new URL('/.well-known/jwks.json', at))).json();
   const [h, p, s] = jwt.split('.');
   const header = JSON.parse(Buffer.from(h, 'base64url'));
   const payload = JSON.parse(Buffer.from(p, 'base64url'));
-  const jwk = jwksCache.keys.find((k) => k.kid === header.kid);
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
   assert.ok(jwk, `kid ${header.kid} not in JWKS`);
   assert.equal(jwk.d, undefined, 'JWKS must not publish private parts');
   const key = await crypto.webcrypto.subtle.importKey(
@@ -166,11 +190,11 @@ async function verifyJwt(jwt) {
   return { header, payload };
 }
 
-function assertAccessToken({ header, payload }, sub) {
+function assertAccessToken({ header, payload }, sub, at = issuer) {
   const now = Math.floor(Date.now() / 1000);
   assert.equal(header.typ, 'at+jwt');
   assert.equal(header.alg, 'RS256');
-  assert.equal(payload.iss, issuer);
+  assert.equal(payload.iss, at);
   assert.equal(payload.sub, sub);
   assert.equal(payload.client_id, CLIENT_ID);
   assert.equal(payload.aud, RESOURCE);
@@ -274,8 +298,8 @@ describe('oidc stand-in', () => {
 
     // The real reasons are logged server-side.
     await new Promise((r) => setTimeout(r, 50));
-    assert.match(stderr, /grant\.error: .*code_verifier does not match code_challenge/);
-    assert.match(stderr, /grant\.error: .*already consumed/);
+    assert.match(shared.stderr, /grant\.error: .*code_verifier does not match code_challenge/);
+    assert.match(shared.stderr, /grant\.error: .*already consumed/);
   });
 
   test('cancel ends with error=access_denied', async () => {
@@ -312,5 +336,98 @@ describe('oidc stand-in', () => {
     const cb = location(await get(auth));
     assert.equal(cb.protocol, 'app.confab.desktop:');
     assert.equal(cb.searchParams.get('error'), 'invalid_request');
+  });
+});
+
+describe('OIDC_STATE_FILE: state across restarts', () => {
+  let dir;
+  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oidc-state-')); });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // Both files: the state file keeps the grants, the JWKS file the keys that signed the tokens.
+  const filesFor = (name) => ({
+    OIDC_STATE_FILE: path.join(dir, `${name}.json`),
+    OIDC_JWKS_FILE: path.join(dir, `${name}-jwks.json`),
+  });
+
+  async function restart(p, env) {
+    await stopProvider(p);
+    const again = await startProvider({ port: new URL(p.issuer).port, env });
+    assert.equal(again.issuer, p.issuer);
+    return again;
+  }
+
+  const refresh = (refreshToken, at) => token({ grant_type: 'refresh_token', refresh_token: refreshToken }, at);
+
+  test('a refresh token from before a restart yields a new access token after it', async () => {
+    const env = filesFor('restart');
+    const first = await startProvider({ env });
+    const { status, body } = await exchange(await signIn({ at: first.issuer }));
+    assert.equal(status, 200, JSON.stringify(body));
+
+    const second = await restart(first, env);
+    // Same issuer and keys: the tokens issued before the restart still verify.
+    assertAccessToken(await verifyJwt(body.access_token, second.issuer), 'user_demo', second.issuer);
+    assert.equal((await verifyJwt(body.id_token, second.issuer)).payload.sub, 'user_demo');
+    const refreshed = await refresh(body.refresh_token, second.issuer);
+    assert.equal(refreshed.status, 200, `${JSON.stringify(refreshed.body)}\n${second.stderr}`);
+    assert.notEqual(refreshed.body.access_token, body.access_token);
+    assertAccessToken(await verifyJwt(refreshed.body.access_token, second.issuer), 'user_demo', second.issuer);
+
+    // The rotation survives the next restart: the new token refreshes, the used one is refused.
+    const third = await restart(second, env);
+    const next = await refresh(refreshed.body.refresh_token, third.issuer);
+    assert.equal(next.status, 200, `${JSON.stringify(next.body)}\n${third.stderr}`);
+    const reused = await refresh(body.refresh_token, third.issuer);
+    assert.equal(reused.status, 400);
+    assert.equal(reused.body.error, 'invalid_grant');
+    await stopProvider(third);
+  });
+
+  test('a revoked refresh token stays revoked after a restart', async () => {
+    const env = filesFor('revoke');
+    const first = await startProvider({ env });
+    const revoked = (await exchange(await signIn({ at: first.issuer }))).body;
+    const kept = (await exchange(await signIn({ login: 'user_second', at: first.issuer }))).body;
+    const revoke = await postForm(new URL('/oauth/token/revoke', first.issuer), {
+      client_id: CLIENT_ID, token: revoked.refresh_token, token_type_hint: 'refresh_token',
+    });
+    assert.equal(revoke.status, 200);
+
+    const second = await restart(first, env);
+    const refused = await refresh(revoked.refresh_token, second.issuer);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error, 'invalid_grant');
+    // The other grant survived the same restart: the refusal is the revocation's, not lost state.
+    const other = await refresh(kept.refresh_token, second.issuer);
+    assert.equal(other.status, 200, `${JSON.stringify(other.body)}\n${second.stderr}`);
+    await stopProvider(second);
+  });
+
+  test('expired entries leave the state file', async () => {
+    const env = { ...filesFor('expiry'), OIDC_CODE_TTL: '1' };
+    const p = await startProvider({ env });
+    const keys = () => Object.keys(JSON.parse(fs.readFileSync(env.OIDC_STATE_FILE, 'utf8')));
+    const { callback } = await signIn({ at: p.issuer });
+    const code = `AuthorizationCode:${callback.searchParams.get('code')}`;
+    assert.ok(keys().includes(code), keys().join(' '));
+
+    await new Promise((r) => setTimeout(r, 1200));
+    await signIn({ at: p.issuer }); // any change rewrites the file
+    assert.ok(!keys().includes(code), keys().join(' '));
+    await stopProvider(p);
+  });
+
+  test('a corrupt state file stops the start, naming the file, and is left as it was', async () => {
+    for (const [name, text] of [['truncated', '{"RefreshToken:abc": {"payload": {'], ['list', '[1, 2]']]) {
+      const env = filesFor(name);
+      fs.writeFileSync(env.OIDC_STATE_FILE, text);
+      await assert.rejects(startProvider({ env }), (err) => {
+        assert.match(err.message, /^provider exited 2;/);
+        assert.ok(err.message.includes(`OIDC_STATE_FILE ${env.OIDC_STATE_FILE}: not `), err.message);
+        return true;
+      });
+      assert.equal(fs.readFileSync(env.OIDC_STATE_FILE, 'utf8'), text);
+    }
   });
 });

@@ -47,6 +47,7 @@ const ACCESS_TTL = positiveInt(process.env.OIDC_ACCESS_TTL, 'OIDC_ACCESS_TTL', 3
 const REFRESH_TTL = positiveInt(process.env.OIDC_REFRESH_TTL, 'OIDC_REFRESH_TTL', 14 * 24 * 3600) || 14 * 24 * 3600;
 const CODE_TTL = positiveInt(process.env.OIDC_CODE_TTL, 'OIDC_CODE_TTL', 60) || 60;
 const JWKS_FILE = process.env.OIDC_JWKS_FILE || '';
+const STATE_FILE = process.env.OIDC_STATE_FILE || '';
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
 // ---------------------------------------------------------------- signing keys
@@ -79,6 +80,133 @@ const JWKS = loadKeys();
 const PUBLIC_KEYS = new Map(
   JWKS.keys.map((k) => [k.kid, crypto.createPublicKey({ key: k, format: 'jwk' })]),
 );
+
+// ---------------------------------------------------------------- state
+
+// Grants, sessions, interactions, codes and tokens stay in oidc-provider's in-memory adapter
+// unless OIDC_STATE_FILE names a JSON file to keep them in across restarts. The file maps
+// `Model:id` to `{ payload, expiresAt }` (epoch milliseconds, null: no expiry).
+
+// The models oidc-provider revokes together by grant (as its memory adapter does).
+const GRANT_MEMBERS = new Set([
+  'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest', 'PreAuthorizedCode',
+]);
+
+function stateFileError(why) {
+  console.error(`OIDC_STATE_FILE ${STATE_FILE}: ${why}`);
+  process.exit(2);
+}
+
+const live = (entry) => entry.expiresAt === null || entry.expiresAt > Date.now();
+
+function loadState() {
+  let text;
+  try {
+    text = fs.readFileSync(STATE_FILE, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return new Map();
+    return stateFileError(`cannot read it (${err.message})`);
+  }
+  let entries;
+  try {
+    entries = JSON.parse(text);
+  } catch (err) {
+    return stateFileError(`not valid JSON (${err.message}); fix or delete it`);
+  }
+  const valid = (e) => typeof e?.payload === 'object' && e.payload !== null
+    && (e.expiresAt === null || Number.isFinite(e.expiresAt));
+  if (typeof entries !== 'object' || entries === null || Array.isArray(entries)
+    || !Object.values(entries).every(valid)) {
+    return stateFileError('not a state file (expected {"Model:id": {payload, expiresAt}}); fix or delete it');
+  }
+  return new Map(Object.entries(entries));
+}
+
+const STATE = STATE_FILE ? loadState() : undefined;
+
+// The whole file after each change, through a rename so that a crash leaves the old or the new one.
+function saveState() {
+  for (const [key, entry] of STATE) if (!live(entry)) STATE.delete(key);
+  const tmp = `${STATE_FILE}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(Object.fromEntries(STATE), null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, STATE_FILE);
+}
+
+class FileAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  // Copies in and out, like a database: changing a payload found must not change the store.
+  async find(id) {
+    const entry = STATE.get(this.key(id));
+    return entry && live(entry) ? structuredClone(entry.payload) : undefined;
+  }
+
+  async findByUid(uid) {
+    return this.#findBy('uid', uid);
+  }
+
+  async findByUserCode(userCode) {
+    return this.#findBy('userCode', userCode);
+  }
+
+  #findBy(field, value) {
+    for (const [key, entry] of STATE) {
+      if (key.startsWith(`${this.model}:`) && entry.payload[field] === value && live(entry)) {
+        return structuredClone(entry.payload);
+      }
+    }
+    return undefined;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : null;
+    STATE.set(this.key(id), { payload: structuredClone(payload), expiresAt });
+    saveState();
+  }
+
+  async consume(id) {
+    const entry = STATE.get(this.key(id));
+    if (!entry) return;
+    entry.payload.consumed = Math.floor(Date.now() / 1000);
+    saveState();
+  }
+
+  async destroy(id) {
+    if (STATE.delete(this.key(id))) saveState();
+  }
+
+  async revokeByGrantId(grantId) {
+    let revoked = false;
+    for (const [key, entry] of STATE) {
+      if (GRANT_MEMBERS.has(key.slice(0, key.indexOf(':'))) && entry.payload.grantId === grantId) {
+        STATE.delete(key);
+        revoked = true;
+      }
+    }
+    if (revoked) saveState();
+  }
+}
+
+if (STATE) {
+  // Now rather than on the first sign-in: creates a missing file, drops what expired while the
+  // provider was down, and finds an unwritable folder before the issuer line.
+  try {
+    saveState();
+  } catch (err) {
+    stateFileError(`cannot write it (${err.message})`);
+  }
+  if (!JWKS_FILE) {
+    console.error('OIDC_STATE_FILE without OIDC_JWKS_FILE: a restart keeps grants and refresh tokens,'
+      + ' but access and ID tokens issued before it no longer verify (new signing key)');
+  }
+}
 
 // ---------------------------------------------------------------- accounts
 
@@ -225,6 +353,7 @@ const provider = new Provider(ISSUER, {
     id_token_signed_response_alg: 'RS256',
   }],
   jwks: JWKS,
+  ...(STATE && { adapter: FileAdapter }),
   findAccount,
   scopes: SCOPES,
   responseTypes: ['code'],
@@ -481,5 +610,5 @@ server.on('request', provider.callback());
 process.stdout.write(`issuer=${ISSUER}\n`);
 console.error(
   `oidc stand-in: client ${CLIENT_ID}, redirects ${REDIRECT_URIS.join(' ')}, resource ${RESOURCE}, `
-  + `access ttl ${ACCESS_TTL}s`,
+  + `access ttl ${ACCESS_TTL}s, state ${STATE_FILE || 'in memory'}`,
 );

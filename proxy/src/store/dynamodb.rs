@@ -482,35 +482,52 @@ impl DynamoStore {
     }
 
     /// Every item under `pk` whose sort key starts with `prefix`, all pages.
-    /// An empty prefix means every item of the user.
+    /// An empty prefix means every item of the user. For what is bounded (a
+    /// conversation's messages, within its caps); bulk work goes page by page
+    /// ([`DynamoStore::next_page`]).
     async fn query_prefix(&self, user: &UserId, prefix: &str) -> Result<Vec<Item>> {
+        let mut pages = Pages::default();
         let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", pk(user));
-            query = if prefix.is_empty() {
-                query.key_condition_expression("pk = :pk")
-            } else {
-                query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(prefix))
-            };
-            let out = query
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            items.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
+        while let Some(page) = self.next_page(user, prefix, &mut pages).await? {
+            items.extend(page);
         }
+        Ok(items)
+    }
+
+    /// The next page (DynamoDB's, at most 1 MB) of the items under `prefix`;
+    /// `None` after the last.
+    async fn next_page(
+        &self,
+        user: &UserId,
+        prefix: &str,
+        pages: &mut Pages,
+    ) -> Result<Option<Vec<Item>>> {
+        if pages.done {
+            return Ok(None);
+        }
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", pk(user));
+        query = if prefix.is_empty() {
+            query.key_condition_expression("pk = :pk")
+        } else {
+            query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix))
+        };
+        let out = query
+            .consistent_read(true)
+            .set_exclusive_start_key(pages.start.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => pages.start = Some(key),
+            _ => pages.done = true,
+        }
+        Ok(Some(out.items.unwrap_or_default()))
     }
 
     /// Deletes `items` (by their keys) in batches.
@@ -539,14 +556,19 @@ impl DynamoStore {
         id: &str,
         expires: Option<i64>,
     ) -> Result<()> {
-        let mut items = self.query_prefix(user, &format!("MSG#{id}#")).await?;
-        for item in &mut items {
-            match expires {
-                Some(at) => item.insert("expiresAt".into(), n(at)),
-                None => item.remove("expiresAt"),
-            };
+        // Page by page: a conversation's messages are never all in memory.
+        let prefix = format!("MSG#{id}#");
+        let mut pages = Pages::default();
+        while let Some(mut items) = self.next_page(user, &prefix, &mut pages).await? {
+            for item in &mut items {
+                match expires {
+                    Some(at) => item.insert("expiresAt".into(), n(at)),
+                    None => item.remove("expiresAt"),
+                };
+            }
+            self.put_items(items).await?;
         }
-        self.put_items(items).await
+        Ok(())
     }
 
     /// Puts `messages` of a conversation in batches.
@@ -1066,15 +1088,19 @@ impl Store for DynamoStore {
                     Ok((c, None))
                 })
                 .await?;
-            let old = self.query_prefix(user, &format!("MSG#{id}#")).await?;
             self.put_messages(user, &id, &fresh).await?;
             let keep: std::collections::HashSet<String> =
                 fresh.iter().map(|m| msg_sk(&id, &m.id)).collect();
-            let stale = old
-                .into_iter()
-                .filter(|item| get_s(item, "sk").is_none_or(|sk| !keep.contains(&sk)))
-                .collect();
-            self.delete_items(stale).await?;
+            // The old messages go page by page, never read all first.
+            let prefix = format!("MSG#{id}#");
+            let mut pages = Pages::default();
+            while let Some(page) = self.next_page(user, &prefix, &mut pages).await? {
+                let stale = page
+                    .into_iter()
+                    .filter(|item| get_s(item, "sk").is_none_or(|sk| !keep.contains(&sk)))
+                    .collect();
+                self.delete_items(stale).await?;
+            }
             return Ok(updated);
         }
         let origin = Origin::new(device, MessageMark::Untouched);
@@ -1362,9 +1388,25 @@ impl Store for DynamoStore {
 
     async fn erase_user(&self, user: &UserId) -> Result<()> {
         let _turn = self.turn(user).await;
-        let items = self.query_prefix(user, "").await?;
-        self.delete_items(items).await
+        // Page by page, each page deleted before the next is read: an account
+        // of any size is erased in bounded memory. Each round reads from the
+        // start again (what it deleted is gone), so no page key has to
+        // survive the deletions.
+        loop {
+            let mut first = Pages::default();
+            match self.next_page(user, "", &mut first).await? {
+                Some(page) if !page.is_empty() => self.delete_items(page).await?,
+                _ => return Ok(()),
+            }
+        }
     }
+}
+
+/// Where a paged walk of a prefix stands.
+#[derive(Default)]
+struct Pages {
+    start: Option<Item>,
+    done: bool,
 }
 
 /// Who made a write and what it did to the messages: what its change entry

@@ -577,6 +577,53 @@ pub async fn large_conversations_come_back_whole(store: DynStore) {
     for (i, m) in detail.messages.iter().enumerate() {
         assert!(m.content.starts_with(&format!("{i:03}")), "order at {i}");
     }
+
+    // Bulk work on more than a store page (1 MB on DynamoDB) goes page by
+    // page and still covers every message: delete and restore keep them all,
+    // a replace leaves only the new ones, erasing leaves nothing.
+    store
+        .delete_conversation(&ada, id, None, None)
+        .await
+        .unwrap();
+    store.restore_conversation(&ada, id, None).await.unwrap();
+    assert_eq!(
+        store
+            .get_conversation(&ada, id)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        31
+    );
+    let replace = Patch {
+        messages: Some(vec![msg("only this")]),
+        ..Patch::default()
+    };
+    store
+        .update_conversation(&ada, id, replace, None)
+        .await
+        .unwrap();
+    let replaced = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(contents(&replaced.messages), ["only this"]);
+    for i in 0..12 {
+        store
+            .append_message(&ada, id, msg(&format!("{i:03}{chunk}")), None)
+            .await
+            .unwrap();
+    }
+    store.erase_user(&ada).await.unwrap();
+    assert!(matches!(
+        store.get_conversation(&ada, id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .list_conversations(&ada, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 pub async fn profiles_upsert_and_keep_created_at(store: DynStore) {
