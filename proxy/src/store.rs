@@ -25,6 +25,10 @@ use crate::ids::{Id, UserId};
 pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
 
+/// How long a processed webhook delivery is remembered: twice the signature's
+/// freshness window, past which a replay is refused as stale anyway.
+pub const DELIVERY_MEMORY_SECS: i64 = 2 * crate::webhooks::TOLERANCE_SECS;
+
 /// How long deleted conversations stay restorable (and visible as deletions in
 /// the change feed) before they are purged.
 pub const TOMBSTONE_TTL_DAYS: i64 = 30;
@@ -442,6 +446,13 @@ pub trait Store: Send + Sync + 'static {
     /// with the device of its latest change and which messages changed.
     /// The `device` arguments of the writes are what this reports.
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> Result<Changes>;
+
+    /// Whether a webhook delivery (its `svix-id`) was processed within the
+    /// last [`DELIVERY_MEMORY_SECS`], by any instance.
+    async fn delivery_seen(&self, delivery: &str) -> Result<bool>;
+
+    /// Remembers a processed webhook delivery for [`DELIVERY_MEMORY_SECS`].
+    async fn record_delivery(&self, delivery: &str) -> Result<()>;
 
     /// Erases every item of the user (Clerk's user.deleted).
     async fn erase_user(&self, user: &UserId) -> Result<()>;

@@ -794,9 +794,10 @@ async fn clerk_webhooks_sync_profiles_and_erase_users() {
     assert_eq!(profile.json["firstName"], "Augusta");
     assert_eq!(profile.json["email"], "ada@lovelace.org");
 
-    // A replay of the first delivery is acknowledged and not applied again.
+    // A replay of the first delivery is acknowledged and not applied again,
+    // also when it reaches another instance: the memory is the store's.
     let replay = deliver(
-        &api,
+        &api.another_instance(),
         "msg_1",
         &json!({"type": "user.created", "data": clerk_user("user_ada", "ada@example.com", "Ada")}),
         None,

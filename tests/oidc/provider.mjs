@@ -353,7 +353,7 @@ const provider = new Provider(ISSUER, {
     id_token_signed_response_alg: 'RS256',
   }],
   jwks: JWKS,
-  
+  ...(STATE && { adapter: FileAdapter }),
   findAccount,
   scopes: SCOPES,
   responseTypes: ['code'],

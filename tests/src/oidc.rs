@@ -40,7 +40,8 @@ impl Provider {
     }
 
     /// Starts the provider on `port` (0: any free port), e.g. again on the
-    /// port of one that was stopped. It keeps no state across restarts.
+    /// port of one that was stopped. It keeps no state across restarts (see
+    /// [`Provider::persistent`]).
     pub fn start_on(artifacts: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = paths::workspace_root().join("tests").join("oidc");
         // The Node 22 pinned in tests/oidc/package.json (npm `node`), not the
@@ -55,6 +56,8 @@ impl Provider {
         let mut cmd = Command::new(&node);
         cmd.current_dir(&dir)
             .args(["provider.mjs", "--port", &port.to_string()])
+            // A state file exported in the shell would be shared by parallel tests.
+            .env_remove("OIDC_STATE_FILE")
             .envs(env.iter().copied());
         let mut service = Service::spawn(cmd, "oidc-provider", artifacts)?;
         let log = service.log_path().to_path_buf();
@@ -69,6 +72,48 @@ impl Provider {
             issuer,
             _service: Some(service),
         })
+    }
+
+    /// Starts the provider on `port` (0: any free port) keeping its state in
+    /// `state_dir`: grants, sessions and tokens in `oidc-state.json`
+    /// (`OIDC_STATE_FILE`), the signing key in `oidc-jwks.json`
+    /// (`OIDC_JWKS_FILE`). Started again with the same `state_dir` on the
+    /// same port, after the first one was dropped, it has the same issuer, keys
+    /// and grants: tokens issued before still verify, refresh tokens still
+    /// refresh, revoked ones stay revoked.
+    ///
+    /// ```ignore
+    /// let state = tempfile::tempdir()?;
+    /// let provider = Provider::persistent(&artifacts, state.path(), 0, &[])?;
+    /// let port = provider.port()?;
+    /// drop(provider);
+    /// // Its own artifacts folder: a second start would overwrite the first one's log.
+    /// let provider = Provider::persistent(&artifacts_again, state.path(), port, &[])?;
+    /// ```
+    pub fn persistent(
+        artifacts: &Path,
+        state_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = state_dir
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", state_dir.display()))?;
+        let state = format!("{dir}/oidc-state.json");
+        let jwks = format!("{dir}/oidc-jwks.json");
+        let mut all = vec![
+            ("OIDC_STATE_FILE", state.as_str()),
+            ("OIDC_JWKS_FILE", jwks.as_str()),
+        ];
+        all.extend_from_slice(env);
+        Self::start_on(artifacts, port, &all)
+    }
+
+    /// The port in the issuer, to start the provider again on it.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        reqwest::Url::parse(&self.issuer)?
+            .port()
+            .with_context(|| format!("no port in the issuer {}", self.issuer))
     }
 
     /// A provider already running at `issuer` (started by `scripts/run`), to

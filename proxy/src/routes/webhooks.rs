@@ -66,10 +66,6 @@ pub async fn clerk(
         &body,
         now,
     );
-    if verified == Err(WebhookError::Replay) {
-        // Already handled: acknowledge so Svix stops, do nothing again.
-        return Ok(StatusCode::NO_CONTENT);
-    }
     let delivery_id = header("svix-id").unwrap_or_default().to_owned();
     verified.map_err(|err| match err {
         WebhookError::Header(name) => ApiError::invalid(name, "missing or malformed"),
@@ -79,6 +75,12 @@ pub async fn clerk(
             ApiError::new(ErrorCode::Unauthenticated, "webhook signature is not valid")
         }
     })?;
+    // Only once the signature holds, so forged ids never reach the store.
+    if state.store.delivery_seen(&delivery_id).await? {
+        // Already handled, by this instance or another: acknowledge so Svix
+        // stops, do nothing again.
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let delivery: Delivery = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("body", format!("not a Clerk event: {e}")))?;
     match delivery.kind.as_str() {
@@ -101,6 +103,8 @@ pub async fn clerk(
         }
         other => tracing::debug!(event = %other, "webhook event ignored"),
     }
-    verifier.mark_processed(&delivery_id, now);
+    // Recorded only after it was handled: a delivery that failed (a 503) is
+    // retried by Svix and must not look like a replay.
+    state.store.record_delivery(&delivery_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

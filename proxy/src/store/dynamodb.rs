@@ -7,6 +7,7 @@
 //! | message | `USER#{user}` | `MSG#{conversation}#{id}` |
 //! | change sequence | `USER#{user}` | `SEQ` |
 //! | change entry | `USER#{user}` | `CHG#{seq, 20 digits}` |
+//! | processed webhook delivery | `WEBHOOK#{sha256 of svix-id}` | `DELIVERY` |
 //!
 //! A change entry holds `conversationId`, the writing `device` (when it named
 //! itself) and `messages`: absent when no message changed, `*` when all were
@@ -38,10 +39,10 @@ use confab_wire::conversations::{
 };
 
 use super::{
-    Caps, Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation,
-    NewMessage, Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
-    check_version, content_bytes, list_cursor, materialise, message_page, now, parse_list_cursor,
-    preview,
+    Caps, Created, DELIVERY_MEMORY_SECS, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange,
+    NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
+    TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, list_cursor, materialise,
+    message_page, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -83,6 +84,18 @@ fn pk(user: &UserId) -> AttributeValue {
 
 fn key(user: &UserId, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), pk(user)), ("sk".to_owned(), s(sk))])
+}
+
+/// A processed webhook delivery: outside every user's partition, keyed by
+/// its `svix-id` (hashed: a header's text never becomes a key as is).
+fn delivery_key(delivery: &str) -> Item {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(delivery.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    HashMap::from([
+        ("pk".to_owned(), s(format!("WEBHOOK#{hex}"))),
+        ("sk".to_owned(), s("DELIVERY")),
+    ])
 }
 
 fn conv_sk(id: &str) -> String {
@@ -1384,6 +1397,29 @@ impl Store for DynamoStore {
             cursor: cursor.to_string(),
             has_more,
         })
+    }
+
+    async fn delivery_seen(&self, delivery: &str) -> Result<bool> {
+        let item = self.get(delivery_key(delivery)).await?;
+        // TTL deletes late: an expired record is as good as gone.
+        let now = Utc::now().timestamp();
+        Ok(item
+            .and_then(|item| get_n(&item, "expiresAt"))
+            .is_some_and(|expires| expires >= now as u64))
+    }
+
+    async fn record_delivery(&self, delivery: &str) -> Result<()> {
+        let mut item = delivery_key(delivery);
+        let expires = Utc::now().timestamp() + DELIVERY_MEMORY_SECS;
+        item.insert("expiresAt".into(), n(expires));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn erase_user(&self, user: &UserId) -> Result<()> {

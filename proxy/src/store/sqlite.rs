@@ -15,10 +15,10 @@ use confab_wire::conversations::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
-    Caps, Created, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange, NewConversation,
-    NewMessage, Patch, ProfileFields, Result, Store, StoreError, TOMBSTONE_TTL_DAYS, check_cursor,
-    check_version, content_bytes, list_cursor, materialise, message_page, now, parse_list_cursor,
-    preview,
+    Caps, Created, DELIVERY_MEMORY_SECS, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange,
+    NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
+    TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, list_cursor, materialise,
+    message_page, now, parse_list_cursor, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS changes (
     PRIMARY KEY (user_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS changes_at ON changes (at);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_deleted ON conversations (deleted_at)
     WHERE deleted_at IS NOT NULL;
 "#;
@@ -912,6 +916,42 @@ impl Store for SqliteStore {
                 .execute("DELETE FROM changes WHERE at < ?1", params![cutoff])
                 .map_err(internal)?;
             Ok(removed as u64)
+        })
+        .await
+    }
+
+    async fn delivery_seen(&self, delivery: &str) -> Result<bool> {
+        let delivery = delivery.to_owned();
+        let since = ms(now()) - DELIVERY_MEMORY_SECS * 1000;
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT 1 FROM webhook_deliveries WHERE id = ?1 AND at >= ?2",
+                params![delivery, since],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn record_delivery(&self, delivery: &str) -> Result<()> {
+        let delivery = delivery.to_owned();
+        let at = ms(now());
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM webhook_deliveries WHERE at < ?1",
+                params![at - DELIVERY_MEMORY_SECS * 1000],
+            )
+            .map_err(internal)?;
+            tx.execute(
+                "INSERT INTO webhook_deliveries (id, at) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET at = ?2",
+                params![delivery, at],
+            )
+            .map_err(internal)?;
+            Ok(())
         })
         .await
     }

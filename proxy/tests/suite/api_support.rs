@@ -134,6 +134,12 @@ impl Store for CountingStore {
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> store::Result<Changes> {
         counted!(self.changes(user, since, limit))
     }
+    async fn delivery_seen(&self, delivery: &str) -> store::Result<bool> {
+        counted!(self.delivery_seen(delivery))
+    }
+    async fn record_delivery(&self, delivery: &str) -> store::Result<()> {
+        counted!(self.record_delivery(delivery))
+    }
     async fn erase_user(&self, user: &UserId) -> store::Result<()> {
         counted!(self.erase_user(user))
     }
@@ -157,6 +163,15 @@ impl Api {
             inner: SqliteStore::open(&dir.join("confab.db")).expect("store"),
             calls: AtomicUsize::new(0),
         });
+        Self::over(store, limit)
+    }
+
+    /// Another proxy instance over the same store (as behind a load balancer).
+    pub fn another_instance(&self) -> Self {
+        Self::over(self.store.clone(), None)
+    }
+
+    fn over(store: Arc<CountingStore>, limit: Option<confab_proxy::limits::RateLimit>) -> Self {
         let mut auth = AuthConfig::new(ISSUER);
         auth.allowed_client_ids = vec![CLIENT_ID.into()];
         auth.allowed_parties = vec![WEB_PARTY.into()];

@@ -706,6 +706,34 @@ pub async fn cursors_from_the_future_are_refused(store: DynStore) {
     assert!(store.changes(&ada, 1, 10).await.unwrap().items.is_empty());
 }
 
+pub async fn webhook_deliveries_are_remembered(store: DynStore) {
+    assert!(!store.delivery_seen("msg_1").await.unwrap());
+    store.record_delivery("msg_1").await.unwrap();
+    assert!(store.delivery_seen("msg_1").await.unwrap());
+    // Recording again (a retry that raced) is harmless.
+    store.record_delivery("msg_1").await.unwrap();
+    assert!(!store.delivery_seen("msg_2").await.unwrap());
+    // Hostile ids are data, not keys or SQL.
+    for id in [
+        "USER#user_ada",
+        "'; DROP TABLE changes; --",
+        &"x".repeat(256),
+    ] {
+        assert!(!store.delivery_seen(id).await.unwrap());
+        store.record_delivery(id).await.unwrap();
+        assert!(store.delivery_seen(id).await.unwrap());
+    }
+    // Another user's data is not touched by delivery records.
+    assert!(
+        store
+            .list_conversations(&user("user_ada"), 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 /// For a store made with `Caps { messages: 3, bytes: 100 }`: a write that
 /// would pass a cap is refused naming it, and nothing of it is stored.
 pub async fn caps_refuse_what_would_pass_them(store: DynStore) {
@@ -992,7 +1020,8 @@ macro_rules! store_conformance {
             cursors_from_the_future_are_refused,
             messages_page_forwards_and_back,
             newest_messages_with_a_cursor_for_earlier_ones,
-            feed_entries_name_the_device_and_the_changed_messages
+            feed_entries_name_the_device_and_the_changed_messages,
+            webhook_deliveries_are_remembered
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
