@@ -36,6 +36,15 @@ fn server(id: &str, version: u64, title: &str, count: u64, minutes: i64) -> Conv
     }
 }
 
+/// The contents of a conversation's messages as shown, in order.
+fn shown(cache: &Cache, id: &str) -> Vec<String> {
+    let view = cache.get(id).unwrap().unwrap();
+    view.messages
+        .iter()
+        .map(|m| m.message.content.clone())
+        .collect()
+}
+
 fn updated(c: Conversation) -> Change {
     Change::Updated(ConversationChange::whole(c))
 }
@@ -470,12 +479,7 @@ fn message_deltas_from_the_server() {
             true,
         )
         .unwrap();
-    let view = cache.get(&a).unwrap().unwrap();
-    let contents: Vec<_> = view
-        .messages
-        .iter()
-        .map(|m| m.message.content.as_str())
-        .collect();
+    let contents = shown(&cache, &a);
     assert_eq!(contents, ["one", "two", "three", "four"]);
     assert!(cache.stale_conversations().unwrap().is_empty());
 
@@ -490,12 +494,7 @@ fn message_deltas_from_the_server() {
     cache
         .apply_messages(&a, Some(&m2), &[message(&m4, "four", 2)], true)
         .unwrap();
-    let view = cache.get(&a).unwrap().unwrap();
-    let contents: Vec<_> = view
-        .messages
-        .iter()
-        .map(|m| m.message.content.as_str())
-        .collect();
+    let contents = shown(&cache, &a);
     assert_eq!(contents, ["one", "two", "four", "not sent yet"]);
     // A conversation the cache does not know from the server is left alone.
     assert!(

@@ -152,6 +152,23 @@ pub enum MessageMark {
 }
 
 impl MessageMark {
+    /// How both stores keep a mark: none, `*` for all, or the message id.
+    pub fn to_stored(&self) -> Option<&str> {
+        match self {
+            MessageMark::Untouched => None,
+            MessageMark::All => Some("*"),
+            MessageMark::From(id) => Some(id),
+        }
+    }
+
+    pub fn from_stored(stored: Option<&str>) -> Self {
+        match stored {
+            None => MessageMark::Untouched,
+            Some("*") => MessageMark::All,
+            Some(id) => MessageMark::From(id.to_owned()),
+        }
+    }
+
     /// The mark of a write that stored `messages` (in id order).
     pub fn from_first(messages: &[Message]) -> Self {
         messages

@@ -77,11 +77,37 @@ impl Moto {
         Ok(())
     }
 
+    /// One DynamoDB API call sent straight to the server (moto does not check
+    /// signatures): for tests that watch or change the store behind the proxy.
+    async fn call(
+        &self,
+        target: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .post(self.endpoint())
+            .header("X-Amz-Target", format!("DynamoDB_20120810.{target}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!(
+                "{target} failed: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+        Ok(response.json().await?)
+    }
+
     /// Counts the items of `table` whose sort key starts with `prefix`, with a
     /// Scan sent straight to the server (moto does not check signatures): for
     /// tests that watch the store without going through the proxy.
     pub async fn count_items(&self, table: &str, prefix: &str) -> anyhow::Result<usize> {
-        let http = reqwest::Client::new();
         let mut count = 0;
         let mut start: Option<serde_json::Value> = None;
         loop {
@@ -94,21 +120,7 @@ impl Moto {
             if let Some(key) = start.take() {
                 body["ExclusiveStartKey"] = key;
             }
-            let response = http
-                .post(self.endpoint())
-                .header("X-Amz-Target", "DynamoDB_20120810.Scan")
-                .header("Content-Type", "application/x-amz-json-1.0")
-                .header(
-                    "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .body(body.to_string())
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                bail!("Scan failed: {}", response.text().await.unwrap_or_default());
-            }
-            let page: serde_json::Value = response.json().await?;
+            let page = self.call("Scan", body).await?;
             count += page["Count"].as_u64().unwrap_or(0) as usize;
             match page.get("LastEvaluatedKey") {
                 Some(key) if !key.is_null() => start = Some(key.clone()),
@@ -121,42 +133,27 @@ impl Moto {
     /// (Scan, then DeleteItem each), straight at the server: for tests that
     /// play DynamoDB's TTL pruning history.
     pub async fn delete_items(&self, table: &str, prefix: &str) -> anyhow::Result<usize> {
-        let call = |target: &str, body: serde_json::Value| {
-            reqwest::Client::new()
-                .post(self.endpoint())
-                .header("X-Amz-Target", format!("DynamoDB_20120810.{target}"))
-                .header("Content-Type", "application/x-amz-json-1.0")
-                .header(
-                    "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-                )
-                .body(body.to_string())
-                .send()
-        };
-        let page: serde_json::Value = call(
-            "Scan",
-            serde_json::json!({
-                "TableName": table,
-                "FilterExpression": "begins_with(sk, :prefix)",
-                "ExpressionAttributeValues": {":prefix": {"S": prefix}},
-                "ProjectionExpression": "pk, sk",
-            }),
-        )
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+        let page = self
+            .call(
+                "Scan",
+                serde_json::json!({
+                    "TableName": table,
+                    "FilterExpression": "begins_with(sk, :prefix)",
+                    "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+                    "ProjectionExpression": "pk, sk",
+                }),
+            )
+            .await?;
         if page.get("LastEvaluatedKey").is_some_and(|k| !k.is_null()) {
             bail!("more items than one Scan page: not for tests this large");
         }
         let items = page["Items"].as_array().cloned().unwrap_or_default();
         for key in &items {
-            call(
+            self.call(
                 "DeleteItem",
                 serde_json::json!({"TableName": table, "Key": key}),
             )
-            .await?
-            .error_for_status()?;
+            .await?;
         }
         Ok(items.len())
     }

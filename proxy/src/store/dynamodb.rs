@@ -475,6 +475,13 @@ impl DynamoStore {
             .transpose()
     }
 
+    async fn load_live_stored(&self, user: &UserId, id: &str) -> Result<Stored> {
+        match self.load(user, id).await? {
+            Some(stored) if stored.deleted_at.is_none() => Ok(stored),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
     async fn load_live(&self, user: &UserId, id: &str) -> Result<Conversation> {
         match self.load(user, id).await? {
             Some(Stored {
@@ -679,14 +686,8 @@ impl DynamoStore {
         if let Some(device) = &origin.device {
             entry.insert("device".into(), s(device.as_str()));
         }
-        match &origin.mark {
-            MessageMark::Untouched => {}
-            MessageMark::All => {
-                entry.insert("messages".into(), s("*"));
-            }
-            MessageMark::From(id) => {
-                entry.insert("messages".into(), s(id.as_str()));
-            }
+        if let Some(mark) = origin.mark.to_stored() {
+            entry.insert("messages".into(), s(mark));
         }
         let expires = Utc::now() + chrono::Duration::days(TOMBSTONE_TTL_DAYS);
         entry.insert("expiresAt".into(), n(expires.timestamp()));
@@ -763,10 +764,7 @@ impl DynamoStore {
     ) -> Result<Conversation> {
         for attempt in 0..MAX_ATTEMPTS {
             let seq = self.seq(user).await?;
-            let stored = match self.load(user, id).await? {
-                Some(stored) if stored.deleted_at.is_none() => stored,
-                _ => return Err(StoreError::NotFound),
-            };
+            let stored = self.load_live_stored(user, id).await?;
             let version = stored.conversation.version;
             let kept = bytes.or(stored.content_bytes);
             let (next, deleted_at) = f(stored.conversation)?;
@@ -1212,10 +1210,7 @@ impl Store for DynamoStore {
         let message_id = message.id.to_string();
         for attempt in 0..MAX_ATTEMPTS {
             let seq = self.seq(user).await?;
-            let stored = match self.load(user, &id).await? {
-                Some(stored) if stored.deleted_at.is_none() => stored,
-                _ => return Err(StoreError::NotFound),
-            };
+            let stored = self.load_live_stored(user, &id).await?;
             let bytes = self.bytes_of(user, &stored).await?;
             let mut c = stored.conversation;
             if let Some(existing) = self.get(key(user, msg_sk(&id, &message_id))).await? {
@@ -1305,11 +1300,7 @@ impl Store for DynamoStore {
                     seq,
                     conversation: get_s(&item, "conversationId").unwrap_or_default(),
                     device: get_s(&item, "device").and_then(|d| DeviceId::parse(&d).ok()),
-                    mark: match get_s(&item, "messages").as_deref() {
-                        None => MessageMark::Untouched,
-                        Some("*") => MessageMark::All,
-                        Some(id) => MessageMark::From(id.to_owned()),
-                    },
+                    mark: MessageMark::from_stored(get_s(&item, "messages").as_deref()),
                 };
                 match walk.push(entry) {
                     Ok(true) => {}

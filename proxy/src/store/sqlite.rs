@@ -324,11 +324,6 @@ fn record_change(
             |row| row.get(0),
         )
         .map_err(internal)?;
-    let messages = match mark {
-        MessageMark::Untouched => None,
-        MessageMark::All => Some("*".to_owned()),
-        MessageMark::From(id) => Some(id),
-    };
     tx.execute(
         "INSERT INTO changes (user_id, seq, conversation_id, at, device, messages) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -338,7 +333,7 @@ fn record_change(
             conversation,
             ms(now()),
             device.map(DeviceId::as_str),
-            messages
+            mark.to_stored()
         ],
     )
     .map_err(internal)?;
@@ -863,11 +858,7 @@ impl Store for SqliteStore {
                         seq: u64::try_from(seq).unwrap_or_default(),
                         conversation: row.get(1).map_err(internal)?,
                         device: device.and_then(|d| DeviceId::parse(&d).ok()),
-                        mark: match messages.as_deref() {
-                            None => MessageMark::Untouched,
-                            Some("*") => MessageMark::All,
-                            Some(id) => MessageMark::From(id.to_owned()),
-                        },
+                        mark: MessageMark::from_stored(messages.as_deref()),
                     };
                     match walk.push(entry) {
                         Ok(true) => {}
