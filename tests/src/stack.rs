@@ -30,6 +30,8 @@ pub struct Stack {
     store_env: Vec<(&'static str, String)>,
     /// Dropped last: the proxy's DynamoDB, when the stack runs on it.
     pub moto: Option<Moto>,
+    /// The provider's grants and keys, kept across its restarts.
+    provider_state: tempfile::TempDir,
 }
 
 impl Stack {
@@ -59,7 +61,8 @@ impl Stack {
         let home = AppHome::new()?;
         let keyring = Keyring::start(&desktop, &home)?;
         let browser = Browser::install(&home)?;
-        let provider = Provider::start(&artifacts, &[])?;
+        let provider_state = tempfile::tempdir()?;
+        let provider = Provider::persistent(&artifacts, provider_state.path(), 0, &[])?;
         let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &store_env)?;
         Ok(Self {
             provider,
@@ -72,6 +75,7 @@ impl Stack {
             store,
             store_env,
             moto,
+            provider_state,
         })
     }
 
@@ -114,6 +118,21 @@ impl Stack {
             &listen,
             &all,
         )?;
+        Ok(())
+    }
+
+    /// Stops the OpenID provider; [`Stack::restart_provider`] brings it back
+    /// with its grants, as Clerk would be after an outage.
+    pub fn stop_provider(&mut self) {
+        self.provider = Provider::running_at(&self.provider.issuer);
+    }
+
+    pub fn restart_provider(&mut self) -> anyhow::Result<()> {
+        let port = self.provider.port()?;
+        self.stop_provider();
+        let artifacts = self.artifacts.join("provider-again");
+        std::fs::create_dir_all(&artifacts)?;
+        self.provider = Provider::persistent(&artifacts, self.provider_state.path(), port, &[])?;
         Ok(())
     }
 

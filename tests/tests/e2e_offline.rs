@@ -133,3 +133,52 @@ async fn offline() -> anyhow::Result<()> {
     app.quit().await?;
     Ok(())
 }
+
+/// Both the provider and the proxy are down when the app starts: it shows
+/// the cached conversations, who is signed in and "Offline", takes writes,
+/// and when both return it syncs by itself, still signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_down_at_launch_then_back() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, everything_down()).await
+}
+
+async fn everything_down() -> anyhow::Result<()> {
+    let mut stack = Stack::start("e2e_offline/everything_down")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    app.click("#new-conversation").await?;
+    app.wait_text("#conversation-title", UI, |t| t == "New conversation")
+        .await?;
+    app.send("before the outage").await?;
+    app.wait_text("#sync-status", SETTLE, |t| !t.contains("pending"))
+        .await?;
+    app.quit().await?;
+
+    stack.stop_proxy()?;
+    stack.stop_provider();
+    let app = stack.launch().await?;
+    app.wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    app.wait_text("#sync-label", SETTLE, |t| t == "Offline")
+        .await?;
+    app.click(".row[data-id]").await?;
+    app.wait_text("#messages", UI, |t| t.contains("before the outage"))
+        .await?;
+    app.send("during the outage").await?;
+    app.wait_text("#sync-detail", UI, |t| t.contains("1 pending"))
+        .await?;
+
+    stack.restart_provider()?;
+    stack.restart_proxy(&[])?;
+    // Nobody clicks Retry: the app comes back by itself, still signed in.
+    app.wait_text("#sync-label", confab_sync::RECOVERY, |t| t == "Online")
+        .await?;
+    app.wait_text("#sync-status", SETTLE, |t| !t.contains("pending"))
+        .await?;
+    app.wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    let (_, messages) = server_messages(&stack).await?;
+    assert_eq!(messages, ["before the outage", "during the outage"]);
+    app.quit().await?;
+    Ok(())
+}

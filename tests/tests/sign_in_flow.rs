@@ -656,13 +656,25 @@ async fn pending_attempts_expire() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Offline at start, then the provider is back: the session retries by
-/// itself, without any request or click. (The restarted stand-in has lost
-/// its sessions, so the retry ends the session cleanly; with Clerk it would
-/// continue it.)
+/// Offline at start (provider and proxy both down), then both come back: the
+/// session retries by itself, without any request or click, and is still
+/// signed in: the provider kept its grants across the restart, as Clerk does,
+/// and the proxy takes the refreshed token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_start_retries_by_itself() -> anyhow::Result<()> {
-    let fx = Fixture::start("reconnect", &[], false)?;
+async fn an_offline_start_recovers_when_the_provider_and_proxy_return() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("sign_in_flow/reconnect")?;
+    let state = tempfile::tempdir()?;
+    let provider = Provider::persistent(&artifacts, state.path(), 0, &[])?;
+    let port = provider.port()?;
+    let store = format!("--store=sqlite:{}", state.path().join("proxy.db").display());
+    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &[])?;
+    let listen = proxy.base.trim_start_matches("http://").to_owned();
+    let fx = Fixture {
+        provider,
+        proxy_url: proxy.base.clone(),
+        _proxy: Some(proxy),
+        dir: tempfile::tempdir()?,
+    };
     let secrets = MemoryStore::default();
     let first = fx.launch(&secrets).await;
     let callback = fx.browser_round_trip(&first, "user_demo").await?;
@@ -670,21 +682,41 @@ async fn an_offline_start_retries_by_itself() -> anyhow::Result<()> {
     wait_for(&first, "signed in", |s| signed_in_name(s).is_some()).await?;
     drop(first);
     let config = fx.config();
-    let port = config.issuer.port().unwrap_or_default();
-    let Fixture { provider, dir, .. } = fx;
+    let issuer = fx.provider.issuer.clone();
+    let Fixture {
+        provider,
+        dir,
+        _proxy,
+        ..
+    } = fx;
     drop(provider);
+    drop(_proxy);
 
     let session = Session::new(Ok(config), Vault::new(secrets.clone()), dir.path());
     session.start().await;
-    assert!(signed_in_name(&session.state()).is_some());
-    let artifacts = paths::artifacts_dir("sign_in_flow/reconnect_again")?;
-    let _provider = Provider::start_on(&artifacts, port, &[])?;
-    let state = wait_for(&session, "the retry", |s| {
-        matches!(s, AuthState::SignedOut { .. })
+    let offline = session.state();
+    assert_eq!(
+        signed_in_name(&offline),
+        Some("Ada Lovelace"),
+        "{offline:?}"
+    );
+    assert!(notice_of(&offline).is_some_and(|(_, m)| m.contains("offline")));
+
+    let again = paths::artifacts_dir("sign_in_flow/reconnect_again")?;
+    let _provider = Provider::persistent(&again, state.path(), port, &[])?;
+    let _proxy = Proxy::start_at(&issuer, &again, &store, &listen, &[])?;
+    wait_for(&session, "signed in again, without a notice", |s| {
+        signed_in_name(s).is_some() && notice_of(s).is_none()
     })
     .await?;
-    let (_, message) = notice_of(&state).expect("a notice");
-    assert!(message.contains("session has ended"), "{message}");
-    assert!(secrets.snapshot().is_empty());
+    assert!(secrets.snapshot().contains_key(REFRESH_KEY));
+    let url = session
+        .config()
+        .map(|c| c.proxy_endpoint("api/conversations"))
+        .ok_or_else(|| anyhow::anyhow!("configured"))?;
+    let answer = session
+        .send(|http, token| http.get(url.clone()).bearer_auth(token))
+        .await?;
+    assert_eq!(answer.status(), 200);
     Ok(())
 }
