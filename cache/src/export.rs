@@ -88,6 +88,7 @@ mod tests {
                 pinned: false,
                 archived: false,
             },
+            earlier: 0,
             messages: vec![MessageView {
                 message: Message {
                     id: "01JD00000000000000000000A1".into(),

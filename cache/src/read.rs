@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use confab_wire::conversations::{Conversation, Message};
-use confab_wire::library::{ConversationView, ListFilter, ListItem, MessageView, SearchHit};
+use confab_wire::library::{
+    ConversationView, ListFilter, ListItem, MessageView, MessagesWindow, SearchHit,
+};
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::local::parse_role;
@@ -80,6 +82,40 @@ impl Cache {
             .collect()
     }
 
+    /// The rows of `ids` that `list` would show under `filter`, in its
+    /// order (ids it would not show are left out).
+    pub fn list_items(&self, filter: ListFilter, ids: &[String]) -> Result<Vec<ListItem>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn();
+        let outbox = outbox_state(&conn)?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SHOWN} FROM conversations
+             WHERE (deleted_at IS NULL OR id IN (SELECT conversation_id FROM outbox WHERE failed IS NOT NULL))
+                AND archived = ? AND id IN ({marks})
+             ORDER BY pinned DESC, updated_ms DESC, id DESC"
+        ))?;
+        let archived = matches!(filter, ListFilter::Archived);
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&archived];
+        params.extend(ids.iter().map(|id| id as &dyn rusqlite::ToSql));
+        let rows = stmt
+            .query_map(params.as_slice(), conversation)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|row| {
+                let conversation = finish(row)?;
+                let (pending, failed) = outbox.get(&conversation.id).cloned().unwrap_or_default();
+                Ok(ListItem {
+                    conversation,
+                    pending,
+                    failed,
+                })
+            })
+            .collect()
+    }
+
     /// How many conversations `list` can show.
     pub fn count(&self, filter: ListFilter) -> Result<u64> {
         let archived = matches!(filter, ListFilter::Archived);
@@ -116,51 +152,89 @@ impl Cache {
 
     /// One conversation with all its messages, oldest first.
     pub fn get(&self, id: &str) -> Result<Option<ConversationView>> {
+        self.get_window(id, None)
+    }
+
+    /// One conversation with its newest `limit` messages, oldest first (all
+    /// of them without a limit), and how many come before those.
+    pub fn get_window(&self, id: &str, limit: Option<usize>) -> Result<Option<ConversationView>> {
         let Some(item) = self.item(id)? else {
             return Ok(None);
         };
         let conn = self.conn();
-        let deleted: bool = conn.query_row(
-            "SELECT deleted_at IS NOT NULL FROM conversations WHERE id = ?1",
+        let (deleted, total): (bool, u64) = conn.query_row(
+            "SELECT deleted_at IS NOT NULL,
+                (SELECT COUNT(*) FROM messages WHERE conversation_id = ?1)
+             FROM conversations WHERE id = ?1",
             [id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, role, content, timestamp, pending FROM messages
-             WHERE conversation_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, bool>(4)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let messages = rows
-            .into_iter()
-            .map(|(id, role, content, timestamp, pending)| {
-                Ok(MessageView {
-                    message: Message {
-                        id,
-                        role: parse_role(&role)?,
-                        content,
-                        timestamp: parse_ts(&timestamp)?,
-                    },
-                    pending,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let messages = match limit {
+            None => message_rows(
+                &conn,
+                "SELECT id, role, content, timestamp, pending FROM messages
+                 WHERE conversation_id = ?1 ORDER BY id",
+                rusqlite::params![id],
+            )?,
+            Some(limit) => {
+                let mut newest = message_rows(
+                    &conn,
+                    "SELECT id, role, content, timestamp, pending FROM messages
+                     WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2",
+                    rusqlite::params![id, limit as i64],
+                )?;
+                newest.reverse();
+                newest
+            }
+        };
         Ok(Some(ConversationView {
             conversation: item.conversation,
+            earlier: total.saturating_sub(messages.len() as u64),
             messages,
             pending: item.pending,
             failed: item.failed,
             deleted,
         }))
+    }
+
+    /// At most `limit` messages of a conversation, oldest first: those after
+    /// `after` (from the first without it), or with `before`, the newest
+    /// before it. `more`: others lie beyond, in that direction.
+    pub fn messages_window(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<MessagesWindow> {
+        let conn = self.conn();
+        let fetch = (limit + 1) as i64;
+        let mut messages = match before {
+            Some(before) => {
+                let mut rows = message_rows(
+                    &conn,
+                    "SELECT id, role, content, timestamp, pending FROM messages
+                     WHERE conversation_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    rusqlite::params![id, before, fetch],
+                )?;
+                let more = rows.len() > limit;
+                rows.truncate(limit);
+                rows.reverse();
+                return Ok(MessagesWindow {
+                    messages: rows,
+                    more,
+                });
+            }
+            None => message_rows(
+                &conn,
+                "SELECT id, role, content, timestamp, pending FROM messages
+                 WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                rusqlite::params![id, after.unwrap_or(""), fetch],
+            )?,
+        };
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok(MessagesWindow { messages, more })
     }
 
     /// Full-text search over titles and messages of conversations not deleted,
@@ -275,6 +349,40 @@ fn unmark(marked: &str) -> (String, Vec<(u32, u32)>) {
         }
     }
     (text, highlights)
+}
+
+/// Messages as the UI shows them, from a query whose columns are id, role,
+/// content, timestamp, pending.
+fn message_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<MessageView>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(id, role, content, timestamp, pending)| {
+            Ok(MessageView {
+                message: Message {
+                    id,
+                    role: parse_role(&role)?,
+                    content,
+                    timestamp: parse_ts(&timestamp)?,
+                },
+                pending,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

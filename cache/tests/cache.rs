@@ -505,6 +505,95 @@ fn message_deltas_from_the_server() {
 }
 
 #[test]
+fn windows_of_messages_and_rows_that_changed() {
+    let (_dir, cache) = open();
+    let a = id();
+    let mut ids = ulid::Generator::new();
+    let mut next = || ids.generate().unwrap().to_string();
+    let messages: Vec<Message> = (0..7)
+        .map(|i| message(&next(), &format!("m{i}"), 1))
+        .collect();
+    cache
+        .apply_detail(&ConversationDetail {
+            conversation: server(&a, 1, "Alpha", 7, 1),
+            messages: messages.clone(),
+            next_cursor: None,
+        })
+        .unwrap();
+    let texts = |views: &[confab_wire::library::MessageView]| -> Vec<String> {
+        views.iter().map(|m| m.message.content.clone()).collect()
+    };
+
+    // The newest three, and how many come before them.
+    let window = cache.get_window(&a, Some(3)).unwrap().unwrap();
+    assert_eq!(texts(&window.messages), ["m4", "m5", "m6"]);
+    assert_eq!(window.earlier, 4);
+    // Its state alone: no messages, all of them earlier.
+    let state = cache.get_window(&a, Some(0)).unwrap().unwrap();
+    assert!(state.messages.is_empty());
+    assert_eq!(state.earlier, 7);
+    assert_eq!(cache.get(&a).unwrap().unwrap().earlier, 0);
+
+    // After a message (what is new), and before one (paging back).
+    let after = cache
+        .messages_window(&a, Some(&messages[4].id), None, 10)
+        .unwrap();
+    assert_eq!(
+        (texts(&after.messages), after.more),
+        (vec!["m5".into(), "m6".into()], false)
+    );
+    let first = cache.messages_window(&a, None, None, 2).unwrap();
+    assert_eq!(
+        (texts(&first.messages), first.more),
+        (vec!["m0".into(), "m1".into()], true)
+    );
+    let back = cache
+        .messages_window(&a, None, Some(&messages[4].id), 3)
+        .unwrap();
+    assert_eq!(
+        (texts(&back.messages), back.more),
+        (vec!["m1".into(), "m2".into(), "m3".into()], true)
+    );
+    let start = cache
+        .messages_window(&a, None, Some(&messages[1].id), 3)
+        .unwrap();
+    assert_eq!(
+        (texts(&start.messages), start.more),
+        (vec!["m0".into()], false)
+    );
+
+    // Rows by id, in the list's order; ids the list would not show are left out.
+    let b = id();
+    cache
+        .apply_changes(&[updated(server(&b, 1, "Beta", 0, 5))])
+        .unwrap();
+    let rows = cache
+        .list_items(ListFilter::Active, &[a.clone(), b.clone(), id()])
+        .unwrap();
+    let titles: Vec<_> = rows.iter().map(|r| r.conversation.title.as_str()).collect();
+    assert_eq!(titles, ["Beta", "Alpha"]);
+    assert!(
+        cache
+            .list_items(ListFilter::Archived, std::slice::from_ref(&a))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        cache
+            .list_items(ListFilter::Active, &[])
+            .unwrap()
+            .is_empty()
+    );
+    // Hostile ids are data, not SQL.
+    assert!(
+        cache
+            .list_items(ListFilter::Active, &["') OR 1=1 --".into()])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn refused_writes_hold_their_conversation_and_restoring_sends_them_again() {
     let (_dir, cache) = open();
     let a = id();

@@ -28,6 +28,8 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::sign_out,
         commands::conversations::list_conversations,
         commands::conversations::get_conversation,
+        commands::conversations::get_messages,
+        commands::conversations::get_list_items,
         commands::conversations::create_conversation,
         commands::conversations::update_conversation,
         commands::conversations::delete_conversation,

@@ -2,8 +2,10 @@
 //! launch to painted list with 10,000 cached conversations (budget 1 s), and
 //! the memory of the whole process tree (PSS) signed out, signed in with an
 //! empty cache, and signed in with 10,000 conversations and 100,000 messages
-//! cached (budget: 60 MB above the blank window); and opening a
-//! 5,000-message conversation in the window (the pane renders the newest 200).
+//! cached (budget: 60 MB above the blank window); opening a 5,000-message
+//! conversation in the window (the pane renders the newest 200); and what one
+//! Enter in such a conversation (held by the server too) costs over IPC:
+//! every answer and event the UI receives until it is synced (budget 4 KB).
 //!
 //!   scripts/build-ui && cargo build --release -p confab-desktop
 //!   CONFAB_APP_PROFILE=release cargo bench -p confab-tests --bench desktop
@@ -229,5 +231,77 @@ async fn bench() -> anyhow::Result<()> {
         "open a {LONG}-message conversation ({profile}): median {:.0} ms from the click to its newest message, {rendered} messages rendered",
         opened[LAUNCHES / 2].as_secs_f64() * 1e3
     );
+    let per_enter = ipc_per_enter(&stack).await?;
+    println!(
+        "IPC per Enter in a {LONG}-message conversation: {} B in {} answers and events (budget 4096 B)",
+        per_enter.0, per_enter.1
+    );
+    anyhow::ensure!(per_enter.0 <= 4096, "IPC per Enter over budget");
     Ok(())
+}
+
+/// One Enter in a 5,000-message conversation the server holds too: the bytes
+/// and the number of answers and events the UI receives until the message is
+/// synced and everything settled.
+async fn ipc_per_enter(stack: &Stack) -> anyhow::Result<(u64, u64)> {
+    let token = stack.provider.sign_in("user_demo").await?.access_token;
+    let http = reqwest::Client::new();
+    let mut first = Vec::new();
+    for m in 0..1000 {
+        first.push(serde_json::json!({"role": "user", "content": format!("Server line {m}")}));
+    }
+    let created: serde_json::Value = http
+        .post(stack.proxy.url("/api/conversations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "Held by the server", "messages": first}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"].as_str().context("an id")?.to_owned();
+    for m in 1000..LONG {
+        // Paced under the per-user rate limit (50/s, burst 200).
+        if m % 150 == 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        http.post(
+            stack
+                .proxy
+                .url(&format!("/api/conversations/{id}/messages")),
+        )
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"role": "user", "content": format!("Server line {m}")}))
+        .send()
+        .await?
+        .error_for_status()?;
+    }
+    let app = stack.launch().await?;
+    app.click(&format!("#conversation-list .row[data-id='{id}']"))
+        .await?;
+    let last = format!("Server line {}", LONG - 1);
+    app.wait_text("#messages", Duration::from_secs(120), |t| t.contains(&last))
+        .await?;
+    app.wait_text("#sync-label", UI, |t| t == "Online").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.client
+        .execute(
+            "window.__confabIpcCount = {calls: 0, bytes: 0}; return true;",
+            vec![],
+        )
+        .await?;
+    app.send("One more line, counted").await?;
+    app.wait_text("#sync-status", UI, |t| !t.contains("pending"))
+        .await?;
+    // The round after the push (its pull, the echo) settles too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counted = app
+        .client
+        .execute("return window.__confabIpcCount;", vec![])
+        .await?;
+    app.quit().await?;
+    Ok((
+        counted["bytes"].as_f64().unwrap_or_default() as u64,
+        counted["calls"].as_f64().unwrap_or_default() as u64,
+    ))
 }

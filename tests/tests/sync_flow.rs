@@ -162,6 +162,23 @@ async fn a_new_message_travels_as_a_delta() -> anyhow::Result<()> {
         })
         .await?;
 
+    // The desktop has pulled everything so far (its cursor is the server's),
+    // so no round still in flight covers the first messages.
+    let token = provider.sign_in("user_demo").await?.access_token;
+    let feed: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/changes?limit=500", proxy.base))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let server_cursor = feed["cursor"].as_str().unwrap_or_default().to_owned();
+    desktop
+        .eventually(SETTLE, "the desktop at the server's cursor", |c| {
+            (c.sync_value("cursor").ok()?? == server_cursor).then_some(())
+        })
+        .await?;
+
     // Mark what the desktop holds, behind the engine's back.
     let marked = rusqlite::Connection::open(desktop.dir.path().join("cache.db"))?.execute(
         "UPDATE messages SET content = 'held here' WHERE conversation_id = ?1 AND content = 'first'",

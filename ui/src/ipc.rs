@@ -32,14 +32,48 @@ pub async fn invoke<C: Command>(args: &C::Args) -> Result<C::Output, ErrorBody> 
         )
     })?;
     match tauri_invoke(C::NAME, args).await {
-        Ok(value) => serde_wasm_bindgen::from_value(value).map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::Internal,
-                format!("the app answered {} with an unexpected shape: {e}", C::NAME),
-            )
-        }),
+        Ok(value) => {
+            count(&value);
+            serde_wasm_bindgen::from_value(value).map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("the app answered {} with an unexpected shape: {e}", C::NAME),
+                )
+            })
+        }
         Err(value) => Err(error_from_js(C::NAME, value)),
     }
+}
+
+/// Counts what the shell sends the UI (answers and event payloads, as JSON
+/// bytes) into `window.__confabIpcCount = {calls, bytes}`, only while
+/// something (the desktop benchmark) has put that object there: off, it
+/// costs one property lookup.
+fn count(value: &JsValue) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let key = JsValue::from_str("__confabIpcCount");
+    let Ok(counter) = js_sys::Reflect::get(&window, &key) else {
+        return;
+    };
+    if !counter.is_object() {
+        return;
+    }
+    let bytes = js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .map_or(0, |s| s.len());
+    let add = |field: &str, by: f64| {
+        let field = JsValue::from_str(field);
+        let now = js_sys::Reflect::get(&counter, &field)
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        let _ = js_sys::Reflect::set(&counter, &field, &JsValue::from_f64(now + by));
+    };
+    add("calls", 1.0);
+    add("bytes", bytes as f64);
 }
 
 /// A live event subscription; dropping it stops listening.
@@ -64,6 +98,7 @@ pub async fn listen<E: Event + 'static>(
     let handler = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let payload = js_sys::Reflect::get(&event, &JsValue::from_str("payload"))
             .unwrap_or(JsValue::UNDEFINED);
+        count(&payload);
         match serde_wasm_bindgen::from_value::<E::Payload>(payload) {
             Ok(payload) => on(payload),
             Err(err) => web_sys::console::warn_1(

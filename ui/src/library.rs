@@ -32,11 +32,49 @@ pub struct Toast {
     pub undo: Option<String>,
 }
 
+/// The conversations `library-changed` named since the list last looked:
+/// events can come faster than renders, so they are gathered, not replaced.
+#[derive(Clone, Default)]
+pub struct Changes(Rc<RefCell<Changed>>);
+
+#[derive(Default)]
+pub struct Changed {
+    /// Everything may have changed (an event that named no ids).
+    pub all: bool,
+    pub ids: Vec<String>,
+}
+
+impl Changes {
+    fn record(&self, ids: &[String]) {
+        let mut changed = self.0.borrow_mut();
+        if ids.is_empty() {
+            changed.all = true;
+        }
+        for id in ids {
+            if !changed.ids.contains(id) {
+                changed.ids.push(id.clone());
+            }
+        }
+    }
+
+    /// What changed since the last call.
+    pub fn take(&self) -> Changed {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
+impl PartialEq for Changes {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// Shared by the parts of the workspace.
 #[derive(Clone, PartialEq)]
 pub struct Ctx {
-    /// Bumped on every `library-changed`: the list reads again.
+    /// Bumped on every `library-changed`: the list looks at `changes`.
     pub tick: u32,
+    pub changes: Changes,
     /// Bumped when the open conversation changed.
     pub open_tick: u32,
     pub selected: Option<String>,
@@ -57,17 +95,20 @@ pub fn library() -> Html {
     // Counters behind the ticks: an event handler registered once must not
     // count from the value it saw at registration.
     let counters = use_mut_ref(|| (0u32, 0u32));
+    let changes = use_mut_ref(Changes::default).borrow().clone();
 
     {
         let tick = tick.clone();
         let open_tick = open_tick.clone();
         let selected_now = selected_now.clone();
         let counters = counters.clone();
+        let changes = changes.clone();
         use_effect_with((), move |_| {
             let keep = Rc::new(RefCell::new(None));
             let slot = keep.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let sub = ipc::listen::<LibraryChangedEvent>(move |change| {
+                    changes.record(&change.conversation_ids);
                     let mut counters = counters.borrow_mut();
                     counters.0 += 1;
                     tick.set(counters.0);
@@ -153,6 +194,7 @@ pub fn library() -> Html {
 
     let ctx = Ctx {
         tick: *tick,
+        changes,
         open_tick: *open_tick,
         selected: (*selected).clone(),
         select,

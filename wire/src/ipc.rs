@@ -11,7 +11,7 @@ use crate::app::AppInfo;
 use crate::auth::{AuthState, SignOutArgs, SignOutOutcome};
 use crate::library::{
     ConversationView, ExportFormat, LibraryChanged, ListFilter, ListItem, ListPage, MessageView,
-    SearchHit, SyncStatus,
+    MessagesWindow, SearchHit, SyncStatus,
 };
 use crate::updates::UpdateState;
 
@@ -86,6 +86,30 @@ pub struct ById {
     pub id: String,
 }
 
+/// `get_conversation`: the conversation with its newest `limit` messages
+/// (all of them without a limit; none with 0, for its state alone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenArgs {
+    pub id: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `get_messages`: the messages after one (oldest first), or the newest
+/// before one (paging back), at most `limit` (default and maximum 500).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessagesArgs {
+    pub id: String,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub before: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListArgs {
@@ -94,6 +118,16 @@ pub struct ListArgs {
     #[serde(default)]
     pub offset: u32,
     pub limit: u32,
+}
+
+/// `get_list_items`: the rows of these conversations that `filter` shows
+/// (the others are gone from it), and the filter's total.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListItemsArgs {
+    #[serde(default)]
+    pub filter: ListFilter,
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -148,8 +182,19 @@ command!(
     ListConversations, "list_conversations", ListArgs => ListPage
 );
 command!(
-    /// `get_conversation`: one conversation with its messages, from the cache.
-    GetConversation, "get_conversation", ById => Option<ConversationView>
+    /// `get_conversation`: one conversation with a window of its messages,
+    /// from the cache.
+    GetConversation, "get_conversation", OpenArgs => Option<ConversationView>
+);
+command!(
+    /// `get_list_items`: only the rows that changed, for the list to patch
+    /// itself instead of reading every row again.
+    GetListItems, "get_list_items", ListItemsArgs => ListPage
+);
+command!(
+    /// `get_messages`: more of a conversation's messages, from the cache:
+    /// what came after the newest shown, or earlier ones.
+    GetMessages, "get_messages", MessagesArgs => MessagesWindow
 );
 command!(
     /// `create_conversation`: saved locally with its outbox entry, then synced.
@@ -251,6 +296,8 @@ pub const COMMANDS: &[&str] = &[
     SignOut::NAME,
     ListConversations::NAME,
     GetConversation::NAME,
+    GetMessages::NAME,
+    GetListItems::NAME,
     CreateConversation::NAME,
     UpdateConversation::NAME,
     DeleteConversation::NAME,

@@ -24,8 +24,11 @@ pub struct ListItem {
 #[serde(rename_all = "camelCase")]
 pub struct ConversationView {
     pub conversation: Conversation,
-    /// Oldest first.
+    /// Oldest first: all of them, or the newest of a window.
     pub messages: Vec<MessageView>,
+    /// How many messages come before `messages` (not in this answer).
+    #[serde(default)]
+    pub earlier: u64,
     pub pending: u32,
     pub failed: Option<String>,
     /// Deleted (locally or on another device): shown with Undo until purged.
@@ -39,6 +42,15 @@ pub struct MessageView {
     pub message: Message,
     /// Not yet acknowledged by the server.
     pub pending: bool,
+}
+
+/// A run of a conversation's messages (`get_messages`), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesWindow {
+    pub messages: Vec<MessageView>,
+    /// More messages lie beyond, in the direction asked.
+    pub more: bool,
 }
 
 /// Which conversations a list shows.

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use confab_cache::local::Patch;
 use confab_wire::conversations::Role;
 use confab_wire::ipc::{
-    AppendArgs, ById, CreateArgs, ExportArgs, ListArgs, OpenLinkArgs, SearchArgs, UpdateArgs,
+    AppendArgs, ById, CreateArgs, ExportArgs, ListArgs, ListItemsArgs, MessagesArgs, OpenArgs,
+    OpenLinkArgs, SearchArgs, UpdateArgs,
 };
 use confab_wire::library::{
-    ConversationView, ExportFormat, ListItem, ListPage, MessageView, SearchHit, SyncStatus,
+    ConversationView, ExportFormat, ListItem, ListPage, MessageView, MessagesWindow, SearchHit,
+    SyncStatus,
 };
 use confab_wire::{ErrorBody, ErrorCode};
 use tauri::State;
@@ -40,12 +42,62 @@ pub fn list_conversations(library: State<'_, Arc<Library>>, args: ListArgs) -> R
     })
 }
 
+/// Most rows one `get_list_items` call names.
+const MAX_IDS: usize = 500;
+
+#[tauri::command]
+pub fn get_list_items(library: State<'_, Arc<Library>>, args: ListItemsArgs) -> Reply<ListPage> {
+    if args.ids.len() > MAX_IDS {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            format!("ids: at most {MAX_IDS}"),
+        ));
+    }
+    let engine = library.engine()?;
+    let cache = engine.cache();
+    Ok(ListPage {
+        items: cache
+            .list_items(args.filter, &args.ids)
+            .map_err(cache_error)?,
+        total: cache.count(args.filter).map_err(cache_error)?,
+    })
+}
+
 #[tauri::command]
 pub fn get_conversation(
     library: State<'_, Arc<Library>>,
-    args: ById,
+    args: OpenArgs,
 ) -> Reply<Option<ConversationView>> {
-    library.engine()?.cache().get(&args.id).map_err(cache_error)
+    let limit = args.limit.map(|n| n as usize);
+    library
+        .engine()?
+        .cache()
+        .get_window(&args.id, limit)
+        .map_err(cache_error)
+}
+
+/// Most messages one `get_messages` call answers.
+const MAX_MESSAGES: u32 = 500;
+
+#[tauri::command]
+pub fn get_messages(library: State<'_, Arc<Library>>, args: MessagesArgs) -> Reply<MessagesWindow> {
+    if args.after.is_some() && args.before.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidInput,
+            "before: give after or before, not both",
+        ));
+    }
+    let limit = args.limit.unwrap_or(MAX_MESSAGES).clamp(1, MAX_MESSAGES) as usize;
+    library
+        .engine()?
+        .cache()
+        .messages_window(
+            &args.id,
+            args.after.as_deref(),
+            args.before.as_deref(),
+            limit,
+        )
+        .map_err(cache_error)
 }
 
 #[tauri::command]

@@ -1,9 +1,17 @@
 //! The open conversation: its title (renamed in place), actions, messages as
 //! Markdown, and the composer (Enter sends, Shift+Enter adds a line).
+//!
+//! Messages are windowed: opening reads the newest page, "Show earlier" pages
+//! back, and a change to the open conversation reads its state and only the
+//! messages from the first one that may have changed (the first not yet
+//! synced, or after the newest shown), so a new message is one appended row,
+//! not a reload.
 
+use confab_wire::ErrorBody;
 use confab_wire::ipc::{
     AppendArgs, AppendMessage, ById, DiscardFailed, ExportArgs, ExportConversation,
-    GetConversation, RestoreConversation, RetryFailed, UpdateArgs, UpdateConversation,
+    GetConversation, GetMessages, MessagesArgs, OpenArgs, RestoreConversation, RetryFailed,
+    UpdateArgs, UpdateConversation,
 };
 use confab_wire::library::{ConversationView, ExportFormat};
 use yew::prelude::*;
@@ -11,9 +19,56 @@ use yew::prelude::*;
 use super::{Ctx, Toast, markdown};
 use crate::ipc;
 
-/// Messages rendered at first; "Show earlier" adds this many more. Long
+/// Messages read at first; "Show earlier" adds this many more. Long
 /// conversations stay smooth because older messages are not in the page.
 const WINDOW: usize = 200;
+
+/// The conversation with its newest `limit` messages.
+async fn open(id: &str, limit: usize) -> Result<Option<ConversationView>, ErrorBody> {
+    ipc::invoke::<GetConversation>(&OpenArgs {
+        id: id.to_owned(),
+        limit: Some(limit as u32),
+    })
+    .await
+}
+
+/// `held` brought up to date: the conversation's state, and the messages
+/// from the first shown one not yet synced (or after the newest shown). If
+/// the result does not add up to the conversation's count (messages removed
+/// elsewhere, or many new), the window is read again.
+async fn refresh(id: &str, held: ConversationView) -> Result<Option<ConversationView>, ErrorBody> {
+    let Some(mut state) = open(id, 0).await? else {
+        return Ok(None);
+    };
+    let keep = held
+        .messages
+        .iter()
+        .position(|m| m.pending)
+        .unwrap_or(held.messages.len());
+    if keep == 0 && held.earlier > 0 {
+        return open(id, WINDOW.max(held.messages.len())).await;
+    }
+    let after = keep
+        .checked_sub(1)
+        .map(|i| held.messages[i].message.id.clone());
+    let fresh = ipc::invoke::<GetMessages>(&MessagesArgs {
+        id: id.to_owned(),
+        after,
+        before: None,
+        limit: None,
+    })
+    .await?;
+    let mut messages = held.messages[..keep].to_vec();
+    messages.extend(fresh.messages);
+    // With no messages asked for, every message counts as earlier.
+    let total = state.earlier;
+    if fresh.more || held.earlier + messages.len() as u64 != total {
+        return open(id, WINDOW.max(messages.len())).await;
+    }
+    state.earlier = held.earlier;
+    state.messages = messages;
+    Ok(Some(state))
+}
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -24,7 +79,8 @@ pub struct Props {
 pub fn pane(props: &Props) -> Html {
     let ctx = &props.ctx;
     let view = use_state(|| None::<ConversationView>);
-    let shown = use_state(|| WINDOW);
+    // What `view` holds now, for answers that build on it.
+    let loaded = use_mut_ref(|| None::<ConversationView>);
     let renaming = use_state(|| false);
     let draft = use_state(String::new);
     // The box itself: a key press can arrive before the render that follows
@@ -37,19 +93,20 @@ pub fn pane(props: &Props) -> Html {
 
     {
         let view = view.clone();
-        let shown = shown.clone();
+        let loaded = loaded.clone();
         let renaming = renaming.clone();
         let draft = draft.clone();
         use_effect_with(ctx.selected.clone(), move |_| {
-            shown.set(WINDOW);
             renaming.set(false);
             view.set(None);
+            *loaded.borrow_mut() = None;
             // Text typed for one conversation is never sent to another.
             draft.set(String::new());
         });
     }
     {
         let view = view.clone();
+        let loaded = loaded.clone();
         let error = ctx.error.clone();
         let current = current.clone();
         use_effect_with(
@@ -57,12 +114,19 @@ pub fn pane(props: &Props) -> Html {
             move |(selected, _)| {
                 if let Some(id) = selected.clone() {
                     wasm_bindgen_futures::spawn_local(async move {
-                        let answer = ipc::invoke::<GetConversation>(&ById { id: id.clone() }).await;
+                        let held = loaded.borrow().clone().filter(|v| v.conversation.id == id);
+                        let answer = match held {
+                            Some(held) => refresh(&id, held).await,
+                            None => open(&id, WINDOW).await,
+                        };
                         if current.borrow().as_deref() != Some(id.as_str()) {
                             return;
                         }
                         match answer {
-                            Ok(found) => view.set(found),
+                            Ok(found) => {
+                                *loaded.borrow_mut() = found.clone();
+                                view.set(found);
+                            }
                             Err(e) => error.emit(e),
                         }
                     });
@@ -70,11 +134,14 @@ pub fn pane(props: &Props) -> Html {
             },
         );
     }
-    // Keep the newest message in view when messages arrive.
+    // Keep the newest message in view when a newer one arrives (not when
+    // earlier ones are shown above).
     {
         let messages_ref = messages_ref.clone();
-        let count = view.as_ref().map(|v| v.messages.len()).unwrap_or(0);
-        use_effect_with(count, move |_| {
+        let newest = view
+            .as_ref()
+            .and_then(|v| v.messages.last().map(|m| m.message.id.clone()));
+        use_effect_with(newest, move |_| {
             if let Some(el) = messages_ref.cast::<web_sys::Element>() {
                 el.set_scroll_top(el.scroll_height());
             }
@@ -212,17 +279,60 @@ pub fn pane(props: &Props) -> Html {
         }
     };
 
-    let start = v.messages.len().saturating_sub(*shown);
-    let earlier = (start > 0).then(|| {
-        let shown = shown.clone();
-        let onclick = Callback::from(move |_: MouseEvent| shown.set(*shown + WINDOW));
+    let earlier = (v.earlier > 0).then(|| {
+        let view = view.clone();
+        let loaded = loaded.clone();
+        let error = ctx.error.clone();
+        let current = current.clone();
+        let onclick = Callback::from(move |_: MouseEvent| {
+            let Some(held) = loaded.borrow().clone() else {
+                return;
+            };
+            let Some(first) = held.messages.first().map(|m| m.message.id.clone()) else {
+                return;
+            };
+            let (view, loaded, error, current) =
+                (view.clone(), loaded.clone(), error.clone(), current.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let id = held.conversation.id.clone();
+                let older = ipc::invoke::<GetMessages>(&MessagesArgs {
+                    id: id.clone(),
+                    after: None,
+                    before: Some(first),
+                    limit: Some(WINDOW as u32),
+                })
+                .await;
+                // Built on what is shown now, if it is still this conversation.
+                let Some(mut now) = loaded.borrow().clone() else {
+                    return;
+                };
+                if current.borrow().as_deref() != Some(id.as_str()) || now.conversation.id != id {
+                    return;
+                }
+                match older {
+                    Ok(older) => {
+                        now.earlier = if older.more {
+                            now.earlier.saturating_sub(older.messages.len() as u64)
+                        } else {
+                            0
+                        };
+                        let mut messages = older.messages;
+                        messages.extend(now.messages);
+                        now.messages = messages;
+                        *loaded.borrow_mut() = Some(now.clone());
+                        view.set(Some(now));
+                    }
+                    Err(e) => error.emit(e),
+                }
+            });
+        });
         html! {
             <button id="show-earlier" class="link" type="button" {onclick}>
-                { format!("Show earlier messages ({start} more)") }
+                { format!("Show earlier messages ({} more)", v.earlier) }
             </button>
         }
     });
-    let messages = v.messages[start..].iter().map(|m| {
+    let messages = v.messages.iter().map(|m| {
         let role = m.message.role.as_str();
         html! {
             <article class={classes!("message", role, m.pending.then_some("pending"))}

@@ -3,8 +3,11 @@
 
 use std::rc::Rc;
 
-use confab_wire::ipc::{ListArgs, ListConversations, SearchArgs, SearchConversations};
-use confab_wire::library::{ListFilter, ListItem, SearchHit};
+use confab_wire::ipc::{
+    GetListItems, ListArgs, ListConversations, ListItemsArgs, SearchArgs, SearchConversations,
+};
+use confab_wire::library::{ListFilter, ListItem, ListPage, SearchHit};
+use confab_wire::{ErrorBody, ErrorCode};
 use yew::prelude::*;
 
 use super::Ctx;
@@ -13,6 +16,52 @@ use crate::ipc;
 /// Every row is this tall (CSS `.row`), so the window is computed, not measured.
 const ROW: f64 = 56.0;
 const PAGE: u32 = 500;
+/// More changed rows than this at once: reading the list again is simpler.
+const PATCH_MAX: usize = 100;
+
+/// The list order: pinned first, then the most recently changed (the cache's
+/// order, so a patched list reads as a fresh one would).
+fn list_order(a: &ListItem, b: &ListItem) -> std::cmp::Ordering {
+    let (a, b) = (&a.conversation, &b.conversation);
+    b.pinned
+        .cmp(&a.pinned)
+        .then(b.updated_at.cmp(&a.updated_at))
+        .then(b.id.cmp(&a.id))
+}
+
+/// `held` (the first rows of a list of `total`) with the rows of `ids`
+/// replaced by `fresh`; `None` when that cannot be right without reading
+/// the list again (rows left the window and others must come in).
+fn patched(
+    held: &[ListItem],
+    total: u64,
+    ids: &[String],
+    fresh: ListPage,
+    limit: u32,
+) -> Option<(Vec<ListItem>, u64)> {
+    let mut rows: Vec<ListItem> = held
+        .iter()
+        .filter(|i| !ids.contains(&i.conversation.id))
+        .cloned()
+        .collect();
+    rows.extend(fresh.items);
+    rows.sort_by(list_order);
+    let held_everything = total <= held.len() as u64;
+    if !held_everything && rows.len() < limit as usize && fresh.total > rows.len() as u64 {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    Some((rows, fresh.total))
+}
+
+async fn read_list(filter: ListFilter, limit: u32) -> Result<ListPage, ErrorBody> {
+    ipc::invoke::<ListConversations>(&ListArgs {
+        filter,
+        offset: 0,
+        limit,
+    })
+    .await
+}
 
 #[derive(Properties, PartialEq)]
 pub struct Props {
@@ -38,27 +87,53 @@ pub fn sidebar(props: &Props) -> Html {
     let list_ref = use_node_ref();
     let order = use_mut_ref(Vec::<String>::new);
 
-    // The list, read again on every change.
+    // The list: read whole when opened or filtered; on a change, only the
+    // rows that changed are read and patched in.
+    let shown_for = use_mut_ref(|| None::<(ListFilter, u32)>);
+    // What the list shows now, for answers that patch it.
+    let held_now = use_mut_ref(|| (Vec::<ListItem>::new(), 0u64));
     {
+        let held_now = held_now.clone();
         let items = items.clone();
         let total = total.clone();
         let error = ctx.error.clone();
+        let changes = ctx.changes.clone();
+        let shown_for = shown_for.clone();
         use_effect_with((ctx.tick, *filter, *limit), move |(_, filter, limit)| {
             let (filter, limit) = (*filter, *limit);
+            let changed = changes.take();
+            let same_list = *shown_for.borrow() == Some((filter, limit));
+            let patch = same_list && !changed.all && changed.ids.len() <= PATCH_MAX;
             wasm_bindgen_futures::spawn_local(async move {
-                match ipc::invoke::<ListConversations>(&ListArgs {
-                    filter,
-                    offset: 0,
-                    limit,
-                })
-                .await
-                {
-                    Ok(page) => {
-                        items.set(page.items);
-                        total.set(page.total);
+                let answer = if patch {
+                    if changed.ids.is_empty() {
+                        return;
+                    }
+                    let fresh = ipc::invoke::<GetListItems>(&ListItemsArgs {
+                        filter,
+                        ids: changed.ids.clone(),
+                    })
+                    .await;
+                    // Patched onto what is shown when the answer arrives:
+                    // another patch may have landed meanwhile.
+                    let (held, held_total) = held_now.borrow().clone();
+                    match fresh.map(|f| patched(&held, held_total, &changed.ids, f, limit)) {
+                        Ok(Some(rows)) => Ok(rows),
+                        Ok(None) => read_list(filter, limit).await.map(|p| (p.items, p.total)),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    read_list(filter, limit).await.map(|p| (p.items, p.total))
+                };
+                match answer {
+                    Ok((rows, count)) => {
+                        *shown_for.borrow_mut() = Some((filter, limit));
+                        *held_now.borrow_mut() = (rows.clone(), count);
+                        items.set(rows);
+                        total.set(count);
                     }
                     // Not signed in yet (the library opens a moment after).
-                    Err(e) if e.code == confab_wire::ErrorCode::Unauthenticated => {}
+                    Err(e) if e.code == ErrorCode::Unauthenticated => {}
                     Err(e) => error.emit(e),
                 }
             });
