@@ -750,11 +750,9 @@ fn every_earlier_schema_upgrades_without_losing_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.db");
         {
+            // The old schema comes from the frozen fixture, not from today's
+            // migrations: an edited migration cannot pass unnoticed.
             let conn = rusqlite::Connection::open(&path).unwrap();
-            for sql in &schema::MIGRATIONS[..version as usize] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", version).unwrap();
             let fixture = format!(
                 "{}/tests/fixtures/v{version}.sql",
                 env!("CARGO_MANIFEST_DIR")
@@ -772,6 +770,15 @@ fn every_earlier_schema_upgrades_without_losing_data() {
         assert_eq!(trip.messages.len(), 2);
         assert!(trip.conversation.pinned);
         assert_eq!(cache.outbox().unwrap().len(), 2);
+        let draft = cache.get("01JD0000000000000000000002").unwrap().unwrap();
+        assert_eq!(draft.pending, 2, "v{version}: the pending writes");
+        assert!(draft.messages[0].pending, "v{version}: still to be sent");
+        assert_eq!(
+            cache.next_outbox().unwrap().map(|e| e.op),
+            Some(Op::Create {
+                title: "Draft".into()
+            })
+        );
         assert_eq!(cache.sync_value("cursor").unwrap().as_deref(), Some("42"));
         assert_eq!(cache.search("lisbon", 5).unwrap().len(), 1);
     }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod conversations;
 pub mod error;
+pub mod ids;
 pub mod ipc;
 pub mod library;
 pub mod limits;

@@ -65,14 +65,10 @@ pub fn content(raw: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// A ULID in its one canonical spelling: 26 characters of Crockford base32,
-/// upper case, first character at most `7` (128 bits).
+/// A ULID in its one canonical spelling (what [`crate::ids::Id::parse`]
+/// accepts): 26 characters of Crockford base32, upper case, 128 bits.
 pub fn is_ulid(id: &str) -> bool {
-    id.len() == 26
-        && id.bytes().all(|b| {
-            matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z')
-        })
-        && id.as_bytes()[0] <= b'7'
+    crate::ids::Id::parse(id).is_ok()
 }
 
 #[cfg(test)]
