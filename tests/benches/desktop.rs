@@ -277,8 +277,30 @@ async fn ipc_per_enter(stack: &Stack) -> anyhow::Result<(u64, u64)> {
         .error_for_status()?;
     }
     let app = stack.launch().await?;
-    app.click(&format!("#conversation-list .row[data-id='{id}']"))
-        .await?;
+    // Below the ten pinned rows: scrolled into view (the list renders only
+    // the rows in view) once it has synced.
+    let row = format!("#conversation-list .row[data-id='{id}']");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = app
+            .client
+            .execute(
+                &format!(
+                    "const l = document.querySelector('.sidebar .list') || document.querySelector('.list'); if (l) {{ l.scrollTop = 560; l.dispatchEvent(new Event('scroll')); }} return !!document.querySelector(\"{row}\");"
+                ),
+                vec![],
+            )
+            .await?;
+        if shown.as_bool() == Some(true) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the server's conversation never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.click(&row).await?;
     let last = format!("Server line {}", LONG - 1);
     app.wait_text("#messages", Duration::from_secs(120), |t| t.contains(&last))
         .await?;

@@ -104,35 +104,52 @@ pub fn pane(props: &Props) -> Html {
             draft.set(String::new());
         });
     }
+    // One read at a time: a change during a read is handled right after it,
+    // so an older answer never lands over a newer one and no change is lost.
+    let reading = use_mut_ref(|| (false, false));
     {
         let view = view.clone();
         let loaded = loaded.clone();
         let error = ctx.error.clone();
         let current = current.clone();
-        use_effect_with(
-            (ctx.selected.clone(), ctx.open_tick),
-            move |(selected, _)| {
-                if let Some(id) = selected.clone() {
-                    wasm_bindgen_futures::spawn_local(async move {
+        let reading = reading.clone();
+        use_effect_with((ctx.selected.clone(), ctx.open_tick), move |_| {
+            {
+                // (busy, again)
+                let mut state = reading.borrow_mut();
+                if state.0 {
+                    state.1 = true;
+                    return;
+                }
+                state.0 = true;
+            }
+            wasm_bindgen_futures::spawn_local(async move {
+                loop {
+                    let selected = current.borrow().clone();
+                    if let Some(id) = selected {
                         let held = loaded.borrow().clone().filter(|v| v.conversation.id == id);
                         let answer = match held {
                             Some(held) => refresh(&id, held).await,
                             None => open(&id, WINDOW).await,
                         };
-                        if current.borrow().as_deref() != Some(id.as_str()) {
-                            return;
-                        }
-                        match answer {
-                            Ok(found) => {
-                                *loaded.borrow_mut() = found.clone();
-                                view.set(found);
+                        if current.borrow().as_deref() == Some(id.as_str()) {
+                            match answer {
+                                Ok(found) => {
+                                    *loaded.borrow_mut() = found.clone();
+                                    view.set(found);
+                                }
+                                Err(e) => error.emit(e),
                             }
-                            Err(e) => error.emit(e),
                         }
-                    });
+                    }
+                    let mut state = reading.borrow_mut();
+                    if !std::mem::take(&mut state.1) {
+                        state.0 = false;
+                        break;
+                    }
                 }
-            },
-        );
+            });
+        });
     }
     // Keep the newest message in view when a newer one arrives (not when
     // earlier ones are shown above).

@@ -88,10 +88,15 @@ pub fn sidebar(props: &Props) -> Html {
     let order = use_mut_ref(Vec::<String>::new);
 
     // The list: read whole when opened or filtered; on a change, only the
-    // rows that changed are read and patched in.
+    // rows that changed are read and patched in. One read at a time: a change
+    // during a read is handled right after it, so an older answer never
+    // lands over a newer one and no change is lost.
     let shown_for = use_mut_ref(|| None::<(ListFilter, u32)>);
     // What the list shows now, for answers that patch it.
     let held_now = use_mut_ref(|| (Vec::<ListItem>::new(), 0u64));
+    let wanted = use_mut_ref(|| (ListFilter::default(), PAGE));
+    let reading = use_mut_ref(|| (false, false));
+    *wanted.borrow_mut() = (*filter, *limit);
     {
         let held_now = held_now.clone();
         let items = items.clone();
@@ -99,42 +104,63 @@ pub fn sidebar(props: &Props) -> Html {
         let error = ctx.error.clone();
         let changes = ctx.changes.clone();
         let shown_for = shown_for.clone();
-        use_effect_with((ctx.tick, *filter, *limit), move |(_, filter, limit)| {
-            let (filter, limit) = (*filter, *limit);
-            let changed = changes.take();
-            let same_list = *shown_for.borrow() == Some((filter, limit));
-            let patch = same_list && !changed.all && changed.ids.len() <= PATCH_MAX;
+        let wanted = wanted.clone();
+        let reading = reading.clone();
+        use_effect_with((ctx.tick, *filter, *limit), move |_| {
+            {
+                // (busy, again)
+                let mut state = reading.borrow_mut();
+                if state.0 {
+                    state.1 = true;
+                    return;
+                }
+                state.0 = true;
+            }
             wasm_bindgen_futures::spawn_local(async move {
-                let answer = if patch {
-                    if changed.ids.is_empty() {
-                        return;
+                loop {
+                    let (filter, limit) = *wanted.borrow();
+                    let changed = changes.take();
+                    let same_list = *shown_for.borrow() == Some((filter, limit));
+                    let patch = same_list && !changed.all && changed.ids.len() <= PATCH_MAX;
+                    let answer = if patch && changed.ids.is_empty() {
+                        None
+                    } else if patch {
+                        let fresh = ipc::invoke::<GetListItems>(&ListItemsArgs {
+                            filter,
+                            ids: changed.ids.clone(),
+                        })
+                        .await;
+                        let (held, held_total) = held_now.borrow().clone();
+                        Some(
+                            match fresh.map(|f| patched(&held, held_total, &changed.ids, f, limit))
+                            {
+                                Ok(Some(rows)) => Ok(rows),
+                                Ok(None) => {
+                                    read_list(filter, limit).await.map(|p| (p.items, p.total))
+                                }
+                                Err(e) => Err(e),
+                            },
+                        )
+                    } else {
+                        Some(read_list(filter, limit).await.map(|p| (p.items, p.total)))
+                    };
+                    match answer {
+                        None => {}
+                        Some(Ok((rows, count))) => {
+                            *shown_for.borrow_mut() = Some((filter, limit));
+                            *held_now.borrow_mut() = (rows.clone(), count);
+                            items.set(rows);
+                            total.set(count);
+                        }
+                        // Not signed in yet (the library opens a moment after).
+                        Some(Err(e)) if e.code == ErrorCode::Unauthenticated => {}
+                        Some(Err(e)) => error.emit(e),
                     }
-                    let fresh = ipc::invoke::<GetListItems>(&ListItemsArgs {
-                        filter,
-                        ids: changed.ids.clone(),
-                    })
-                    .await;
-                    // Patched onto what is shown when the answer arrives:
-                    // another patch may have landed meanwhile.
-                    let (held, held_total) = held_now.borrow().clone();
-                    match fresh.map(|f| patched(&held, held_total, &changed.ids, f, limit)) {
-                        Ok(Some(rows)) => Ok(rows),
-                        Ok(None) => read_list(filter, limit).await.map(|p| (p.items, p.total)),
-                        Err(e) => Err(e),
+                    let mut state = reading.borrow_mut();
+                    if !std::mem::take(&mut state.1) {
+                        state.0 = false;
+                        break;
                     }
-                } else {
-                    read_list(filter, limit).await.map(|p| (p.items, p.total))
-                };
-                match answer {
-                    Ok((rows, count)) => {
-                        *shown_for.borrow_mut() = Some((filter, limit));
-                        *held_now.borrow_mut() = (rows.clone(), count);
-                        items.set(rows);
-                        total.set(count);
-                    }
-                    // Not signed in yet (the library opens a moment after).
-                    Err(e) if e.code == ErrorCode::Unauthenticated => {}
-                    Err(e) => error.emit(e),
                 }
             });
         });
