@@ -199,6 +199,16 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 
 pub use confab_wire::auth::issuer_from_publishable_key;
 
+/// Whether `host` (as a URL prints it) names this machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl ServeArgs {
     pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {
         let store = store_config(self.store.as_deref(), &self.table)?;
@@ -222,6 +232,14 @@ impl ServeArgs {
             .map_err(|e| err("CLERK_ISSUER", format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "https" | "http") {
             return Err(err("CLERK_ISSUER", "must be an http(s) URL"));
+        }
+        // Plain http would let anyone on the path swap the signing keys: only
+        // for an issuer on this machine (the local stack, tests).
+        if parsed.scheme() == "http" && !is_loopback(parsed.host_str().unwrap_or_default()) {
+            return Err(err(
+                "CLERK_ISSUER",
+                "plain http is accepted for an issuer on this machine only (localhost, 127.0.0.1, ::1): use https",
+            ));
         }
 
         let clean = |list: &[String]| -> Vec<String> {
@@ -403,6 +421,32 @@ mod tests {
         for (argv, variable) in cases {
             let e = args(argv).resolve().unwrap_err();
             assert_eq!(e.variable, *variable, "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_http_issuers_only_on_this_machine() {
+        for issuer in [
+            "http://127.0.0.1:8788",
+            "http://localhost:8788",
+            "http://[::1]:8788",
+            "https://clerk.example.com",
+        ] {
+            let resolved =
+                args(&["--clerk-issuer", issuer, "--clerk-oauth-client-ids", "x"]).resolve();
+            assert!(resolved.is_ok(), "{issuer}: {:?}", resolved.err());
+        }
+        for issuer in [
+            "http://clerk.example.com",
+            "http://10.0.0.5",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let e = args(&["--clerk-issuer", issuer, "--clerk-oauth-client-ids", "x"])
+                .resolve()
+                .unwrap_err();
+            assert_eq!(e.variable, "CLERK_ISSUER", "{issuer}");
+            assert!(e.problem.contains("https"), "{issuer}: {e}");
         }
     }
 }
