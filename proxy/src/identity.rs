@@ -138,3 +138,64 @@ fn unreachable(err: reqwest::Error) -> ApiError {
     tracing::warn!(error = %err, "identity provider unreachable");
     ApiError::unavailable("the sign-in provider cannot be reached; retry shortly")
 }
+
+/// Which users' profiles were read from the provider lately: within
+/// [`RECENT_FOR`], `POST /api/user` answers the stored profile instead of
+/// asking the provider again, so one user cannot spend the operator's Clerk
+/// quota. Bounded: at most [`RECENT_MAX`] users, the oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct Recent {
+    reads: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
+}
+
+pub const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+pub const RECENT_MAX: usize = 10_000;
+
+impl Recent {
+    /// Whether `user`'s profile was read within [`RECENT_FOR`].
+    pub fn fresh(&self, user: &UserId) -> bool {
+        self.reads
+            .lock()
+            .ok()
+            .and_then(|reads| reads.get(user).copied())
+            .is_some_and(|at| at.elapsed() < RECENT_FOR)
+    }
+
+    /// Remembers a read of `user`'s profile now.
+    pub fn record(&self, user: &UserId) {
+        let Ok(mut reads) = self.reads.lock() else {
+            return;
+        };
+        reads.retain(|_, at| at.elapsed() < RECENT_FOR);
+        if reads.len() >= RECENT_MAX
+            && let Some(oldest) = reads
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(u, _)| u.clone())
+        {
+            reads.remove(&oldest);
+        }
+        reads.insert(user.clone(), std::time::Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_reads_are_remembered_and_bounded() {
+        let recent = Recent::default();
+        let ada = UserId::parse("user_ada").unwrap_or_else(|_| unreachable!());
+        assert!(!recent.fresh(&ada));
+        recent.record(&ada);
+        assert!(recent.fresh(&ada));
+        for i in 0..RECENT_MAX {
+            let user = UserId::parse(&format!("user_{i}")).unwrap_or_else(|_| unreachable!());
+            recent.record(&user);
+        }
+        let reads = recent.reads.lock().map(|r| r.len()).unwrap_or_default();
+        assert_eq!(reads, RECENT_MAX);
+        assert!(!recent.fresh(&ada), "the oldest went first");
+    }
+}

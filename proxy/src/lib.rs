@@ -29,6 +29,8 @@ pub struct AppState {
     pub store: Arc<dyn store::Store>,
     pub verifier: Arc<auth::Verifier>,
     pub identity: Arc<identity::Identity>,
+    /// Users whose profile was read from the provider lately.
+    pub recent_profiles: Arc<identity::Recent>,
     pub http: reqwest::Client,
     pub events: events::Hub,
     /// Present when CLERK_WEBHOOK_SIGNING_SECRET is set.
@@ -53,6 +55,7 @@ impl AppState {
             store,
             verifier: Arc::new(verifier),
             identity: Arc::new(identity),
+            recent_profiles: Arc::default(),
             http,
             events: events::Hub::default(),
             webhooks: None,

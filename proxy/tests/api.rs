@@ -6,6 +6,8 @@
 #[path = "suite/api_support.rs"]
 mod api_support;
 
+use std::sync::Arc;
+
 use api_support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -741,6 +743,54 @@ fn clerk_user(id: &str, email: &str, first: &str) -> Value {
             {"id": "idn_2", "email_address": email}
         ]
     })
+}
+
+/// `POST /api/user` asks the provider at most once a minute per user; in
+/// between it answers the stored profile (which a webhook may have updated).
+#[tokio::test]
+async fn profile_reads_from_the_provider_are_spared() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let userinfo = axum::Router::new().route(
+        "/oauth/userinfo",
+        axum::routing::get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                axum::Json(
+                    json!({"sub": "user_ada", "email": "ada@example.com", "given_name": "Ada"}),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/oauth/userinfo", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, userinfo).await });
+
+    let api = Api::with_userinfo(&url);
+    let ada = token_for("user_ada");
+    let first = api.call("POST", "/api/user", Some(&ada), None).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.json);
+    assert_eq!(first.json["firstName"], "Ada");
+    // A webhook changes the profile; the next POST answers it, unasked.
+    let updated = deliver(
+        &api,
+        "msg_profile",
+        &json!({"type": "user.updated", "data": clerk_user("user_ada", "ada@lovelace.org", "Augusta")}),
+        None,
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::NO_CONTENT);
+    for _ in 0..5 {
+        let again = api.call("POST", "/api/user", Some(&ada), None).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.json["firstName"], "Augusta");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the provider was asked once"
+    );
 }
 
 #[tokio::test]

@@ -27,9 +27,17 @@ pub async fn post(
     user: AuthUser,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Read from the provider lately: the stored profile is as fresh as that
+    // (a webhook may have updated it since), and the provider is spared.
+    if state.recent_profiles.fresh(user.id())
+        && let Some(profile) = state.store.get_profile(user.id()).await?
+    {
+        return Ok((StatusCode::OK, Json(profile)).into_response());
+    }
     // AuthUser already verified this token; userinfo needs it as it came.
     let token = crate::auth::bearer(&headers).unwrap_or_default();
     let fields = state.identity.fields(&state.http, user.id(), token).await?;
+    state.recent_profiles.record(user.id());
     let existed = state.store.get_profile(user.id()).await?.is_some();
     let profile = state.store.put_profile(user.id(), fields).await?;
     let status = if existed {

@@ -145,6 +145,9 @@ impl Store for CountingStore {
     }
 }
 
+/// Nothing listens there: tests that need no profile from the provider.
+const NO_USERINFO: &str = "http://127.0.0.1:9/oauth/userinfo";
+
 pub struct Api {
     pub router: Router,
     pub store: Arc<CountingStore>,
@@ -163,15 +166,25 @@ impl Api {
             inner: SqliteStore::open(&dir.join("confab.db")).expect("store"),
             calls: AtomicUsize::new(0),
         });
-        Self::over(store, limit)
+        Self::over(store, limit, NO_USERINFO)
     }
 
     /// Another proxy instance over the same store (as behind a load balancer).
     pub fn another_instance(&self) -> Self {
-        Self::over(self.store.clone(), None)
+        Self::over(self.store.clone(), None, NO_USERINFO)
     }
 
-    fn over(store: Arc<CountingStore>, limit: Option<confab_proxy::limits::RateLimit>) -> Self {
+    /// With profiles read from the userinfo endpoint at `url`.
+    pub fn with_userinfo(url: &str) -> Self {
+        let api = Self::new();
+        Self::over(api.store.clone(), None, url)
+    }
+
+    fn over(
+        store: Arc<CountingStore>,
+        limit: Option<confab_proxy::limits::RateLimit>,
+        userinfo: &str,
+    ) -> Self {
         let mut auth = AuthConfig::new(ISSUER);
         auth.allowed_client_ids = vec![CLIENT_ID.into()];
         auth.allowed_parties = vec![WEB_PARTY.into()];
@@ -182,7 +195,7 @@ impl Api {
             store.clone(),
             Verifier::new(auth).expect("verifier"),
             Identity::Userinfo {
-                url: "http://127.0.0.1:9/oauth/userinfo".into(),
+                url: userinfo.into(),
             },
             reqwest::Client::new(),
         );
