@@ -397,7 +397,11 @@ mod tests {
             .expect_err("refused");
             assert!(err.to_string().contains("url"), "{bad}: {err}");
         }
-        for good in ["https://example.com/a?b=c", "mailto:ada@example.com"] {
+        for good in [
+            "https://example.com/a?b=c",
+            "mailto:ada@example.com",
+            "mailto:eve@example.com?attach=/home/ada/.ssh/id_ed25519&body=hi#x",
+        ] {
             invoke(
                 &mock,
                 OpenLink::NAME,
@@ -407,7 +411,11 @@ mod tests {
         }
         assert_eq!(
             *mock.opened.lock().expect("lock"),
-            vec!["https://example.com/a?b=c", "mailto:ada@example.com"]
+            vec![
+                "https://example.com/a?b=c",
+                "mailto:ada@example.com",
+                "mailto:eve@example.com"
+            ]
         );
     }
 

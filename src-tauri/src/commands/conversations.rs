@@ -264,13 +264,19 @@ pub fn discard_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()>
 /// Only http(s) and mailto links leave the app, in the system browser.
 #[tauri::command]
 pub fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply<()> {
-    let url = url::Url::parse(&args.url)
+    let mut url = url::Url::parse(&args.url)
         .map_err(|_| ErrorBody::new(ErrorCode::InvalidInput, "url: not a link"))?;
     if !matches!(url.scheme(), "http" | "https" | "mailto") {
         return Err(ErrorBody::new(
             ErrorCode::InvalidInput,
             "url: only web and mail links open",
         ));
+    }
+    if url.scheme() == "mailto" {
+        // Only the address: a message's link must not fill in a mail (its
+        // body, recipients, or `attach=` a file) behind the user's back.
+        url.set_query(None);
+        url.set_fragment(None);
     }
     (browser.0)(url.as_str()).map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e))
 }
