@@ -69,17 +69,7 @@ impl Cache {
         let rows = stmt
             .query_map(rusqlite::params![archived, limit, offset], conversation)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|row| {
-                let conversation = finish(row)?;
-                let (pending, failed) = outbox.get(&conversation.id).cloned().unwrap_or_default();
-                Ok(ListItem {
-                    conversation,
-                    pending,
-                    failed,
-                })
-            })
-            .collect()
+        list_items(rows, &outbox)
     }
 
     /// The rows of `ids` that `list` would show under `filter`, in its
@@ -103,17 +93,7 @@ impl Cache {
         let rows = stmt
             .query_map(params.as_slice(), conversation)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|row| {
-                let conversation = finish(row)?;
-                let (pending, failed) = outbox.get(&conversation.id).cloned().unwrap_or_default();
-                Ok(ListItem {
-                    conversation,
-                    pending,
-                    failed,
-                })
-            })
-            .collect()
+        list_items(rows, &outbox)
     }
 
     /// How many conversations `list` can show.
@@ -349,6 +329,24 @@ fn unmark(marked: &str) -> (String, Vec<(u32, u32)>) {
         }
     }
     (text, highlights)
+}
+
+/// List rows with their outbox state.
+fn list_items(
+    rows: Vec<(Conversation, String, String)>,
+    outbox: &HashMap<String, (u32, Option<String>)>,
+) -> Result<Vec<ListItem>> {
+    rows.into_iter()
+        .map(|row| {
+            let conversation = finish(row)?;
+            let (pending, failed) = outbox.get(&conversation.id).cloned().unwrap_or_default();
+            Ok(ListItem {
+                conversation,
+                pending,
+                failed,
+            })
+        })
+        .collect()
 }
 
 /// Messages as the UI shows them, from a query whose columns are id, role,

@@ -69,6 +69,35 @@ impl PartialEq for Changes {
     }
 }
 
+/// One read at a time: a change during a read is handled right after it, so
+/// an older answer never lands over a newer one and no change is lost.
+#[derive(Default)]
+pub struct OneAtATime {
+    busy: std::cell::Cell<bool>,
+    again: std::cell::Cell<bool>,
+}
+
+impl OneAtATime {
+    /// Whether the caller reads now; otherwise the read under way reads again.
+    pub fn start(&self) -> bool {
+        if self.busy.get() {
+            self.again.set(true);
+            return false;
+        }
+        self.busy.set(true);
+        true
+    }
+
+    /// After a read: whether to read again (a change came meanwhile).
+    pub fn again(&self) -> bool {
+        if self.again.replace(false) {
+            return true;
+        }
+        self.busy.set(false);
+        false
+    }
+}
+
 /// Shared by the parts of the workspace.
 #[derive(Clone, PartialEq)]
 pub struct Ctx {

@@ -104,9 +104,8 @@ pub fn pane(props: &Props) -> Html {
             draft.set(String::new());
         });
     }
-    // One read at a time: a change during a read is handled right after it,
-    // so an older answer never lands over a newer one and no change is lost.
-    let reading = use_mut_ref(|| (false, false));
+    // One read at a time (`OneAtATime`).
+    let reading = use_mut_ref(super::OneAtATime::default);
     {
         let view = view.clone();
         let loaded = loaded.clone();
@@ -114,14 +113,8 @@ pub fn pane(props: &Props) -> Html {
         let current = current.clone();
         let reading = reading.clone();
         use_effect_with((ctx.selected.clone(), ctx.open_tick), move |_| {
-            {
-                // (busy, again)
-                let mut state = reading.borrow_mut();
-                if state.0 {
-                    state.1 = true;
-                    return;
-                }
-                state.0 = true;
+            if !reading.borrow().start() {
+                return;
             }
             wasm_bindgen_futures::spawn_local(async move {
                 loop {
@@ -142,9 +135,7 @@ pub fn pane(props: &Props) -> Html {
                             }
                         }
                     }
-                    let mut state = reading.borrow_mut();
-                    if !std::mem::take(&mut state.1) {
-                        state.0 = false;
+                    if !reading.borrow().again() {
                         break;
                     }
                 }

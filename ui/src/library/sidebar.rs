@@ -95,7 +95,7 @@ pub fn sidebar(props: &Props) -> Html {
     // What the list shows now, for answers that patch it.
     let held_now = use_mut_ref(|| (Vec::<ListItem>::new(), 0u64));
     let wanted = use_mut_ref(|| (ListFilter::default(), PAGE));
-    let reading = use_mut_ref(|| (false, false));
+    let reading = use_mut_ref(super::OneAtATime::default);
     *wanted.borrow_mut() = (*filter, *limit);
     {
         let held_now = held_now.clone();
@@ -107,14 +107,8 @@ pub fn sidebar(props: &Props) -> Html {
         let wanted = wanted.clone();
         let reading = reading.clone();
         use_effect_with((ctx.tick, *filter, *limit), move |_| {
-            {
-                // (busy, again)
-                let mut state = reading.borrow_mut();
-                if state.0 {
-                    state.1 = true;
-                    return;
-                }
-                state.0 = true;
+            if !reading.borrow().start() {
+                return;
             }
             wasm_bindgen_futures::spawn_local(async move {
                 loop {
@@ -156,9 +150,7 @@ pub fn sidebar(props: &Props) -> Html {
                         Some(Err(e)) if e.code == ErrorCode::Unauthenticated => {}
                         Some(Err(e)) => error.emit(e),
                     }
-                    let mut state = reading.borrow_mut();
-                    if !std::mem::take(&mut state.1) {
-                        state.0 = false;
+                    if !reading.borrow().again() {
                         break;
                     }
                 }
