@@ -287,3 +287,84 @@ async fn concurrent_renames() -> anyhow::Result<()> {
     app.quit().await?;
     Ok(())
 }
+
+/// A long conversation is a window: the newest 200 messages, earlier ones on
+/// "Show earlier"; a message from another device and one written here are
+/// appended to it, and the list row follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_conversations_are_windowed_and_grow_at_the_end() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, windowed()).await
+}
+
+async fn windowed() -> anyhow::Result<()> {
+    let stack = Stack::start("e2e_conversations/windowed")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    let token = stack.provider.sign_in("user_demo").await?.access_token;
+    let http = reqwest::Client::new();
+    let lines: Vec<serde_json::Value> = (0..260)
+        .map(|m| serde_json::json!({"role": "user", "content": format!("Line {m}.")}))
+        .collect();
+    let created: serde_json::Value = http
+        .post(stack.proxy.url("/api/conversations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "A long talk", "messages": lines}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    app.wait_text("#conversation-list", UI, |t| t.contains("A long talk"))
+        .await?;
+    app.click(&format!("#conversation-list .row[data-id='{id}']"))
+        .await?;
+    app.wait_text("#messages", UI, |t| t.contains("Line 259."))
+        .await?;
+    let rendered = || async {
+        anyhow::Ok(
+            app.client
+                .find_all(Locator::Css("#messages .message"))
+                .await?
+                .len(),
+        )
+    };
+    assert_eq!(rendered().await?, 200);
+    app.wait_text("#show-earlier", UI, |t| t.contains("60 more"))
+        .await?;
+
+    http.post(
+        stack
+            .proxy
+            .url(&format!("/api/conversations/{id}/messages")),
+    )
+    .bearer_auth(&token)
+    .json(&serde_json::json!({"role": "user", "content": "From another device"}))
+    .send()
+    .await?
+    .error_for_status()?;
+    app.wait_text("#messages", UI, |t| t.contains("From another device"))
+        .await?;
+    app.send("And from this one").await?;
+    app.wait_text("#sync-status", UI, |t| !t.contains("pending"))
+        .await?;
+    app.wait_text("#conversation-list", UI, |t| {
+        t.contains("And from this one")
+    })
+    .await?;
+    assert_eq!(rendered().await?, 202, "appended, nothing reloaded away");
+
+    app.click("#show-earlier").await?;
+    app.wait_text("#messages", UI, |t| t.contains("Line 0."))
+        .await?;
+    assert_eq!(rendered().await?, 262);
+    assert!(
+        app.client
+            .find_all(Locator::Css("#show-earlier"))
+            .await?
+            .is_empty(),
+        "nothing earlier is left"
+    );
+    app.quit().await?;
+    Ok(())
+}
