@@ -167,6 +167,11 @@ impl Verifier {
 
     /// Verifies `token` and returns the user it was issued for.
     pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        self.verify_until(token).await.map(|(user, _)| user)
+    }
+
+    /// As [`Verifier::verify`], with the token's `exp` (Unix seconds).
+    pub async fn verify_until(&self, token: &str) -> Result<(UserId, i64), AuthError> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
@@ -175,7 +180,7 @@ impl Verifier {
             && let Some((user, exp)) = cache.entries.get(&digest)
         {
             if now <= exp + leeway {
-                return Ok(user.clone());
+                return Ok((user.clone(), *exp));
             }
             cache.entries.remove(&digest);
         }
@@ -189,7 +194,7 @@ impl Verifier {
             }
             cache.entries.insert(digest, (user.clone(), exp));
         }
-        Ok(user)
+        Ok((user, exp))
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<(UserId, i64), AuthError> {
@@ -289,11 +294,17 @@ impl Verifier {
 /// The verified caller. Handlers take it as an extractor; it cannot be built
 /// from anything but a verified token.
 #[derive(Debug, Clone)]
-pub struct AuthUser(UserId);
+pub struct AuthUser(UserId, i64);
 
 impl AuthUser {
     pub fn id(&self) -> &UserId {
         &self.0
+    }
+
+    /// When the caller's token stops being accepted (Unix seconds, leeway
+    /// included): what a long-lived response (an event stream) lasts.
+    pub fn valid_until(&self) -> i64 {
+        self.1 + i64::try_from(LEEWAY_SECS).unwrap_or(0)
     }
 }
 
@@ -306,15 +317,15 @@ impl FromRequestParts<AppState> for AuthUser {
     ) -> Result<Self, Self::Rejection> {
         let token =
             bearer(&parts.headers).ok_or_else(|| ApiError::unauthenticated(AuthError::Missing))?;
-        match state.verifier.verify(token).await {
-            Ok(user) => {
+        match state.verifier.verify_until(token).await {
+            Ok((user, exp)) => {
                 if let Some(limiter) = &state.limiter
                     && let Err(wait) = limiter.check(&user)
                 {
                     return Err(ApiError::rate_limited(wait));
                 }
                 parts.extensions.insert(user.clone());
-                Ok(AuthUser(user))
+                Ok(AuthUser(user, exp))
             }
             Err(AuthError::KeysUnavailable(reason)) => {
                 tracing::warn!(%reason, "cannot verify tokens: the issuer's keys are unreachable");

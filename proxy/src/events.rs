@@ -103,6 +103,16 @@ impl Hub {
         }
     }
 
+    /// Ends every stream of `user` on this instance (the account was
+    /// deleted): their receivers see the channel closed.
+    pub fn disconnect(&self, user: &UserId) {
+        if let Ok(mut channels) = self.channels.lock()
+            && let Some(channel) = channels.get_mut(user)
+        {
+            channel.sender = None;
+        }
+    }
+
     pub fn open_streams(&self, user: &UserId) -> usize {
         self.channels
             .lock()

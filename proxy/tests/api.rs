@@ -1173,6 +1173,68 @@ async fn message_deltas_and_device_echoes_over_http() {
     assert_eq!(count.json["messageCount"], 6);
 }
 
+/// Waits for a streaming body to end; false if it is still open at `within`.
+async fn ends_within(body: &mut axum::body::Body, within: std::time::Duration) -> bool {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn event_streams_end_with_their_token_and_their_account() {
+    use tower::ServiceExt;
+    let api = Api::new();
+    let open = |token: String| {
+        let router = api.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::get("/api/events")
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // A token about to expire: the stream ends with it (plus the leeway).
+    let mut short = claims("user_ada");
+    short["exp"] = json!(now() + 1);
+    let stream = open(sign(&short)).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut body = stream.into_body();
+    let leeway = confab_proxy::auth::LEEWAY_SECS;
+    assert!(
+        !ends_within(&mut body, std::time::Duration::from_millis(500)).await,
+        "ended before its token expired"
+    );
+    assert!(
+        ends_within(&mut body, std::time::Duration::from_secs(leeway + 4)).await,
+        "outlived its token"
+    );
+
+    // The account is deleted: its streams end at once, others stay.
+    let mut ada = open(token_for("user_ada")).await.into_body();
+    let mut bob = open(token_for("user_bob")).await.into_body();
+    let erased = deliver(
+        &api,
+        "msg_erase",
+        &json!({"type": "user.deleted", "data": {"id": "user_ada"}}),
+        None,
+    )
+    .await;
+    assert_eq!(erased.status, StatusCode::NO_CONTENT);
+    assert!(ends_within(&mut ada, std::time::Duration::from_secs(2)).await);
+    assert!(!ends_within(&mut bob, std::time::Duration::from_millis(500)).await);
+}
+
 #[tokio::test]
 async fn openapi_document_describes_every_route() {
     let api = Api::new();

@@ -1,6 +1,8 @@
 //! `GET /api/events`: server-sent events, one `change` per change of the caller's
 //! data, a `ready` event first, `resync` when notices were missed, and a
-//! heartbeat comment every [`HEARTBEAT`].
+//! heartbeat comment every [`HEARTBEAT`]. A stream ends when the token it was
+//! opened with expires (the client reconnects with a fresh one), when the
+//! account is deleted, and at shutdown.
 
 use confab_wire::HttpError;
 use confab_wire::conversations::ChangeNotice;
@@ -43,12 +45,21 @@ pub async fn events(
         };
         Some((Ok(event), subscription))
     });
-    // End the stream when the server shuts down, so draining can finish.
+    // End the stream when the server shuts down, so draining can finish, or
+    // when its token expires: a stream must not outlive its credentials.
     let mut shutdown = state.shutdown.clone();
+    let left = user.valid_until() - chrono::Utc::now().timestamp();
+    let expired = tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
     let stopped = async move {
-        if shutdown.wait_for(|down| *down).await.is_err() {
-            // No shutdown signal exists (its sender is gone): never stop.
-            std::future::pending::<()>().await;
+        let down = async {
+            if shutdown.wait_for(|down| *down).await.is_err() {
+                // No shutdown signal exists (its sender is gone): never stop.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = down => {}
+            () = expired => {}
         }
     };
     Ok(Sse::new(ready.chain(changes).take_until(stopped))

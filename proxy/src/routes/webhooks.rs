@@ -99,6 +99,8 @@ pub async fn clerk(
                 .ok_or_else(|| ApiError::invalid("data.id", "is required"))?;
             let user = UserId::parse(id).map_err(|e| ApiError::invalid("data.id", e))?;
             state.store.erase_user(&user).await?;
+            // Its open streams end now, not when their tokens expire.
+            state.events.disconnect(&user);
             tracing::info!("user erased on Clerk's user.deleted");
         }
         other => tracing::debug!(event = %other, "webhook event ignored"),
