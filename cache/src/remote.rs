@@ -514,6 +514,11 @@ impl Cache {
         Ok(dropped)
     }
 
+    /// Whether the cache lacks messages the server has for `id`.
+    pub fn lacks_messages(&self, id: &str) -> Result<bool> {
+        needs_messages(&self.conn(), id)
+    }
+
     /// Ids of conversations whose messages the cache lacks (to fetch after a
     /// crash interrupted an earlier fetch).
     pub fn stale_conversations(&self) -> Result<Vec<String>> {

@@ -450,6 +450,7 @@ fn message_deltas_from_the_server() {
             .unwrap()
     );
     assert_eq!(cache.stale_conversations().unwrap(), vec![a.clone()]);
+    assert!(cache.lacks_messages(&a).unwrap());
     assert!(
         cache
             .apply_messages(&a, Some(&m1), &[message(&m2, "two", 1)], true)

@@ -541,6 +541,21 @@ async fn health_and_unknown_routes() {
     assert_eq!(profile.status, StatusCode::NOT_FOUND);
 }
 
+/// Opens an event stream with `token`, without reading it.
+async fn open_events(api: &Api, token: &str) -> axum::response::Response {
+    use tower::ServiceExt;
+    api.router
+        .clone()
+        .oneshot(
+            Request::get("/api/events")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 /// Reads the next SSE event (skipping heartbeat comments) from a streaming body.
 async fn next_event(body: &mut axum::body::Body) -> Option<String> {
     use http_body_util::BodyExt;
@@ -568,22 +583,7 @@ async fn events_notify_the_callers_other_connections_only() {
     let api = Api::new();
     let ada = token_for("user_ada");
     let bob = token_for("user_bob");
-    let open = |token: String| {
-        let router = api.router.clone();
-        async move {
-            use tower::ServiceExt;
-            router
-                .oneshot(
-                    Request::get("/api/events")
-                        .header("authorization", format!("Bearer {token}"))
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-        }
-    };
-    let ada_stream = open(ada.clone()).await;
+    let ada_stream = open_events(&api, &ada).await;
     assert_eq!(ada_stream.status(), StatusCode::OK);
     assert_eq!(ada_stream.headers()["content-type"], "text/event-stream");
     let mut ada_body = ada_stream.into_body();
@@ -593,7 +593,7 @@ async fn events_notify_the_callers_other_connections_only() {
             .unwrap()
             .contains("event: ready")
     );
-    let mut bob_body = open(bob.clone()).await.into_body();
+    let mut bob_body = open_events(&api, &bob).await.into_body();
     assert!(
         next_event(&mut bob_body)
             .await
@@ -645,16 +645,16 @@ async fn events_notify_the_callers_other_connections_only() {
     // Streams per user are capped; the refusal says when to retry.
     let mut extra = Vec::new();
     for _ in 1..confab_proxy::events::MAX_STREAMS_PER_USER {
-        let response = open(ada.clone()).await;
+        let response = open_events(&api, &ada).await;
         assert_eq!(response.status(), StatusCode::OK);
         extra.push(response);
     }
-    let refused = open(ada.clone()).await;
+    let refused = open_events(&api, &ada).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers().contains_key("retry-after"));
     drop(extra);
     drop(ada_body);
-    assert_eq!(open(ada).await.status(), StatusCode::OK);
+    assert_eq!(open_events(&api, &ada).await.status(), StatusCode::OK);
 }
 
 async fn deliver(api: &Api, id: &str, body: &Value, signature: Option<String>) -> Reply {
@@ -1188,26 +1188,11 @@ async fn ends_within(body: &mut axum::body::Body, within: std::time::Duration) -
 
 #[tokio::test]
 async fn event_streams_end_with_their_token_and_their_account() {
-    use tower::ServiceExt;
     let api = Api::new();
-    let open = |token: String| {
-        let router = api.router.clone();
-        async move {
-            router
-                .oneshot(
-                    Request::get("/api/events")
-                        .header("authorization", format!("Bearer {token}"))
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-        }
-    };
     // A token about to expire: the stream ends with it (plus the leeway).
     let mut short = claims("user_ada");
     short["exp"] = json!(now() + 1);
-    let stream = open(sign(&short)).await;
+    let stream = open_events(&api, &sign(&short)).await;
     assert_eq!(stream.status(), StatusCode::OK);
     let mut body = stream.into_body();
     let leeway = confab_proxy::auth::LEEWAY_SECS;
@@ -1221,8 +1206,8 @@ async fn event_streams_end_with_their_token_and_their_account() {
     );
 
     // The account is deleted: its streams end at once, others stay.
-    let mut ada = open(token_for("user_ada")).await.into_body();
-    let mut bob = open(token_for("user_bob")).await.into_body();
+    let mut ada = open_events(&api, &token_for("user_ada")).await.into_body();
+    let mut bob = open_events(&api, &token_for("user_bob")).await.into_body();
     let erased = deliver(
         &api,
         "msg_erase",

@@ -184,7 +184,7 @@ async fn fetch_messages(
     }
     // A delta that did not make the cache agree with the server's count (a
     // message missed earlier): fetch everything, once.
-    if delta && engine.cache.stale_conversations()?.iter().any(|s| s == id) {
+    if delta && engine.cache.lacks_messages(id)? {
         log::info!("conversation {id}: the delta left gaps; fetching it whole");
         fetch_after(engine, id, None, budget).await?;
     }

@@ -30,6 +30,14 @@ pub fn msg(content: &str) -> NewMessage {
     }
 }
 
+/// A patch replacing every message (the template's PUT).
+pub fn replacing(messages: Vec<NewMessage>) -> Patch {
+    Patch {
+        messages: Some(messages),
+        ..Patch::default()
+    }
+}
+
 pub fn conv(title: &str, messages: Vec<NewMessage>) -> NewConversation {
     NewConversation {
         id: Id::new(),
@@ -380,15 +388,7 @@ pub async fn replace_messages_like_the_template(store: DynStore) {
     let id = new.id;
     store.create_conversation(&ada, new, None).await.unwrap();
     let updated = store
-        .update_conversation(
-            &ada,
-            id,
-            Patch {
-                messages: Some(vec![msg("new")]),
-                ..Patch::default()
-            },
-            None,
-        )
+        .update_conversation(&ada, id, replacing(vec![msg("new")]), None)
         .await
         .unwrap();
     assert_eq!(updated.message_count, 1);
@@ -595,10 +595,7 @@ pub async fn large_conversations_come_back_whole(store: DynStore) {
             .len(),
         31
     );
-    let replace = Patch {
-        messages: Some(vec![msg("only this")]),
-        ..Patch::default()
-    };
+    let replace = replacing(vec![msg("only this")]);
     store
         .update_conversation(&ada, id, replace, None)
         .await
@@ -782,10 +779,7 @@ pub async fn caps_refuse_what_would_pass_them(store: DynStore) {
         store.get_conversation(&ada, big_id).await,
         Err(StoreError::NotFound)
     ));
-    let replace = Patch {
-        messages: Some(vec![msg(&"y".repeat(101))]),
-        ..Patch::default()
-    };
+    let replace = replacing(vec![msg(&"y".repeat(101))]);
     assert!(matches!(
         store.update_conversation(&ada, id, replace, None).await,
         Err(StoreError::CapReached(_))
@@ -800,10 +794,7 @@ pub async fn caps_refuse_what_would_pass_them(store: DynStore) {
         3
     );
     // A replace within the caps resets the count: appends fit again.
-    let replace = Patch {
-        messages: Some(vec![msg("fresh")]),
-        ..Patch::default()
-    };
+    let replace = replacing(vec![msg("fresh")]);
     store
         .update_conversation(&ada, id, replace, None)
         .await
@@ -965,10 +956,7 @@ pub async fn feed_entries_name_the_device_and_the_changed_messages(store: DynSto
         .append_message(&ada, b, msg("late"), None)
         .await
         .unwrap();
-    let replace = Patch {
-        messages: Some(vec![msg("only")]),
-        ..Patch::default()
-    };
+    let replace = replacing(vec![msg("only")]);
     store
         .update_conversation(&ada, a, replace, None)
         .await
