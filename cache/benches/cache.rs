@@ -93,6 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 content: text(c * 13 + m, 12 + m % 30),
                 timestamp: base + chrono::Duration::seconds(m as i64),
+                reply: None,
             })
             .collect();
         let conversation = Conversation {

@@ -95,6 +95,7 @@ mod tests {
                     role: Role::User,
                     content: "**hi** <script>".into(),
                     timestamp: at,
+                    reply: None,
                 },
                 pending: false,
             }],

@@ -166,6 +166,7 @@ impl Cache {
             role,
             content: content.to_owned(),
             timestamp: at,
+            reply: None,
         };
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -376,6 +376,7 @@ fn message_rows(
                     role: parse_role(&role)?,
                     content,
                     timestamp: parse_ts(&timestamp)?,
+                    reply: None,
                 },
                 pending,
             })

@@ -55,6 +55,7 @@ fn message(id: &str, content: &str, minutes: i64) -> Message {
         role: Role::User,
         content: content.into(),
         timestamp: at(minutes),
+        reply: None,
     }
 }
 

@@ -160,6 +160,42 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Anthropic API key: assistant replies use Claude. Unset (and no
+    /// CONFAB_OPENAI_BASE_URL): replies are off, and say so.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// Anthropic's API, or a proxy in front of it.
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::assistant::provider::DEFAULT_ANTHROPIC_URL)]
+    pub anthropic_base_url: String,
+
+    /// An OpenAI-compatible chat-completions server instead (Ollama:
+    /// `http://localhost:11434/v1`, llama.cpp server, vLLM). Needs CONFAB_MODELS.
+    #[arg(long, env = "CONFAB_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+
+    /// The OpenAI-compatible server's key, when it wants one.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// The models users may choose, comma-separated, each `id` or
+    /// `id=Display name`; the first is the default.
+    #[arg(long, env = "CONFAB_MODELS")]
+    pub models: Option<String>,
+
+    /// Tokens (input plus output) each user may spend on replies per UTC
+    /// day; 0 for no limit.
+    #[arg(long, env = "CONFAB_DAILY_TOKENS", default_value_t = crate::assistant::DEFAULT_DAILY_TOKENS)]
+    pub daily_tokens: u64,
+
+    /// The longest reply, in tokens.
+    #[arg(long, env = "CONFAB_MAX_TOKENS", default_value_t = 4096)]
+    pub max_tokens: u32,
+
+    /// The models' context window in tokens: the history sent is cut to fit.
+    #[arg(long, env = "CONFAB_CONTEXT_TOKENS", default_value_t = 100_000)]
+    pub context_tokens: u64,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -181,6 +217,57 @@ pub struct ServeConfig {
     pub rate_limit: crate::limits::RateLimit,
     pub redis_url: Option<String>,
     pub caps: crate::store::Caps,
+    /// `Err`: replies are off, and why.
+    pub assistant: Result<crate::assistant::Settings, String>,
+}
+
+/// Claude models offered when CONFAB_MODELS is unset.
+pub const DEFAULT_ANTHROPIC_MODELS: &str =
+    "claude-sonnet-4-5=Claude Sonnet 4.5,claude-haiku-4-5=Claude Haiku 4.5";
+
+/// `id` or `id=Name`, comma-separated, into the allow-list.
+fn parse_models(raw: &str) -> Result<Vec<confab_wire::assistant::ModelInfo>, ConfigError> {
+    let mut models: Vec<confab_wire::assistant::ModelInfo> = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, name) = match entry.split_once('=') {
+            Some((id, name)) => (id.trim(), name.trim()),
+            None => (entry, entry),
+        };
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@".contains(c);
+        if id.is_empty() || id.len() > 128 || !id.chars().all(plain) {
+            return Err(err(
+                "CONFAB_MODELS",
+                format!("`{id}` is not a model id (letters, digits and - _ . : / @)"),
+            ));
+        }
+        if models.iter().any(|m| m.id == id) {
+            return Err(err("CONFAB_MODELS", format!("`{id}` is listed twice")));
+        }
+        models.push(confab_wire::assistant::ModelInfo {
+            id: id.to_owned(),
+            name: if name.is_empty() { id } else { name }.to_owned(),
+        });
+    }
+    if models.is_empty() {
+        return Err(err("CONFAB_MODELS", "lists no model"));
+    }
+    Ok(models)
+}
+
+fn http_url(variable: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(raw).map_err(|e| err(variable, format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(url.host_str().unwrap_or_default()) => {}
+        "http" => {
+            return Err(err(
+                variable,
+                "plain http is accepted for a server on this machine only: use https",
+            ));
+        }
+        _ => return Err(err(variable, "must be an http(s) URL")),
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,7 +381,10 @@ impl ServeArgs {
             return Err(err("CONFAB_MAX_CONVERSATION_BYTES", "must be at least 1"));
         }
 
+        let assistant = self.assistant()?;
+
         Ok(ServeConfig {
+            assistant,
             listen: self.listen,
             store,
             auth,
@@ -310,6 +400,61 @@ impl ServeArgs {
                 bytes: self.max_conversation_bytes,
             },
         })
+    }
+
+    /// The assistant's settings, `Err(reason)` when no provider is set.
+    fn assistant(&self) -> Result<Result<crate::assistant::Settings, String>, ConfigError> {
+        use crate::assistant::{Provider, Settings};
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let (provider, default_models) = match (
+            nonempty(&self.anthropic_api_key),
+            nonempty(&self.openai_base_url),
+        ) {
+            (Some(key), _) => (
+                Provider::Anthropic {
+                    base_url: http_url("ANTHROPIC_BASE_URL", &self.anthropic_base_url)?,
+                    key: key.trim().to_owned(),
+                },
+                Some(DEFAULT_ANTHROPIC_MODELS),
+            ),
+            (None, Some(url)) => (
+                Provider::OpenAi {
+                    base_url: http_url("CONFAB_OPENAI_BASE_URL", &url)?,
+                    key: nonempty(&self.openai_api_key).map(|k| k.trim().to_owned()),
+                },
+                None,
+            ),
+            (None, None) => {
+                return Ok(Err(
+                    "no model provider is configured (ANTHROPIC_API_KEY or CONFAB_OPENAI_BASE_URL)"
+                        .into(),
+                ));
+            }
+        };
+        let models = match (nonempty(&self.models), default_models) {
+            (Some(raw), _) => parse_models(&raw)?,
+            (None, Some(defaults)) => parse_models(defaults)?,
+            (None, None) => {
+                return Err(err(
+                    "CONFAB_MODELS",
+                    "name the models of the OpenAI-compatible server (for example `llama3.2`)",
+                ));
+            }
+        };
+        if self.max_tokens == 0 {
+            return Err(err("CONFAB_MAX_TOKENS", "must be at least 1"));
+        }
+        if self.context_tokens <= u64::from(self.max_tokens) + 1_000 {
+            return Err(err(
+                "CONFAB_CONTEXT_TOKENS",
+                "must exceed CONFAB_MAX_TOKENS by more than 1000",
+            ));
+        }
+        let mut settings = Settings::new(provider, models);
+        settings.daily_tokens = (self.daily_tokens > 0).then_some(self.daily_tokens);
+        settings.max_tokens = self.max_tokens;
+        settings.context_tokens = self.context_tokens;
+        Ok(Ok(settings))
     }
 
     fn publishable_key(&self) -> Option<(&'static str, &str)> {
@@ -421,6 +566,101 @@ mod tests {
         for (argv, variable) in cases {
             let e = args(argv).resolve().unwrap_err();
             assert_eq!(e.variable, *variable, "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_assistant_is_off_without_a_provider() {
+        let base = [
+            "--clerk-issuer",
+            "http://127.0.0.1:1",
+            "--clerk-oauth-client-ids",
+            "x",
+        ];
+        let off = args(&base).resolve().unwrap().assistant.unwrap_err();
+        assert!(off.contains("ANTHROPIC_API_KEY"), "{off}");
+
+        let mut anthropic = base.to_vec();
+        anthropic.extend(["--anthropic-api-key", "sk-ant-x"]);
+        let on = args(&anthropic).resolve().unwrap().assistant.unwrap();
+        assert_eq!(on.models[0].id, "claude-sonnet-4-5");
+        assert_eq!(
+            on.daily_tokens,
+            Some(crate::assistant::DEFAULT_DAILY_TOKENS)
+        );
+
+        let mut local = base.to_vec();
+        local.extend([
+            "--openai-base-url",
+            "http://127.0.0.1:11434/v1/",
+            "--models",
+            "llama3.2=Llama 3.2, qwen3",
+            "--daily-tokens",
+            "0",
+        ]);
+        let on = args(&local).resolve().unwrap().assistant.unwrap();
+        let ids: Vec<_> = on
+            .models
+            .iter()
+            .map(|m| (m.id.as_str(), m.name.as_str()))
+            .collect();
+        assert_eq!(ids, [("llama3.2", "Llama 3.2"), ("qwen3", "qwen3")]);
+        assert_eq!(on.daily_tokens, None);
+        assert!(format!("{:?}", on.provider).contains("http://127.0.0.1:11434/v1)"));
+    }
+
+    #[test]
+    fn assistant_settings_errors_name_the_variable() {
+        let base = [
+            "--clerk-issuer",
+            "http://127.0.0.1:1",
+            "--clerk-oauth-client-ids",
+            "x",
+        ];
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--openai-base-url", "http://127.0.0.1:1/v1"],
+                "CONFAB_MODELS",
+            ),
+            (
+                &["--anthropic-api-key", "k", "--models", "a b"],
+                "CONFAB_MODELS",
+            ),
+            (
+                &["--anthropic-api-key", "k", "--models", "a,a"],
+                "CONFAB_MODELS",
+            ),
+            (
+                &["--anthropic-api-key", "k", "--models", " , "],
+                "CONFAB_MODELS",
+            ),
+            (
+                &[
+                    "--anthropic-api-key",
+                    "k",
+                    "--anthropic-base-url",
+                    "http://api.example.com",
+                ],
+                "ANTHROPIC_BASE_URL",
+            ),
+            (
+                &["--openai-base-url", "ftp://x", "--models", "m"],
+                "CONFAB_OPENAI_BASE_URL",
+            ),
+            (
+                &["--anthropic-api-key", "k", "--max-tokens", "0"],
+                "CONFAB_MAX_TOKENS",
+            ),
+            (
+                &["--anthropic-api-key", "k", "--context-tokens", "2000"],
+                "CONFAB_CONTEXT_TOKENS",
+            ),
+        ];
+        for (extra, variable) in cases {
+            let mut argv = base.to_vec();
+            argv.extend_from_slice(extra);
+            let e = args(&argv).resolve().unwrap_err();
+            assert_eq!(e.variable, *variable, "{extra:?}: {e}");
         }
     }
 

@@ -153,6 +153,23 @@ impl From<StoreError> for ApiError {
                     "this cursor is older than the kept change history: list the conversations again, then pull changes from current.cursor",
                 )
             },
+            StoreError::NotAUserMessage => ApiError::invalid(
+                "after",
+                "names no message of yours in this conversation: a reply answers a message you wrote",
+            ),
+            err @ (StoreError::ReplyBusy | StoreError::ReplyEnded) => {
+                ApiError::conflict(err.to_string(), None)
+            }
+            StoreError::OverBudget { used } => ApiError {
+                retry_after: Some(crate::assistant::secs_to_next_day()),
+                ..ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "your daily assistant budget is spent ({used} tokens today): it resets at midnight UTC, {}",
+                        crate::assistant::reset_in_words()
+                    ),
+                )
+            },
             StoreError::InvalidCursor => {
                 ApiError::invalid("cursor", "not a cursor this API issued")
             }

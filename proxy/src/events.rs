@@ -10,30 +10,73 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use confab_wire::assistant::{ReplyDelta, ReplyDone};
 use confab_wire::conversations::ChangeNotice;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::ids::UserId;
 
 pub const MAX_STREAMS_PER_USER: usize = 8;
-const BUFFER: usize = 64;
+/// Events a stream may fall behind by before it gets `resync`: a reply
+/// streams tens of deltas a second.
+const BUFFER: usize = 512;
+
+/// What an event stream carries, named as its SSE event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Live {
+    /// `change`: pull the feed.
+    Change(ChangeNotice),
+    /// `reply`: text appended to a streaming reply.
+    Reply(ReplyDelta),
+    /// `reply-done`: a reply ended.
+    ReplyDone(ReplyDone),
+}
+
+impl Live {
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Live::Change(_) => "change",
+            Live::Reply(_) => "reply",
+            Live::ReplyDone(_) => "reply-done",
+        }
+    }
+}
+
+impl From<ChangeNotice> for Live {
+    fn from(notice: ChangeNotice) -> Self {
+        Live::Change(notice)
+    }
+}
+
+impl From<ReplyDelta> for Live {
+    fn from(delta: ReplyDelta) -> Self {
+        Live::Reply(delta)
+    }
+}
+
+impl From<ReplyDone> for Live {
+    fn from(done: ReplyDone) -> Self {
+        Live::ReplyDone(done)
+    }
+}
 
 #[derive(Default)]
 struct Channel {
-    sender: Option<broadcast::Sender<ChangeNotice>>,
+    sender: Option<broadcast::Sender<Live>>,
     streams: usize,
 }
 
 #[derive(Default, Clone)]
 pub struct Hub {
     channels: Arc<Mutex<HashMap<UserId, Channel>>>,
-    /// Notices for the other instances, when there are any.
-    relay: Option<tokio::sync::mpsc::UnboundedSender<(UserId, ChangeNotice)>>,
+    /// Events for the other instances, when there are any.
+    relay: Option<tokio::sync::mpsc::UnboundedSender<(UserId, Live)>>,
 }
 
-/// One open stream: receives the user's notices; dropping it frees its slot.
+/// One open stream: receives the user's events; dropping it frees its slot.
 pub struct Subscription {
-    pub receiver: broadcast::Receiver<ChangeNotice>,
+    pub receiver: broadcast::Receiver<Live>,
     user: UserId,
     hub: Hub,
 }
@@ -76,7 +119,7 @@ impl Hub {
     }
 
     /// A hub that also hands every notice to `relay` for other instances.
-    pub fn with_relay(relay: tokio::sync::mpsc::UnboundedSender<(UserId, ChangeNotice)>) -> Self {
+    pub fn with_relay(relay: tokio::sync::mpsc::UnboundedSender<(UserId, Live)>) -> Self {
         Self {
             channels: Arc::default(),
             relay: Some(relay),
@@ -85,7 +128,8 @@ impl Hub {
 
     /// Announces a change to the user's open streams here and, through the
     /// relay, on every other instance.
-    pub fn publish(&self, user: &UserId, notice: ChangeNotice) {
+    pub fn publish(&self, user: &UserId, event: impl Into<Live>) {
+        let notice = event.into();
         if let Some(relay) = &self.relay {
             let _ = relay.send((user.clone(), notice.clone()));
         }
@@ -94,7 +138,7 @@ impl Hub {
 
     /// Announces a change to the user's open streams on this instance only
     /// (none open: nothing to do).
-    pub fn deliver(&self, user: &UserId, notice: ChangeNotice) {
+    pub fn deliver(&self, user: &UserId, notice: Live) {
         let Ok(channels) = self.channels.lock() else {
             return;
         };
@@ -142,7 +186,7 @@ mod tests {
         let mut a = hub.subscribe(&ada).unwrap();
         let mut b = hub.subscribe(&bob).unwrap();
         hub.publish(&ada, notice("x"));
-        assert_eq!(a.receiver.recv().await.unwrap(), notice("x"));
+        assert_eq!(a.receiver.recv().await.unwrap(), Live::Change(notice("x")));
         assert!(b.receiver.try_recv().is_err());
     }
 

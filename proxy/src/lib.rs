@@ -4,6 +4,7 @@
 //! only parses configuration, binds the socket and shuts down gracefully. Tests
 //! drive the router directly with `tower::ServiceExt::oneshot`.
 
+pub mod assistant;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub recent_profiles: Arc<identity::Recent>,
     pub http: reqwest::Client,
     pub events: events::Hub,
+    /// Assistant replies: off (saying why) unless a model provider is set.
+    pub assistant: Arc<assistant::Assistant>,
     /// Present when CLERK_WEBHOOK_SIGNING_SECRET is set.
     pub webhooks: Option<Arc<webhooks::WebhookVerifier>>,
     /// Per-user rate limit; `None` when disabled.
@@ -58,6 +61,9 @@ impl AppState {
             recent_profiles: Arc::default(),
             http,
             events: events::Hub::default(),
+            assistant: Arc::new(assistant::Assistant::off(
+                "no model provider is configured (ANTHROPIC_API_KEY or CONFAB_OPENAI_BASE_URL)",
+            )),
             webhooks: None,
             limiter: limits::UserLimiter::new(limits::RateLimit::default()).map(Arc::new),
             shutdown: tokio::sync::watch::channel(false).1,

@@ -104,6 +104,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
         .map(Arc::new);
     state.limiter = UserLimiter::new(config.rate_limit).map(Arc::new);
+    state.assistant = Arc::new(match config.assistant {
+        Ok(settings) => {
+            tracing::info!(provider = ?settings.provider, models = settings.models.len(), "assistant replies on");
+            confab_proxy::assistant::Assistant::new(settings)
+        }
+        Err(reason) => {
+            tracing::info!(%reason, "assistant replies off");
+            confab_proxy::assistant::Assistant::off(reason)
+        }
+    });
+    let assistant = state.assistant.clone();
     if let Some(url) = &config.redis_url {
         let (relay_tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
         state.events = confab_proxy::events::Hub::with_relay(relay_tx);
@@ -138,6 +149,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await
         .context("server failed")?;
+    // Replies still running end as failed ("the server restarted"), so they
+    // can be retried at once rather than waiting to look stalled.
+    assistant.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,6 +30,9 @@ use crate::routes;
         routes::conversations::messages,
         routes::changes::changes,
         routes::events::events,
+        routes::replies::info,
+        routes::replies::start,
+        routes::replies::stop,
         routes::webhooks::clerk,
     ),
     modifiers(&BearerAuth)

@@ -15,20 +15,54 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::events::Hub;
+use crate::events::{Hub, Live};
 use crate::ids::UserId;
+use confab_wire::assistant::{ReplyDelta, ReplyDone};
 
 /// The one channel all instances share.
 pub const CHANNEL: &str = "confab:changes";
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// One relayed event. A change keeps the `notice` field of the first
+/// format, so instances of the previous release (which require it) still
+/// read changes during a rolling deploy and skip reply events.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     /// The instance that published it.
     origin: String,
     user: String,
-    notice: ChangeNotice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notice: Option<ChangeNotice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply: Option<ReplyDelta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_done: Option<ReplyDone>,
+}
+
+impl Envelope {
+    fn new(origin: String, user: String, event: Live) -> Self {
+        let mut envelope = Self {
+            origin,
+            user,
+            notice: None,
+            reply: None,
+            reply_done: None,
+        };
+        match event {
+            Live::Change(n) => envelope.notice = Some(n),
+            Live::Reply(r) => envelope.reply = Some(r),
+            Live::ReplyDone(d) => envelope.reply_done = Some(d),
+        }
+        envelope
+    }
+
+    fn event(self) -> Option<Live> {
+        self.notice
+            .map(Live::Change)
+            .or(self.reply.map(Live::Reply))
+            .or(self.reply_done.map(Live::ReplyDone))
+    }
 }
 
 /// Starts publishing `outgoing` and delivering other instances' notices to
@@ -36,7 +70,7 @@ struct Envelope {
 pub fn spawn(
     url: &str,
     hub: Hub,
-    outgoing: mpsc::UnboundedReceiver<(UserId, ChangeNotice)>,
+    outgoing: mpsc::UnboundedReceiver<(UserId, Live)>,
 ) -> Result<(), String> {
     let client = redis::Client::open(url).map_err(|e| format!("CONFAB_REDIS_URL: {e}"))?;
     let origin = ulid::Ulid::new().to_string();
@@ -48,16 +82,12 @@ pub fn spawn(
 async fn publish(
     client: redis::Client,
     origin: String,
-    mut outgoing: mpsc::UnboundedReceiver<(UserId, ChangeNotice)>,
+    mut outgoing: mpsc::UnboundedReceiver<(UserId, Live)>,
 ) {
     let mut connection = None;
     let mut backoff = FIRST_BACKOFF;
     while let Some((user, notice)) = outgoing.recv().await {
-        let envelope = Envelope {
-            origin: origin.clone(),
-            user: user.as_str().to_owned(),
-            notice,
-        };
+        let envelope = Envelope::new(origin.clone(), user.as_str().to_owned(), notice);
         let Ok(payload) = serde_json::to_string(&envelope) else {
             continue;
         };
@@ -110,8 +140,10 @@ async fn subscribe(client: redis::Client, origin: String, hub: Hub) {
                         if envelope.origin == origin {
                             continue;
                         }
-                        if let Ok(user) = UserId::parse(&envelope.user) {
-                            hub.deliver(&user, envelope.notice);
+                        if let Ok(user) = UserId::parse(&envelope.user)
+                            && let Some(event) = envelope.event()
+                        {
+                            hub.deliver(&user, event);
                         }
                     }
                     tracing::warn!("lost the redis subscription; reconnecting");

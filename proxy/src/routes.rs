@@ -5,6 +5,7 @@ pub(crate) mod conversations;
 pub(crate) mod events;
 mod extract;
 pub(crate) mod health;
+pub(crate) mod replies;
 pub(crate) mod user;
 pub(crate) mod webhooks;
 
@@ -52,6 +53,12 @@ pub fn router(state: AppState) -> Router {
             get(conversations::messages).post(conversations::append),
         )
         .route("/api/changes", get(changes::changes))
+        .route("/api/assistant", get(replies::info))
+        .route("/api/conversations/{id}/replies", post(replies::start))
+        .route(
+            "/api/conversations/{id}/replies/{message}/stop",
+            post(replies::stop),
+        )
         // Unauthenticated: a small body keeps the signature check cheap.
         .route(
             "/api/webhooks/clerk",

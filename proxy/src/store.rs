@@ -54,6 +54,20 @@ pub enum StoreError {
     /// the message names the cap and its setting.
     #[error("{0}")]
     CapReached(String),
+    /// A reply must answer a user message of the same conversation.
+    #[error("`after` names no message of yours in this conversation")]
+    NotAUserMessage,
+    /// A reply to this message is being written (regenerate waits for it
+    /// to end, or for Stop).
+    #[error("a reply to this message is being written: stop it first")]
+    ReplyBusy,
+    /// The run writing a reply was replaced, or the reply ended: the writer
+    /// stops.
+    #[error("this reply already ended")]
+    ReplyEnded,
+    /// The user's daily token budget is spent; `used` tokens so far today.
+    #[error("daily token budget spent")]
+    OverBudget { used: u64 },
     /// The store cannot be reached or is overloaded; the request may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -135,6 +149,7 @@ pub fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message>
             role: m.role,
             content: m.content,
             timestamp: at,
+            reply: None,
         })
         .collect()
 }
@@ -370,6 +385,150 @@ pub fn content_bytes<'a>(messages: impl IntoIterator<Item = &'a Message>) -> u64
     messages.into_iter().map(|m| m.content.len() as u64).sum()
 }
 
+/// A write of an assistant reply; [`plan_reply`] decides what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyWrite {
+    /// A new reply (empty, `streaming`) to the user message `reply.after`.
+    /// A reply with its id that exists is answered as it is (`created:
+    /// false`), unless `regenerate`: then one that is not live is replaced.
+    Start { message: Message, regenerate: bool },
+    /// The run that started the reply (its `timestamp`) writes its text and
+    /// status. Refused with [`StoreError::ReplyEnded`] when another run
+    /// replaced it or it ended; a reply stopped meanwhile stays `stopped`.
+    Progress { message: Message },
+    /// A streaming reply becomes `stopped`, its text kept; one that ended
+    /// is answered as it is.
+    Stop { id: Id },
+}
+
+impl ReplyWrite {
+    pub fn id(&self) -> String {
+        match self {
+            ReplyWrite::Start { message, .. } | ReplyWrite::Progress { message } => {
+                message.id.clone()
+            }
+            ReplyWrite::Stop { id } => id.to_string(),
+        }
+    }
+
+    /// The user message a start answers.
+    pub fn after(&self) -> Option<&str> {
+        match self {
+            ReplyWrite::Start { message, .. } => message.reply.as_ref().map(|r| r.after.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// What a [`ReplyWrite`] does, given the stored reply and (for a start) the
+/// message it answers: the same rule in both stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyPlan {
+    /// Write nothing; answer this.
+    Keep(Message),
+    /// Store this message (new when nothing was stored).
+    Write(Message),
+}
+
+pub fn plan_reply(
+    write: ReplyWrite,
+    existing: Option<Message>,
+    after: Option<&Message>,
+    at: DateTime<Utc>,
+) -> Result<ReplyPlan> {
+    use confab_wire::assistant::ReplyStatus;
+    let stored_reply = |m: &Message| m.reply.clone().filter(|_| m.role == Role::Assistant);
+    match write {
+        ReplyWrite::Start {
+            message,
+            regenerate,
+        } => {
+            let Some(existing) = existing else {
+                return match after {
+                    Some(a) if a.role == Role::User => Ok(ReplyPlan::Write(message)),
+                    _ => Err(StoreError::NotAUserMessage),
+                };
+            };
+            let same_question = stored_reply(&existing)
+                .zip(message.reply.as_ref())
+                .is_some_and(|(old, new)| old.after == new.after);
+            if !same_question {
+                return Err(StoreError::IdTaken(
+                    "this message id is already used for a different message",
+                ));
+            }
+            match (regenerate, stored_reply(&existing)) {
+                (false, _) => Ok(ReplyPlan::Keep(existing)),
+                (true, Some(old)) if old.is_live(at) => Err(StoreError::ReplyBusy),
+                (true, _) => Ok(ReplyPlan::Write(message)),
+            }
+        }
+        ReplyWrite::Progress { mut message } => {
+            let existing = existing.ok_or(StoreError::NotFound)?;
+            let old = stored_reply(&existing).ok_or(StoreError::NotFound)?;
+            if existing.timestamp != message.timestamp {
+                return Err(StoreError::ReplyEnded);
+            }
+            match old.status {
+                ReplyStatus::Streaming => Ok(ReplyPlan::Write(message)),
+                ReplyStatus::Stopped => {
+                    // The run learns of a stop made elsewhere: its text is
+                    // kept, the status stays.
+                    if let Some(r) = message.reply.as_mut() {
+                        r.status = ReplyStatus::Stopped;
+                        r.error = None;
+                        r.stop_reason = old.stop_reason;
+                    }
+                    if message.content.len() < existing.content.len() {
+                        return Ok(ReplyPlan::Keep(existing));
+                    }
+                    Ok(ReplyPlan::Write(message))
+                }
+                _ => Err(StoreError::ReplyEnded),
+            }
+        }
+        ReplyWrite::Stop { .. } => {
+            let existing = existing.ok_or(StoreError::NotFound)?;
+            let mut old = stored_reply(&existing).ok_or(StoreError::NotFound)?;
+            if old.status != ReplyStatus::Streaming {
+                return Ok(ReplyPlan::Keep(existing));
+            }
+            old.status = ReplyStatus::Stopped;
+            old.stop_reason = Some("stopped".into());
+            old.updated_at = at;
+            Ok(ReplyPlan::Write(Message {
+                reply: Some(old),
+                ..existing
+            }))
+        }
+    }
+}
+
+/// The conversation after a reply write: counters, preview, version.
+/// `old_len` is the stored text's length (`None`: the reply is new);
+/// `newest` whether no message sorts after the reply.
+pub fn count_reply(
+    c: &mut Conversation,
+    message: &Message,
+    old_len: Option<u64>,
+    newest: bool,
+    at: DateTime<Utc>,
+) {
+    if old_len.is_none() {
+        c.message_count += 1;
+    }
+    if newest && !message.content.is_empty() {
+        c.last_message_preview = Some(preview(&message.content));
+    }
+    c.version += 1;
+    c.updated_at = at;
+}
+
+/// The UTC day a usage count belongs to, as both stores key it.
+pub fn usage_day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
 /// Whether a create made something new or found the same id already there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created<T> {
@@ -470,6 +629,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remembers a processed webhook delivery for [`DELIVERY_MEMORY_SECS`].
     async fn record_delivery(&self, delivery: &str) -> Result<()>;
+
+    /// Starts, checkpoints, ends or stops an assistant reply (see
+    /// [`ReplyWrite`]), updating the conversation like an append: counters,
+    /// caps, version and a change entry marking the reply's id.
+    async fn write_reply(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        write: ReplyWrite,
+        device: Option<&DeviceId>,
+    ) -> Result<Created<(Message, Conversation)>>;
+
+    /// Adds `tokens` (negative to give some back) to the user's count for
+    /// `day` ([`usage_day`]) and answers the new count. With `budget`,
+    /// nothing is added when the count is already at or past it:
+    /// [`StoreError::OverBudget`]. Atomic across instances.
+    async fn charge_usage(
+        &self,
+        user: &UserId,
+        day: &str,
+        tokens: i64,
+        budget: Option<u64>,
+    ) -> Result<u64>;
 
     /// Erases every item of the user (Clerk's user.deleted).
     async fn erase_user(&self, user: &UserId) -> Result<()>;
@@ -612,6 +794,7 @@ mod tests {
             role: Role::User,
             content: "x".repeat(bytes),
             timestamp: now(),
+            reply: None,
         }
     }
 

@@ -150,11 +150,38 @@ async fn a_schema_1_store_is_upgraded_in_place() {
         }
         other => panic!("{other:?}"),
     }
+    // Replies are stored on the upgraded file (schema 3's column).
+    let question = store_suite::msg("a question");
+    let after = question.id;
+    store
+        .append_message(&ada, id, question, None)
+        .await
+        .unwrap();
+    let mut reply = store.get_conversation(&ada, id).await.unwrap().messages[0].clone();
+    reply.id = after.offset(1 << 32).unwrap().to_string();
+    reply.role = confab_wire::conversations::Role::Assistant;
+    reply.content = String::new();
+    reply.reply = Some(confab_wire::assistant::Reply {
+        status: confab_wire::assistant::ReplyStatus::Streaming,
+        model: "m".into(),
+        after: after.to_string(),
+        updated_at: reply.timestamp,
+        usage: None,
+        stop_reason: None,
+        error: None,
+    });
+    let start = confab_proxy::store::ReplyWrite::Start {
+        message: reply,
+        regenerate: false,
+    };
+    store.write_reply(&ada, id, start, None).await.unwrap();
+    let stored = store.get_conversation(&ada, id).await.unwrap();
+    assert!(stored.messages.last().unwrap().reply.is_some());
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Opening again runs nothing twice.
     drop(store);
     SqliteStore::open(&path).unwrap();

@@ -100,6 +100,7 @@ fn conversation(c: usize, count: usize, title: String) -> anyhow::Result<Convers
                 "Message {m} of conversation {c}: notes about the plan and the next steps."
             ),
             timestamp: base + chrono::Duration::seconds(m as i64),
+            reply: None,
         })
         .collect();
     Ok(ConversationDetail {

@@ -55,6 +55,9 @@ pub struct Message {
     pub role: Role,
     pub content: String,
     pub timestamp: DateTime<Utc>,
+    /// Present on replies the assistant wrote: their status, model, usage.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<crate::assistant::Reply>,
 }
 
 /// A conversation's summary: everything but its messages.
@@ -366,6 +369,7 @@ mod tests {
                 role: Role::User,
                 content: "hi".into(),
                 timestamp: at("2026-11-26T10:05:00.123Z"),
+                reply: None,
             }],
             next_cursor: None,
         };

@@ -79,6 +79,21 @@ impl Id {
     }
 }
 
+impl Id {
+    /// The id `by` steps after this one (ULIDs are 128-bit numbers), when
+    /// there is one.
+    pub fn offset(self, by: u128) -> Option<Self> {
+        u128::from(self.0)
+            .checked_add(by)
+            .map(|n| Self(ulid::Ulid::from(n)))
+    }
+
+    /// The millisecond the id was made in.
+    pub fn timestamp_ms(self) -> u64 {
+        self.0.timestamp_ms()
+    }
+}
+
 #[cfg(feature = "generate")]
 impl Default for Id {
     fn default() -> Self {

@@ -5,6 +5,7 @@
 //! A type changes in one place and every side sees the change at compile time.
 
 pub mod app;
+pub mod assistant;
 pub mod auth;
 pub mod conversations;
 pub mod error;

@@ -1,5 +1,6 @@
 //! `GET /api/events`: server-sent events, one `change` per change of the caller's
-//! data, a `ready` event first, `resync` when notices were missed, and a
+//! data, `reply` and `reply-done` as assistant replies stream, a `ready`
+//! event first, `resync` when events were missed, and a
 //! heartbeat comment every [`HEARTBEAT`]. A stream ends when the token it was
 //! opened with expires (the client reconnects with a fresh one), when the
 //! account is deleted, and at shutdown.
@@ -17,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::events::MAX_STREAMS_PER_USER;
+use crate::events::{Live, MAX_STREAMS_PER_USER};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -36,10 +37,15 @@ pub async fn events(
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
     let changes = stream::unfold(subscription, |mut subscription| async move {
         let event = match subscription.receiver.recv().await {
-            Ok(notice) => Event::default()
-                .event("change")
-                .json_data(&notice)
-                .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
+            Ok(live) => {
+                let event = Event::default().event(live.event_name());
+                match &live {
+                    Live::Change(notice) => event.json_data(notice),
+                    Live::Reply(delta) => event.json_data(delta),
+                    Live::ReplyDone(done) => event.json_data(done),
+                }
+                .unwrap_or_else(|_| Event::default().event("resync").data("{}"))
+            }
             Err(RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
             Err(RecvError::Closed) => return None,
         };

@@ -8,6 +8,10 @@
 //! | change sequence | `USER#{user}` | `SEQ` |
 //! | change entry | `USER#{user}` | `CHG#{seq, 20 digits}` |
 //! | processed webhook delivery | `WEBHOOK#{sha256 of svix-id}` | `DELIVERY` |
+//! | assistant usage of a day | `USER#{user}` | `USAGE#{YYYY-MM-DD}` |
+//!
+//! A message item written by the assistant also holds `reply`: its status,
+//! model and usage as JSON (`confab_wire::assistant::Reply`).
 //!
 //! A change entry holds `conversationId`, the writing `device` (when it named
 //! itself) and `messages`: absent when no message changed, `*` when all were
@@ -40,9 +44,9 @@ use confab_wire::conversations::{
 
 use super::{
     Caps, Created, DELIVERY_MEMORY_SECS, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange,
-    NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, list_cursor, materialise,
-    message_page, now, parse_list_cursor, preview,
+    NewConversation, NewMessage, Patch, ProfileFields, ReplyPlan, ReplyWrite, Result, Store,
+    StoreError, TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, count_reply,
+    list_cursor, materialise, message_page, now, parse_list_cursor, plan_reply, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -220,6 +224,10 @@ fn message_from(item: &Item) -> Result<Message> {
             .unwrap_or(Role::User),
         content: get_s(item, "content").unwrap_or_default(),
         timestamp: get_time(item, "timestamp")?,
+        reply: get_s(item, "reply")
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("a stored reply is unreadable: {e}")))?,
     })
 }
 
@@ -229,6 +237,9 @@ fn message_item(user: &UserId, conversation: &str, m: &Message) -> Item {
     item.insert("role".into(), s(m.role.as_str()));
     item.insert("content".into(), s(m.content.clone()));
     item.insert("timestamp".into(), s(rfc3339(m.timestamp)));
+    if let Some(json) = m.reply.as_ref().and_then(|r| serde_json::to_string(r).ok()) {
+        item.insert("reply".into(), s(json));
+    }
     item
 }
 
@@ -1233,6 +1244,7 @@ impl Store for DynamoStore {
                 role: message.role,
                 content: message.content.clone(),
                 timestamp: at,
+                reply: None,
             };
             let version = c.version;
             c.message_count += 1;
@@ -1411,6 +1423,143 @@ impl Store for DynamoStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    async fn write_reply(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        write: ReplyWrite,
+        device: Option<&DeviceId>,
+    ) -> Result<Created<(Message, Conversation)>> {
+        let _turn = self.turn(user).await;
+        let id = conversation.to_string();
+        let reply_id = write.id();
+        for attempt in 0..MAX_ATTEMPTS {
+            let seq = self.seq(user).await?;
+            let stored = self.load_live_stored(user, &id).await?;
+            let bytes = self.bytes_of(user, &stored).await?;
+            let mut c = stored.conversation;
+            let existing = match self.get(key(user, msg_sk(&id, &reply_id))).await? {
+                Some(item) => Some(message_from(&item)?),
+                None => None,
+            };
+            let after = match write.after() {
+                Some(after) => match self.get(key(user, msg_sk(&id, after))).await? {
+                    Some(item) => Some(message_from(&item)?),
+                    None => None,
+                },
+                None => None,
+            };
+            let at = now();
+            let old_len = existing.as_ref().map(|m| m.content.len() as u64);
+            let message = match plan_reply(write.clone(), existing, after.as_ref(), at)? {
+                ReplyPlan::Keep(message) => {
+                    return Ok(Created {
+                        value: (message, c),
+                        created: false,
+                    });
+                }
+                ReplyPlan::Write(message) => message,
+            };
+            let new_len = message.content.len() as u64;
+            let kept = bytes.saturating_sub(old_len.unwrap_or(0));
+            self.caps
+                .check(c.message_count, kept, u64::from(old_len.is_none()), new_len)?;
+            let newest = self
+                .message_rows(user, &id, MessageRange::Before(None), 1)
+                .await?;
+            let is_newest = newest.first().is_none_or(|m| m.id <= reply_id);
+            let version = c.version;
+            count_reply(&mut c, &message, old_len, is_newest, at);
+            // The conversation's version condition guards the message too:
+            // every write of a message bumps it in the same transaction.
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(message_item(user, &id, &message)));
+            let put = match old_len {
+                None => put.condition_expression("attribute_not_exists(pk)"),
+                Some(_) => put,
+            };
+            let extra = vec![
+                TransactWriteItem::builder()
+                    .put(build(put.build())?)
+                    .build(),
+            ];
+            let item = conversation_item(user, &c, None, Some(kept + new_len));
+            let origin = Origin::new(device, MessageMark::From(reply_id.clone()));
+            if self
+                .commit(user, seq, item, Some(version), extra, &origin)
+                .await?
+                .is_ok()
+            {
+                return Ok(Created {
+                    value: (message, c),
+                    created: true,
+                });
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable(
+            "too much contention on this conversation".into(),
+        ))
+    }
+
+    async fn charge_usage(
+        &self,
+        user: &UserId,
+        day: &str,
+        tokens: i64,
+        budget: Option<u64>,
+    ) -> Result<u64> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::ReturnValue;
+        // DynamoDB's ADD is atomic across instances; moto's is not, so a
+        // user's charges from this process take turns as well.
+        let _turn = self.turn(user).await;
+        let usage_key = key(user, format!("USAGE#{day}"));
+        // Kept a month past its day, then DynamoDB's TTL removes it.
+        let expires = Utc::now() + chrono::Duration::days(32);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(usage_key.clone()))
+            .update_expression("ADD tokens :n SET expiresAt = :exp")
+            .expression_attribute_values(":n", n(tokens))
+            .expression_attribute_values(":exp", n(expires.timestamp()))
+            .return_values(ReturnValue::AllNew);
+        if let Some(budget) = budget {
+            update = update
+                .condition_expression("attribute_not_exists(tokens) OR tokens < :budget")
+                .expression_attribute_values(":budget", n(budget));
+        }
+        match update.send().await {
+            Ok(out) => {
+                let used = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("tokens"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0);
+                Ok(u64::try_from(used).unwrap_or(0))
+            }
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                let used = self
+                    .get(usage_key)
+                    .await?
+                    .and_then(|item| get_n(&item, "tokens"))
+                    .unwrap_or(0);
+                Err(StoreError::OverBudget { used })
+            }
+            Err(err) => Err(classify(err)),
+        }
     }
 
     async fn erase_user(&self, user: &UserId) -> Result<()> {

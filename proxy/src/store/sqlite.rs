@@ -16,9 +16,9 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::{
     Caps, Created, DELIVERY_MEMORY_SECS, DeviceId, FeedWalk, LogEntry, MessageMark, MessageRange,
-    NewConversation, NewMessage, Patch, ProfileFields, Result, Store, StoreError,
-    TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, list_cursor, materialise,
-    message_page, now, parse_list_cursor, preview,
+    NewConversation, NewMessage, Patch, ProfileFields, ReplyPlan, ReplyWrite, Result, Store,
+    StoreError, TOMBSTONE_TTL_DAYS, check_cursor, check_version, content_bytes, count_reply,
+    list_cursor, materialise, message_page, now, parse_list_cursor, plan_reply, preview,
 };
 use crate::ids::{Id, UserId};
 
@@ -53,7 +53,15 @@ CREATE TABLE IF NOT EXISTS messages (
     role TEXT NOT NULL,
     content TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
+    -- an assistant reply's status, model and usage (JSON), else NULL
+    reply TEXT,
     PRIMARY KEY (user_id, conversation_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    user_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (user_id, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequences (
     user_id TEXT PRIMARY KEY,
@@ -81,7 +89,7 @@ CREATE INDEX IF NOT EXISTS conversations_deleted ON conversations (deleted_at)
 /// The schema version this build writes (`PRAGMA user_version`). A later
 /// version adds a migration step to [`MIGRATIONS`]; a file from a newer build
 /// is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// `MIGRATIONS[n]` brings a file of version `n + 1` to `n + 2`. Released steps
 /// are never edited.
@@ -94,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
      UPDATE conversations SET content_bytes = (
         SELECT COALESCE(SUM(LENGTH(CAST(m.content AS BLOB))), 0) FROM messages m
         WHERE m.user_id = conversations.user_id AND m.conversation_id = conversations.id);",
+    // 3: assistant replies (the usage table is new: SCHEMA creates it).
+    "ALTER TABLE messages ADD COLUMN reply TEXT;",
 ];
 
 #[derive(Clone)]
@@ -256,18 +266,53 @@ fn load_live(tx: &Connection, user: &UserId, id: &str) -> Result<Conversation> {
 
 fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
     let role: String = row.get(1)?;
+    let reply: Option<String> = row.get(4)?;
     Ok(Message {
         id: row.get(0)?,
         role: Role::parse(&role).unwrap_or(Role::User),
         content: row.get(2)?,
         timestamp: from_ms(row.get(3)?)?,
+        reply: reply
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
     })
+}
+
+fn message_by_id(
+    conn: &Connection,
+    user: &UserId,
+    conversation: &str,
+    id: &str,
+) -> Result<Option<Message>> {
+    conn.query_row(
+        "SELECT id, role, content, timestamp, reply FROM messages \
+         WHERE user_id = ?1 AND conversation_id = ?2 AND id = ?3",
+        params![user.as_str(), conversation, id],
+        message_row,
+    )
+    .optional()
+    .map_err(internal)
+}
+
+fn reply_json(m: &Message) -> Result<Option<String>> {
+    m.reply
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 fn messages_of(conn: &Connection, user: &UserId, id: &str) -> Result<Vec<Message>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, role, content, timestamp FROM messages \
+            "SELECT id, role, content, timestamp, reply FROM messages \
              WHERE user_id = ?1 AND conversation_id = ?2 ORDER BY id",
         )
         .map_err(internal)?;
@@ -289,12 +334,12 @@ fn message_rows(
     let fetch = i64::try_from(fetch).unwrap_or(i64::MAX);
     let (sql, bound) = match range {
         MessageRange::After(after) => (
-            "SELECT id, role, content, timestamp FROM messages \
+            "SELECT id, role, content, timestamp, reply FROM messages \
              WHERE user_id = ?1 AND conversation_id = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
             after.map(|a| a.to_string()).unwrap_or_default(),
         ),
         MessageRange::Before(before) => (
-            "SELECT id, role, content, timestamp FROM messages \
+            "SELECT id, role, content, timestamp, reply FROM messages \
              WHERE user_id = ?1 AND conversation_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
             // '~' sorts after every ULID: the newest messages.
             before.map_or_else(|| "~".to_owned(), |b| b.to_string()),
@@ -391,16 +436,32 @@ fn insert_message(
     conversation: &str,
     m: &Message,
 ) -> Result<()> {
+    store_message(tx, user, conversation, m, "INSERT")
+}
+
+/// Stores a message, in place of one with its id when `verb` is
+/// `INSERT OR REPLACE` (a reply's text growing).
+fn store_message(
+    tx: &Transaction<'_>,
+    user: &UserId,
+    conversation: &str,
+    m: &Message,
+    verb: &str,
+) -> Result<()> {
     tx.execute(
-        "INSERT INTO messages (user_id, conversation_id, id, role, content, timestamp) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &format!(
+            "{verb} INTO messages \
+         (user_id, conversation_id, id, role, content, timestamp, reply) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ),
         params![
             user.as_str(),
             conversation,
             m.id,
             m.role.as_str(),
             m.content,
-            ms(m.timestamp)
+            ms(m.timestamp),
+            reply_json(m)?
         ],
     )
     .map_err(internal)?;
@@ -781,6 +842,7 @@ impl Store for SqliteStore {
                     role: message.role,
                     content,
                     timestamp,
+                    reply: None,
                 };
                 return Ok(Created {
                     value: (stored, c),
@@ -796,6 +858,7 @@ impl Store for SqliteStore {
                 role: message.role,
                 content: message.content,
                 timestamp: at,
+                reply: None,
             };
             insert_message(tx, &user, &id, &stored)?;
             set_content_bytes(tx, &user, &id, bytes + more)?;
@@ -947,6 +1010,109 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn write_reply(
+        &self,
+        user: &UserId,
+        conversation: Id,
+        write: ReplyWrite,
+        device: Option<&DeviceId>,
+    ) -> Result<Created<(Message, Conversation)>> {
+        let user = user.clone();
+        let device = device.cloned();
+        let caps = self.caps;
+        self.write(move |tx| {
+            let id = conversation.to_string();
+            let mut c = load_live(tx, &user, &id)?;
+            let reply_id = write.id();
+            let existing = message_by_id(tx, &user, &id, &reply_id)?;
+            let after = match write.after() {
+                Some(after) => message_by_id(tx, &user, &id, after)?,
+                None => None,
+            };
+            let at = now();
+            let old_len = existing.as_ref().map(|m| stored_len(&m.content));
+            let message = match plan_reply(write, existing, after.as_ref(), at)? {
+                ReplyPlan::Keep(message) => {
+                    return Ok(Created {
+                        value: (message, c),
+                        created: false,
+                    });
+                }
+                ReplyPlan::Write(message) => message,
+            };
+            let bytes = stored_content_bytes(tx, &user, &id)?;
+            let new_len = stored_len(&message.content);
+            let kept = bytes.saturating_sub(old_len.unwrap_or(0));
+            caps.check(c.message_count, kept, u64::from(old_len.is_none()), new_len)?;
+            store_message(tx, &user, &id, &message, "INSERT OR REPLACE")?;
+            set_content_bytes(tx, &user, &id, kept + new_len)?;
+            let newest: Option<String> = tx
+                .query_row(
+                    "SELECT MAX(id) FROM messages WHERE user_id = ?1 AND conversation_id = ?2",
+                    params![user.as_str(), id],
+                    |row| row.get(0),
+                )
+                .map_err(internal)?;
+            let is_newest = newest.as_deref() == Some(reply_id.as_str());
+            count_reply(&mut c, &message, old_len, is_newest, at);
+            save(tx, &user, &c)?;
+            let mark = MessageMark::From(reply_id);
+            record_change(tx, &user, &id, device.as_ref(), mark)?;
+            Ok(Created {
+                value: (message, c),
+                created: true,
+            })
+        })
+        .await
+    }
+
+    async fn charge_usage(
+        &self,
+        user: &UserId,
+        day: &str,
+        tokens: i64,
+        budget: Option<u64>,
+    ) -> Result<u64> {
+        let user = user.clone();
+        let day = day.to_owned();
+        self.write(move |tx| {
+            let used: i64 = tx
+                .query_row(
+                    "SELECT tokens FROM usage WHERE user_id = ?1 AND day = ?2",
+                    params![user.as_str(), day],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(internal)?
+                .unwrap_or(0);
+            let used = u64::try_from(used).unwrap_or(0);
+            if budget.is_some_and(|budget| used >= budget) {
+                return Err(StoreError::OverBudget { used });
+            }
+            let next = i64::try_from(used)
+                .unwrap_or(i64::MAX)
+                .saturating_add(tokens)
+                .max(0);
+            tx.execute(
+                "INSERT INTO usage (user_id, day, tokens) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (user_id, day) DO UPDATE SET tokens = ?3",
+                params![user.as_str(), day, next],
+            )
+            .map_err(internal)?;
+            // Days long past are of no use: keep a month.
+            tx.execute(
+                "DELETE FROM usage WHERE user_id = ?1 AND day < ?2",
+                params![
+                    user.as_str(),
+                    super::usage_day(Utc::now() - chrono::Duration::days(31))
+                ],
+            )
+            .map_err(internal)?;
+            Ok(u64::try_from(next).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn erase_user(&self, user: &UserId) -> Result<()> {
         let user = user.clone();
         self.write(move |tx| {
@@ -956,6 +1122,7 @@ impl Store for SqliteStore {
                 "messages",
                 "sequences",
                 "changes",
+                "usage",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE user_id = ?1"),

@@ -16,7 +16,7 @@ use confab_proxy::identity::Identity;
 use confab_proxy::ids::{Id, UserId};
 use confab_proxy::store::{
     self, Created, DeviceId, MessageRange, NewConversation, NewMessage, Patch, ProfileFields,
-    SqliteStore, Store,
+    ReplyWrite, SqliteStore, Store,
 };
 use confab_proxy::{AppState, router};
 use confab_wire::conversations::{
@@ -133,6 +133,24 @@ impl Store for CountingStore {
     }
     async fn changes(&self, user: &UserId, since: u64, limit: usize) -> store::Result<Changes> {
         counted!(self.changes(user, since, limit))
+    }
+    async fn write_reply(
+        &self,
+        user: &UserId,
+        id: Id,
+        w: ReplyWrite,
+        d: Option<&DeviceId>,
+    ) -> store::Result<Created<(Message, Conversation)>> {
+        counted!(self.write_reply(user, id, w, d))
+    }
+    async fn charge_usage(
+        &self,
+        user: &UserId,
+        day: &str,
+        tokens: i64,
+        budget: Option<u64>,
+    ) -> store::Result<u64> {
+        counted!(self.charge_usage(user, day, tokens, budget))
     }
     async fn delivery_seen(&self, delivery: &str) -> store::Result<bool> {
         counted!(self.delivery_seen(delivery))

@@ -984,6 +984,245 @@ pub async fn feed_entries_name_the_device_and_the_changed_messages(store: DynSto
     assert!(marks[&b.to_string()].1, "b got a message");
 }
 
+/// A new reply to `after`, as the proxy starts one: empty and streaming.
+fn reply_to(after: Id, at_offset: u128) -> confab_wire::conversations::Message {
+    use confab_wire::assistant::{Reply, ReplyStatus};
+    let at = confab_proxy::store::now();
+    confab_wire::conversations::Message {
+        id: after.offset(at_offset).unwrap().to_string(),
+        role: Role::Assistant,
+        content: String::new(),
+        timestamp: at,
+        reply: Some(Reply {
+            status: ReplyStatus::Streaming,
+            model: "m".into(),
+            after: after.to_string(),
+            updated_at: at,
+            usage: None,
+            stop_reason: None,
+            error: None,
+        }),
+    }
+}
+
+pub async fn replies_start_grow_stop_and_regenerate(store: DynStore) {
+    use confab_proxy::store::ReplyWrite;
+    use confab_wire::assistant::ReplyStatus;
+    let ada = user("user_ada");
+    let question = msg("What is new?");
+    let after = question.id;
+    let new = conv("Plans", vec![question]);
+    let id = new.id;
+    store.create_conversation(&ada, new, None).await.unwrap();
+
+    // Only a message of the user's can be answered.
+    let stray = reply_to(Id::new(), 1 << 32);
+    let refused = store
+        .write_reply(
+            &ada,
+            id,
+            ReplyWrite::Start {
+                message: stray,
+                regenerate: false,
+            },
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotAUserMessage)),
+        "{refused:?}"
+    );
+
+    let started = reply_to(after, 1 << 32);
+    let start = ReplyWrite::Start {
+        message: started.clone(),
+        regenerate: false,
+    };
+    let first = store
+        .write_reply(&ada, id, start.clone(), None)
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert_eq!(first.value.1.message_count, 2);
+    assert_eq!(first.value.1.version, 2);
+    // A repeat answers the same reply and writes nothing.
+    let again = store.write_reply(&ada, id, start, None).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.value.0.id, started.id);
+    assert_eq!(again.value.1.version, 2);
+
+    // The run writes its text; the conversation counts it.
+    let mut grown = started.clone();
+    grown.content = "Hello there".into();
+    let written = store
+        .write_reply(
+            &ada,
+            id,
+            ReplyWrite::Progress {
+                message: grown.clone(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.value.1.message_count, 2, "the same message, grown");
+    assert_eq!(
+        written.value.1.last_message_preview.as_deref(),
+        Some("Hello there")
+    );
+    let stored = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(stored.messages[1].content, "Hello there");
+    assert_eq!(
+        stored.messages[1].reply.as_ref().unwrap().status,
+        ReplyStatus::Streaming
+    );
+
+    // The feed marks the reply for a delta fetch.
+    let feed = store.changes(&ada, 2, 10).await.unwrap();
+    let Change::Updated(change) = &feed.items[0] else {
+        panic!("live")
+    };
+    assert_eq!(
+        change.message_changes.as_ref().unwrap().from.as_deref(),
+        Some(started.id.as_str())
+    );
+
+    // Regenerating a live reply waits for it to end.
+    let busy = store
+        .write_reply(
+            &ada,
+            id,
+            ReplyWrite::Start {
+                message: reply_to(after, 1 << 32),
+                regenerate: true,
+            },
+            None,
+        )
+        .await;
+    assert!(matches!(busy, Err(StoreError::ReplyBusy)), "{busy:?}");
+
+    // Stop keeps the text; the run then learns of it and adds what it has.
+    let reply_id = Id::parse(&started.id).unwrap();
+    let stopped = store
+        .write_reply(&ada, id, ReplyWrite::Stop { id: reply_id }, None)
+        .await
+        .unwrap();
+    assert!(stopped.created);
+    assert_eq!(stopped.value.0.content, "Hello there");
+    assert_eq!(
+        stopped.value.0.reply.as_ref().unwrap().status,
+        ReplyStatus::Stopped
+    );
+    let mut more = grown.clone();
+    more.content = "Hello there, friend".into();
+    let last = store
+        .write_reply(&ada, id, ReplyWrite::Progress { message: more }, None)
+        .await
+        .unwrap();
+    assert_eq!(last.value.0.content, "Hello there, friend");
+    assert_eq!(
+        last.value.0.reply.as_ref().unwrap().status,
+        ReplyStatus::Stopped
+    );
+    // A stop of an ended reply changes nothing.
+    let again = store
+        .write_reply(&ada, id, ReplyWrite::Stop { id: reply_id }, None)
+        .await
+        .unwrap();
+    assert!(!again.created);
+
+    // Regenerate replaces it: same id, a new run; the old run is refused.
+    let mut second = reply_to(after, 1 << 32);
+    second.timestamp = second.timestamp + chrono::Duration::milliseconds(5);
+    let replaced = store
+        .write_reply(
+            &ada,
+            id,
+            ReplyWrite::Start {
+                message: second.clone(),
+                regenerate: true,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(replaced.created);
+    assert_eq!(replaced.value.0.content, "");
+    assert_eq!(replaced.value.1.message_count, 2);
+    let late = store
+        .write_reply(&ada, id, ReplyWrite::Progress { message: grown }, None)
+        .await;
+    assert!(matches!(late, Err(StoreError::ReplyEnded)), "{late:?}");
+
+    // Someone else's conversation is not found.
+    let bob = user("user_bob");
+    let theirs = store
+        .write_reply(&bob, id, ReplyWrite::Stop { id: reply_id }, None)
+        .await;
+    assert!(matches!(theirs, Err(StoreError::NotFound)), "{theirs:?}");
+}
+
+pub async fn usage_counts_per_day_and_refuses_past_the_budget(store: DynStore) {
+    let ada = user("user_ada");
+    let bob = user("user_bob");
+    let day =
+        |d: i64| confab_proxy::store::usage_day(chrono::Utc::now() + chrono::Duration::days(d));
+    let (today, tomorrow, later) = (day(0), day(1), day(2));
+    assert_eq!(
+        store
+            .charge_usage(&ada, &today, 0, Some(100))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.charge_usage(&ada, &today, 60, None).await.unwrap(),
+        60
+    );
+    assert_eq!(
+        store
+            .charge_usage(&ada, &today, 50, Some(100))
+            .await
+            .unwrap(),
+        110
+    );
+    let over = store.charge_usage(&ada, &today, 0, Some(100)).await;
+    assert!(
+        matches!(over, Err(StoreError::OverBudget { used: 110 })),
+        "{over:?}"
+    );
+    // Another day, another user: their own counts.
+    assert_eq!(
+        store
+            .charge_usage(&ada, &tomorrow, 5, Some(100))
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        store
+            .charge_usage(&bob, &today, 7, Some(100))
+            .await
+            .unwrap(),
+        7
+    );
+
+    // Concurrent charges all count.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        let who = bob.clone();
+        let later = later.clone();
+        tasks.push(tokio::spawn(async move {
+            store.charge_usage(&who, &later, 3, None).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.charge_usage(&bob, &later, 0, None).await.unwrap(), 60);
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:expr) => {
@@ -1009,7 +1248,9 @@ macro_rules! store_conformance {
             messages_page_forwards_and_back,
             newest_messages_with_a_cursor_for_earlier_ones,
             feed_entries_name_the_device_and_the_changed_messages,
-            webhook_deliveries_are_remembered
+            webhook_deliveries_are_remembered,
+            replies_start_grow_stop_and_regenerate,
+            usage_counts_per_day_and_refuses_past_the_budget
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
