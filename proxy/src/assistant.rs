@@ -238,8 +238,7 @@ impl Assistant {
             day: crate::store::usage_day(Utc::now()),
         };
         tokio::spawn(async move {
-            let _slot = slot;
-            run.execute(done_tx).await;
+            run.execute(done_tx, slot).await;
             if let Ok(mut runs) = assistant.runs.lock() {
                 runs.remove(&id);
             }
@@ -262,7 +261,8 @@ impl Assistant {
                 .ok()?
                 .ok()?
                 .clone();
-        finished
+        // The final message is the run's answer to the stop.
+        Some(finished).flatten()
     }
 
     /// Ends every reply running here (shutdown): each stores its text as

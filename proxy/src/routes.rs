@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/assistant", get(replies::info))
         .route("/api/conversations/{id}/replies", post(replies::start))
         .route(
-            "/api/conversations/{id}/replies/{message}/stop",
+            "/api/conversations/{id}/replies/{messageId}/stop",
             post(replies::stop),
         )
         // Unauthenticated: a small body keeps the signature check cheap.

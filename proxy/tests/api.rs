@@ -5,6 +5,8 @@
 
 #[path = "suite/api_support.rs"]
 mod api_support;
+#[path = "suite/replies.rs"]
+mod replies;
 
 use std::sync::Arc;
 
@@ -1244,6 +1246,9 @@ async fn openapi_document_describes_every_route() {
         ("get", "/api/changes"),
         ("get", "/api/events"),
         ("post", "/api/webhooks/clerk"),
+        ("get", "/api/assistant"),
+        ("post", "/api/conversations/{id}/replies"),
+        ("post", "/api/conversations/{id}/replies/{messageId}/stop"),
     ];
     let paths = doc.json["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
@@ -1259,7 +1264,9 @@ async fn openapi_document_describes_every_route() {
         if path == "/api/events" {
             continue;
         }
-        let path = path.replace("{id}", "01JDQ3ZJ6Y8W5X9V4T3S2R1Q0P");
+        let path = path
+            .replace("{id}", "01JDQ3ZJ6Y8W5X9V4T3S2R1Q0P")
+            .replace("{messageId}", "01JDQ3ZJ6Y8W5X9V4T3S2R1Q0Q");
         let reply = api
             .call(
                 &method.to_uppercase(),

@@ -78,18 +78,23 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 impl Run {
-    pub async fn execute(mut self, done: watch::Sender<Option<Message>>) {
+    /// Writes the reply; `slot` is given back once it ended (before the
+    /// title, which must not hold up the user's next question).
+    pub async fn execute(mut self, done: watch::Sender<Option<Message>>, slot: super::Slot) {
         let mut progress = Progress::default();
         let end = self.generate(&mut progress).await;
+        // Counted before the end is announced: a device that sees the end
+        // sees the budget that includes it.
+        if let Some(usage) = progress.usage() {
+            self.charge(usage.total()).await;
+        }
         let finished = self.finish(end, &progress).await;
         let complete = finished
             .as_ref()
             .and_then(|m| m.reply.as_ref())
             .is_some_and(|r| r.status == ReplyStatus::Complete);
         let _ = done.send(Some(finished.unwrap_or_else(|| self.message.clone())));
-        if let Some(usage) = progress.usage() {
-            self.charge(usage.total()).await;
-        }
+        drop(slot);
         if complete {
             self.title(&progress.text).await;
         }

@@ -169,6 +169,9 @@ const NO_USERINFO: &str = "http://127.0.0.1:9/oauth/userinfo";
 pub struct Api {
     pub router: Router,
     pub store: Arc<CountingStore>,
+    /// The instance's event hub: tests subscribe to see what streams see.
+    pub events: confab_proxy::events::Hub,
+    pub assistant: Arc<confab_proxy::assistant::Assistant>,
 }
 
 impl Api {
@@ -184,24 +187,36 @@ impl Api {
             inner: SqliteStore::open(&dir.join("confab.db")).expect("store"),
             calls: AtomicUsize::new(0),
         });
-        Self::over(store, limit, NO_USERINFO)
+        Self::over(store, limit, NO_USERINFO, None)
+    }
+
+    /// With assistant replies on these settings.
+    pub fn with_assistant(settings: confab_proxy::assistant::Settings) -> Self {
+        let api = Self::new();
+        Self::over(api.store.clone(), None, NO_USERINFO, Some(settings))
+    }
+
+    /// Another instance over the same store, with its own assistant.
+    pub fn another_assistant(&self, settings: confab_proxy::assistant::Settings) -> Self {
+        Self::over(self.store.clone(), None, NO_USERINFO, Some(settings))
     }
 
     /// Another proxy instance over the same store (as behind a load balancer).
     pub fn another_instance(&self) -> Self {
-        Self::over(self.store.clone(), None, NO_USERINFO)
+        Self::over(self.store.clone(), None, NO_USERINFO, None)
     }
 
     /// With profiles read from the userinfo endpoint at `url`.
     pub fn with_userinfo(url: &str) -> Self {
         let api = Self::new();
-        Self::over(api.store.clone(), None, url)
+        Self::over(api.store.clone(), None, url, None)
     }
 
     fn over(
         store: Arc<CountingStore>,
         limit: Option<confab_proxy::limits::RateLimit>,
         userinfo: &str,
+        assistant: Option<confab_proxy::assistant::Settings>,
     ) -> Self {
         let mut auth = AuthConfig::new(ISSUER);
         auth.allowed_client_ids = vec![CLIENT_ID.into()];
@@ -224,7 +239,12 @@ impl Api {
         state.limiter = limit
             .and_then(confab_proxy::limits::UserLimiter::new)
             .map(Arc::new);
+        if let Some(settings) = assistant {
+            state.assistant = Arc::new(confab_proxy::assistant::Assistant::new(settings));
+        }
         Self {
+            events: state.events.clone(),
+            assistant: state.assistant.clone(),
             router: router(state),
             store,
         }

@@ -1133,7 +1133,7 @@ pub async fn replies_start_grow_stop_and_regenerate(store: DynStore) {
 
     // Regenerate replaces it: same id, a new run; the old run is refused.
     let mut second = reply_to(after, 1 << 32);
-    second.timestamp = second.timestamp + chrono::Duration::milliseconds(5);
+    second.timestamp += chrono::Duration::milliseconds(5);
     let replaced = store
         .write_reply(
             &ada,

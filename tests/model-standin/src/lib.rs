@@ -195,15 +195,31 @@ fn invalid(message: &str) -> Response {
     error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
 }
 
+/// Why a request is refused.
+enum Refusal {
+    Key,
+    Invalid(String),
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Refusal::Key => error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid x-api-key",
+            ),
+            Refusal::Invalid(why) => invalid(&why),
+        }
+    }
+}
+
 /// The checks of the real API that Confab relies on.
-fn check_anthropic(headers: &HeaderMap, key: &str, body: &Value) -> Result<(), Response> {
+fn check_anthropic(headers: &HeaderMap, key: &str, body: &Value) -> Result<(), Refusal> {
+    let invalid = |why: &str| Refusal::Invalid(why.to_owned());
     let given = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if given != Some(key) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid x-api-key",
-        ));
+        return Err(Refusal::Key);
     }
     match headers
         .get("anthropic-version")
@@ -243,7 +259,7 @@ fn check_anthropic(headers: &HeaderMap, key: &str, body: &Value) -> Result<(), R
     for (i, turn) in turns.iter().enumerate() {
         let role = turn.get("role").and_then(Value::as_str).unwrap_or_default();
         if role != expected {
-            return Err(invalid(&format!(
+            return Err(Refusal::Invalid(format!(
                 "messages.{i}.role: roles must alternate between \"user\" and \"assistant\", starting with \"user\""
             )));
         }
@@ -252,7 +268,7 @@ fn check_anthropic(headers: &HeaderMap, key: &str, body: &Value) -> Result<(), R
             .and_then(Value::as_str)
             .is_none_or(|c| c.trim().is_empty())
         {
-            return Err(invalid(&format!(
+            return Err(Refusal::Invalid(format!(
                 "messages.{i}.content: text content blocks must be non-empty"
             )));
         }
@@ -383,6 +399,8 @@ fn paced(
     let ending: Chunks = match end {
         End::Normal => stream::iter(tail.into_iter().map(Ok)).boxed(),
         End::Cut => stream::once(async {
+            // What was sent reaches the client before the connection drops.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
                 "cut by the stand-in",
@@ -462,12 +480,11 @@ fn last_user_text(body: &Value) -> String {
         .to_owned()
 }
 
-/// The plan for one request: words to send, how fast, how it ends.
-fn plan(
-    state: &AppState,
-    body: &Value,
-    system: Option<&str>,
-) -> Result<(Vec<String>, Duration, End), (u16, Option<u64>)> {
+/// Words to send, how fast, and how the stream ends.
+type Plan = (Vec<String>, Duration, End);
+
+/// The plan for one request, or the status (and `retry-after`) to answer.
+fn plan(state: &AppState, body: &Value, system: Option<&str>) -> Result<Plan, (u16, Option<u64>)> {
     let behaviour = next_behaviour(state);
     let answer = |text: Option<String>| {
         words(&text.unwrap_or_else(|| answer_for(system, &last_user_text(body))))
@@ -509,7 +526,7 @@ async fn messages(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     };
     record(&state, &body);
     if let Err(refused) = check_anthropic(&headers, &state.options.key, &body) {
-        return refused;
+        return refused.response();
     }
     let system = body.get("system").and_then(Value::as_str);
     let (words, delay, end) = match plan(&state, &body, system) {
