@@ -98,6 +98,7 @@ mod tests {
                     reply: None,
                 },
                 pending: false,
+                asking: false,
             }],
             pending: 0,
             failed: None,

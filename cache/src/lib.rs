@@ -91,6 +91,22 @@ pub enum Op {
     Append {
         message: Message,
     },
+    /// Ask the assistant to answer the user message `after` (sent once that
+    /// message is on the server; the server makes it exactly once per
+    /// `after`). `regenerate` replaces an answer that ended.
+    Ask {
+        after: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        regenerate: bool,
+    },
+}
+
+impl Op {
+    /// How an `Ask` entry's JSON starts: a refused ask never holds up the
+    /// entries after it (they do not depend on it).
+    pub const ASK_PREFIX: &'static str = r#"{"op":"ask""#;
 }
 
 /// An outbox entry as the sync engine sees it.

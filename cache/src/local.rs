@@ -202,7 +202,67 @@ impl Cache {
         Ok(MessageView {
             message,
             pending: true,
+            asking: false,
         })
+    }
+
+    /// Queues a request for the assistant's reply to the user message
+    /// `after` (regenerating the one it has, with `regenerate`).
+    pub fn ask(
+        &self,
+        conversation_id: &str,
+        after: &str,
+        model: Option<&str>,
+        regenerate: bool,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        check_id("after", after)?;
+        if let Some(model) = model
+            && (model.is_empty() || model.len() > 128)
+        {
+            return Err(CacheError::invalid("model", "is 1 to 128 characters"));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match shown_state(&tx, conversation_id)? {
+            Some(false) => {}
+            _ => return Err(CacheError::NotFound(conversation_id.to_owned())),
+        }
+        let role: Option<String> = tx
+            .query_row(
+                "SELECT role FROM messages WHERE conversation_id = ?1 AND id = ?2",
+                params![conversation_id, after],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if role.as_deref() != Some("user") {
+            return Err(CacheError::invalid(
+                "after",
+                "names no message of yours in this conversation",
+            ));
+        }
+        // One request per message at a time: asking again while one waits
+        // would only repeat it.
+        let waiting: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE conversation_id = ?1
+                AND op LIKE ?2 AND json_extract(op, '$.after') = ?3 AND failed IS NULL)",
+            params![conversation_id, format!("{}%", Op::ASK_PREFIX), after],
+            |r| r.get(0),
+        )?;
+        if !waiting {
+            queue(
+                &tx,
+                conversation_id,
+                &Op::Ask {
+                    after: after.to_owned(),
+                    model: model.map(str::to_owned),
+                    regenerate,
+                },
+                &at,
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

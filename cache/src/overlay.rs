@@ -139,6 +139,8 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
                     s.touch(message.timestamp);
                 }
             }
+            // Changes nothing shown until the server answers.
+            (Op::Ask { .. }, _) => {}
             // An operation on something neither the server nor a create knows:
             // nothing to show (the sync engine will have it refused).
             (_, None) => {}

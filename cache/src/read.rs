@@ -152,14 +152,14 @@ impl Cache {
         let messages = match limit {
             None => message_rows(
                 &conn,
-                "SELECT id, role, content, timestamp, pending FROM messages
+                "SELECT id, role, content, timestamp, pending, reply FROM messages
                  WHERE conversation_id = ?1 ORDER BY id",
                 rusqlite::params![id],
             )?,
             Some(limit) => {
                 let mut newest = message_rows(
                     &conn,
-                    "SELECT id, role, content, timestamp, pending FROM messages
+                    "SELECT id, role, content, timestamp, pending, reply FROM messages
                      WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2",
                     rusqlite::params![id, limit as i64],
                 )?;
@@ -167,6 +167,8 @@ impl Cache {
                 newest
             }
         };
+        let mut messages = messages;
+        mark_asking(&conn, id, &mut messages)?;
         Ok(Some(ConversationView {
             conversation: item.conversation,
             earlier: total.saturating_sub(messages.len() as u64),
@@ -193,13 +195,14 @@ impl Cache {
             Some(before) => {
                 let mut rows = message_rows(
                     &conn,
-                    "SELECT id, role, content, timestamp, pending FROM messages
+                    "SELECT id, role, content, timestamp, pending, reply FROM messages
                      WHERE conversation_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
                     rusqlite::params![id, before, fetch],
                 )?;
                 let more = rows.len() > limit;
                 rows.truncate(limit);
                 rows.reverse();
+                mark_asking(&conn, id, &mut rows)?;
                 return Ok(MessagesWindow {
                     messages: rows,
                     more,
@@ -207,13 +210,14 @@ impl Cache {
             }
             None => message_rows(
                 &conn,
-                "SELECT id, role, content, timestamp, pending FROM messages
+                "SELECT id, role, content, timestamp, pending, reply FROM messages
                  WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 rusqlite::params![id, after.unwrap_or(""), fetch],
             )?,
         };
         let more = messages.len() > limit;
         messages.truncate(limit);
+        mark_asking(&conn, id, &mut messages)?;
         Ok(MessagesWindow { messages, more })
     }
 
@@ -349,8 +353,27 @@ fn list_items(
         .collect()
 }
 
+/// Marks the messages a reply is asked for and not yet requested.
+fn mark_asking(conn: &Connection, conversation: &str, messages: &mut [MessageView]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json_extract(op, '$.after') FROM outbox
+         WHERE conversation_id = ?1 AND op LIKE ?2 AND failed IS NULL",
+    )?;
+    let asked: std::collections::HashSet<String> = stmt
+        .query_map(
+            rusqlite::params![conversation, format!("{}%", crate::Op::ASK_PREFIX)],
+            |r| r.get::<_, Option<String>>(0),
+        )?
+        .filter_map(|r| r.ok().flatten())
+        .collect();
+    for m in messages {
+        m.asking = asked.contains(&m.message.id);
+    }
+    Ok(())
+}
+
 /// Messages as the UI shows them, from a query whose columns are id, role,
-/// content, timestamp, pending.
+/// content, timestamp, pending, reply.
 fn message_rows(
     conn: &Connection,
     sql: &str,
@@ -365,20 +388,25 @@ fn message_rows(
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, bool>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter()
-        .map(|(id, role, content, timestamp, pending)| {
+        .map(|(id, role, content, timestamp, pending, reply)| {
             Ok(MessageView {
                 message: Message {
                     id,
                     role: parse_role(&role)?,
                     content,
                     timestamp: parse_ts(&timestamp)?,
-                    reply: None,
+                    reply: reply
+                        .map(|json| serde_json::from_str(&json))
+                        .transpose()
+                        .map_err(|e| crate::CacheError::Corrupt(format!("a reply: {e}")))?,
                 },
                 pending,
+                asking: false,
             })
         })
         .collect()

@@ -45,13 +45,19 @@ fn entry(conn: &Connection, sql: &str, seq: Option<i64>) -> Result<Option<Outbox
 /// A message from the server: inserted, or replacing a pending or different
 /// copy (an unchanged one is left alone, so nothing is re-indexed).
 const UPSERT_MESSAGE: &str =
-    "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
-     VALUES (?1, ?2, ?3, ?4, ?5, 0)
+    "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending, reply)
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
      ON CONFLICT (conversation_id, id) DO UPDATE SET
         role = excluded.role, content = excluded.content,
-        timestamp = excluded.timestamp, pending = 0
+        timestamp = excluded.timestamp, pending = 0, reply = excluded.reply
      WHERE messages.pending = 1 OR messages.content != excluded.content
-        OR messages.role != excluded.role";
+        OR messages.role != excluded.role OR messages.reply IS NOT excluded.reply";
+
+/// A reply's status and model as the cache keeps them (`None` for a
+/// message someone wrote).
+pub(crate) fn reply_json(m: &Message) -> Option<String> {
+    m.reply.as_ref().and_then(|r| serde_json::to_string(r).ok())
+}
 
 /// What applying a page of the change feed did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -147,8 +153,10 @@ impl Cache {
             &format!(
                 "{ENTRY} WHERE o.failed IS NULL AND NOT EXISTS (
                     SELECT 1 FROM outbox f WHERE f.conversation_id = o.conversation_id
-                        AND f.failed IS NOT NULL AND f.seq < o.seq)
-                 ORDER BY o.seq LIMIT 1"
+                        AND f.failed IS NOT NULL AND f.seq < o.seq
+                        AND f.op NOT LIKE '{}%')
+                 ORDER BY o.seq LIMIT 1",
+                Op::ASK_PREFIX
             ),
             None,
         )
@@ -210,17 +218,18 @@ impl Cache {
         }
         if let Some(message) = stored {
             tx.execute(
-                "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                "INSERT INTO messages (conversation_id, id, role, content, timestamp, pending, reply)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
                  ON CONFLICT (conversation_id, id) DO UPDATE SET
                     role = excluded.role, content = excluded.content,
-                    timestamp = excluded.timestamp, pending = 0",
+                    timestamp = excluded.timestamp, pending = 0, reply = excluded.reply",
                 params![
                     id,
                     message.id,
                     role_name(message.role),
                     message.content,
-                    ts(&message.timestamp)
+                    ts(&message.timestamp),
+                    reply_json(message)
                 ],
             )?;
         }
@@ -392,7 +401,8 @@ impl Cache {
                     m.id,
                     role_name(m.role),
                     m.content,
-                    ts(&m.timestamp)
+                    ts(&m.timestamp),
+                    reply_json(m)
                 ])?;
             }
         }
@@ -455,7 +465,8 @@ impl Cache {
                     m.id,
                     role_name(m.role),
                     m.content,
-                    ts(&m.timestamp)
+                    ts(&m.timestamp),
+                    reply_json(m)
                 ])?;
             }
         }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::CacheError;
 
 /// Every migration, in order; `MIGRATIONS[n]` brings version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 pub const CURRENT: u32 = MIGRATIONS.len() as u32;
 
@@ -103,6 +103,12 @@ CREATE TRIGGER titles_au AFTER UPDATE OF title ON conversations BEGIN
     INSERT INTO titles_fts (titles_fts, rowid, title) VALUES ('delete', old.rn, old.title);
     INSERT INTO titles_fts (rowid, title) VALUES (new.rn, new.title);
 END;
+"#;
+
+/// Assistant replies: a generated message's status, model and usage, as the
+/// server sends them (JSON of `confab_wire::assistant::Reply`).
+const V2: &str = r#"
+ALTER TABLE messages ADD COLUMN reply TEXT;
 "#;
 
 /// Brings the database to [`CURRENT`]. A database from a newer app is refused

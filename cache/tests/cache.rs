@@ -746,6 +746,162 @@ fn writes_survive_reopening() {
     assert_eq!(cache.sync_value("cursor").unwrap().as_deref(), Some("17"));
 }
 
+/// A reply as the server sends it.
+fn reply(
+    id: &str,
+    after: &str,
+    content: &str,
+    status: confab_wire::assistant::ReplyStatus,
+) -> Message {
+    Message {
+        id: id.into(),
+        role: Role::Assistant,
+        content: content.into(),
+        timestamp: at(2),
+        reply: Some(confab_wire::assistant::Reply {
+            status,
+            model: "claude-test".into(),
+            after: after.into(),
+            updated_at: at(2),
+            usage: None,
+            stop_reason: None,
+            error: None,
+        }),
+    }
+}
+
+#[test]
+fn replies_keep_their_status_as_they_grow() {
+    use confab_wire::assistant::ReplyStatus;
+    let (_dir, cache) = open();
+    let a = id();
+    let mut ids = ulid::Generator::new();
+    let (question, answer) = (
+        ids.generate().unwrap().to_string(),
+        ids.generate().unwrap().to_string(),
+    );
+    cache
+        .apply_changes(&[updated(server(&a, 2, "Alpha", 2, 1))])
+        .unwrap();
+    cache
+        .apply_messages(
+            &a,
+            None,
+            &[
+                message(&question, "why?", 1),
+                reply(&answer, &question, "Because", ReplyStatus::Streaming),
+            ],
+            true,
+        )
+        .unwrap();
+    let view = cache.get(&a).unwrap().unwrap();
+    assert_eq!(
+        view.messages[1].message.reply.as_ref().unwrap().status,
+        ReplyStatus::Streaming
+    );
+    // The final text, and then only the status changing, both land.
+    for (content, status) in [
+        ("Because it is", ReplyStatus::Streaming),
+        ("Because it is", ReplyStatus::Complete),
+    ] {
+        assert!(
+            cache
+                .apply_messages(
+                    &a,
+                    Some(&question),
+                    &[reply(&answer, &question, content, status)],
+                    true
+                )
+                .unwrap()
+        );
+        let view = cache.get(&a).unwrap().unwrap();
+        assert_eq!(view.messages[1].message.content, content);
+        assert_eq!(
+            view.messages[1].message.reply.as_ref().unwrap().status,
+            status
+        );
+    }
+    assert_eq!(cache.search("because", 5).unwrap().len(), 1);
+}
+
+#[test]
+fn asking_for_a_reply_queues_once_and_never_holds_up_other_writes() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache.create(&a, Some("Ask"), at(0)).unwrap();
+    let question = id();
+    cache
+        .append(&a, &question, Role::User, "why?", at(1))
+        .unwrap();
+    cache.ask(&a, &question, None, false, at(1)).unwrap();
+    // Asking again while the request waits adds nothing.
+    cache
+        .ask(&a, &question, Some("claude-other"), false, at(1))
+        .unwrap();
+    let asks: Vec<_> = ops(&cache)
+        .into_iter()
+        .filter(|op| matches!(op, Op::Ask { .. }))
+        .collect();
+    assert_eq!(
+        asks,
+        [Op::Ask {
+            after: question.clone(),
+            model: None,
+            regenerate: false
+        }]
+    );
+    let view = cache.get(&a).unwrap().unwrap();
+    assert!(view.messages[0].asking, "will ask when back online");
+    let window = cache.messages_window(&a, None, None, 10).unwrap();
+    assert!(window.messages[0].asking);
+    // What the ask changes shows only once the server answers.
+    assert_eq!(view.conversation.message_count, 1);
+
+    // Only the user's own messages, in a conversation shown here.
+    assert!(matches!(
+        cache.ask(&a, &id(), None, false, at(1)),
+        Err(CacheError::Invalid { field: "after", .. })
+    ));
+    assert!(matches!(
+        cache.ask(&id(), &question, None, false, at(1)),
+        Err(CacheError::NotFound(_))
+    ));
+    assert!(matches!(
+        cache.ask(&a, "x'; DROP TABLE outbox;--", None, false, at(1)),
+        Err(CacheError::Invalid { .. })
+    ));
+    assert!(matches!(
+        cache.ask(&a, &question, Some(&"m".repeat(200)), false, at(1)),
+        Err(CacheError::Invalid { field: "model", .. })
+    ));
+
+    // A refused ask (the budget is spent) does not hold up what follows.
+    let entries = cache.outbox().unwrap();
+    for e in &entries[..2] {
+        cache
+            .acknowledge(e.seq, Some(&server(&a, 2, "Ask", 1, 1)), None)
+            .unwrap();
+    }
+    let ask = cache.next_outbox().unwrap().unwrap();
+    assert!(matches!(ask.op, Op::Ask { .. }));
+    cache
+        .reject(ask.seq, "your daily assistant budget is spent")
+        .unwrap();
+    let later = id();
+    cache
+        .append(&a, &later, Role::User, "still syncs", at(2))
+        .unwrap();
+    let next = cache.next_outbox().unwrap().unwrap();
+    assert!(
+        matches!(next.op, Op::Append { ref message } if message.id == later),
+        "{next:?}"
+    );
+    assert!(
+        !cache.get(&a).unwrap().unwrap().messages[0].asking,
+        "refused: not waiting"
+    );
+}
+
 #[test]
 fn every_earlier_schema_upgrades_without_losing_data() {
     for version in 1..=schema::CURRENT {
@@ -783,6 +939,10 @@ fn every_earlier_schema_upgrades_without_losing_data() {
         );
         assert_eq!(cache.sync_value("cursor").unwrap().as_deref(), Some("42"));
         assert_eq!(cache.search("lisbon", 5).unwrap().len(), 1);
+        // Replies keep their status from schema 2 on.
+        let reply = trip.messages[1].message.reply.as_ref().map(|r| r.status);
+        let expected = (version >= 2).then_some(confab_wire::assistant::ReplyStatus::Complete);
+        assert_eq!(reply, expected, "v{version}");
     }
 }
 

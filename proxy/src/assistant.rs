@@ -159,7 +159,10 @@ impl Assistant {
 
     pub fn settings(&self) -> Result<&Arc<Settings>, ApiError> {
         self.settings.as_ref().map_err(|reason| {
-            ApiError::unavailable(format!("the assistant is unavailable: {reason}"))
+            ApiError::new(
+                confab_wire::ErrorCode::AssistantUnavailable,
+                format!("the assistant is unavailable: {reason}"),
+            )
         })
     }
 

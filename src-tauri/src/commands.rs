@@ -4,6 +4,7 @@
 //! its signature matches that command's `Args` and `Output`. Errors cross IPC as
 //! [`ErrorBody`].
 
+pub mod assistant;
 pub mod conversations;
 pub mod updates;
 

@@ -10,7 +10,7 @@ use confab_auth::Session;
 use confab_cache::Cache;
 use confab_sync::Engine;
 use confab_wire::auth::AuthState;
-use confab_wire::ipc::{Event, LibraryChangedEvent, SyncStatusChanged};
+use confab_wire::ipc::{Event, LibraryChangedEvent, ReplyLiveEvent, SyncStatusChanged};
 use confab_wire::library::LibraryChanged;
 use confab_wire::{ErrorBody, ErrorCode};
 use tauri::{AppHandle, Emitter, Runtime};
@@ -148,6 +148,22 @@ impl Library {
                             },
                         );
                     }
+                    Err(_) => return,
+                }
+            }
+        }));
+        // Replies as they grow, to the windows.
+        let mut replies = engine.subscribe_replies();
+        let emitter = app.clone();
+        tasks.push(tauri::async_runtime::spawn(async move {
+            loop {
+                match replies.recv().await {
+                    Ok(live) => {
+                        let _ = emitter.emit(ReplyLiveEvent::NAME, live);
+                    }
+                    // Missed some text: the next checkpoint or the end
+                    // brings the stored text.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
                 }
             }

@@ -1,5 +1,6 @@
 //! Listening to `GET /api/events`: every `change` from another device,
-//! `resync` and (re)connect wakes the engine, which pulls. A `change` this
+//! `resync`, a reply's end and (re)connect wake the engine, which pulls;
+//! a reply's growing text (`reply`) goes straight to whoever listens. A `change` this
 //! device made (its own id in the notice) is its own echo: it already holds
 //! that state, so it is skipped. Reconnects with backoff; a stream that goes
 //! silent (no heartbeat for 45 s) is dropped and reopened.
@@ -7,8 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use confab_wire::assistant::{ReplyDelta, ReplyDone};
 use confab_wire::conversations::{ChangeNotice, DEVICE_HEADER};
 use reqwest::StatusCode;
+
+use confab_wire::library::ReplyLive;
 
 use crate::{Engine, FIRST_BACKOFF, MAX_BACKOFF, jitter};
 
@@ -97,6 +101,20 @@ async fn stream(engine: &Engine) -> Result<(), String> {
                 let wake = match event.as_str() {
                     "change" => !is_own_echo(engine, &data),
                     "resync" | "ready" => true,
+                    // A reply's text as it grows: straight to the windows.
+                    "reply" => {
+                        if let Ok(delta) = serde_json::from_str::<ReplyDelta>(&data) {
+                            engine.live_reply(ReplyLive::Delta(delta));
+                        }
+                        false
+                    }
+                    // Its end: the final text is stored, pull it.
+                    "reply-done" => {
+                        if let Ok(done) = serde_json::from_str::<ReplyDone>(&data) {
+                            engine.live_reply(ReplyLive::Done(done));
+                        }
+                        true
+                    }
                     _ => false,
                 };
                 if wake {

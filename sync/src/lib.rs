@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use confab_auth::Session;
 use confab_cache::Cache;
 use confab_wire::conversations::{DEVICE_HEADER, DeviceId};
-use confab_wire::library::{Connection, SyncStatus};
+use confab_wire::library::{Connection, ReplyLive, SyncStatus};
 use tokio::sync::{Notify, broadcast, watch};
 
 mod events;
@@ -116,6 +116,7 @@ pub struct Engine {
     wake: Notify,
     status: watch::Sender<SyncStatus>,
     changed: broadcast::Sender<CacheChanged>,
+    replies: broadcast::Sender<ReplyLive>,
     requests: AtomicU64,
     received: AtomicU64,
 }
@@ -148,6 +149,7 @@ impl Engine {
             })
             .0,
             changed: broadcast::channel(256).0,
+            replies: broadcast::channel(1024).0,
             requests: AtomicU64::new(0),
             received: AtomicU64::new(0),
         })
@@ -209,6 +211,57 @@ impl Engine {
 
     pub fn subscribe_changes(&self) -> broadcast::Receiver<CacheChanged> {
         self.changed.subscribe()
+    }
+
+    /// Replies as they stream, for the windows.
+    pub fn subscribe_replies(&self) -> broadcast::Receiver<ReplyLive> {
+        self.replies.subscribe()
+    }
+
+    pub(crate) fn live_reply(&self, reply: ReplyLive) {
+        let _ = self.replies.send(reply);
+    }
+
+    /// What the server's assistant offers (`GET /api/assistant`).
+    pub async fn assistant(&self) -> Result<confab_wire::assistant::AssistantInfo, SyncError> {
+        let config = self.session.config().ok_or(SyncError::SignedOut)?.clone();
+        let url = config.proxy_endpoint("api/assistant");
+        let response = self
+            .send(|http, token| http.get(url.clone()).bearer_auth(token))
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.failure(response).await);
+        }
+        read_json(self, response, "the assistant's description").await
+    }
+
+    /// Stops a streaming reply; its text so far is kept. Needs the server:
+    /// offline, the reply runs on (there, it finishes anyway).
+    pub async fn stop_reply(&self, conversation: &str, message: &str) -> Result<(), SyncError> {
+        let config = self.session.config().ok_or(SyncError::SignedOut)?.clone();
+        let mut url = config.proxy_endpoint("api/conversations");
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.extend([conversation, "replies", message, "stop"]);
+        }
+        let response = self
+            .send(|http, token| http.post(url.clone()).bearer_auth(token))
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.failure(response).await);
+        }
+        self.sync_now();
+        Ok(())
+    }
+
+    async fn failure(&self, response: reqwest::Response) -> SyncError {
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return SyncError::SignedOut;
+        }
+        let after = retry_after(&response);
+        SyncError::Retry {
+            message: error_message(response).await,
+            after,
+        }
     }
 
     /// Sync as soon as possible (a local write, "sync now", a server event).

@@ -83,19 +83,35 @@ pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
         }
         let changes: Changes = read_json(engine, response, "the change feed").await?;
         let applied = engine.cache.apply_changes(&changes.items)?;
-        engine.announce(applied.touched);
-        let hints: HashMap<&str, Option<&MessageChanges>> = changes
+        engine.announce(applied.touched.clone());
+        let hints: HashMap<&str, (Option<&MessageChanges>, bool)> = changes
             .items
             .iter()
             .filter_map(|c| match c {
-                Change::Updated(u) => {
-                    Some((u.conversation.id.as_str(), u.message_changes.as_ref()))
-                }
+                Change::Updated(u) => Some((
+                    u.conversation.id.as_str(),
+                    (
+                        u.message_changes.as_ref(),
+                        u.device.as_ref() == Some(engine.device()),
+                    ),
+                )),
                 Change::Deleted(_) => None,
             })
             .collect();
-        for id in applied.stale {
-            let hint = hints.get(id.as_str()).copied().flatten();
+        // Lacking messages (by count), or messages changed in place (a
+        // reply's text growing, its status) by someone else: a device's own
+        // writes are in its cache already.
+        let mut fetch = applied.stale.clone();
+        for id in &applied.touched {
+            let changed_elsewhere = hints
+                .get(id.as_str())
+                .is_some_and(|(hint, own)| hint.is_some() && !own);
+            if changed_elsewhere && !fetch.contains(id) {
+                fetch.push(id.clone());
+            }
+        }
+        for id in fetch {
+            let hint = hints.get(id.as_str()).and_then(|(hint, _)| *hint);
             fetch_messages(engine, &id, hint, &mut budget).await?;
         }
         // Stored only once everything it covers is in the cache (or marked
@@ -147,7 +163,7 @@ async fn full_listing(
             .map(|c| Change::Updated(ConversationChange::whole(c)))
             .collect();
         let applied = engine.cache.apply_changes(&changes)?;
-        engine.announce(applied.touched);
+        engine.announce(applied.touched.clone());
         match page.next_cursor {
             Some(cursor) => next = Some(cursor),
             None => break,

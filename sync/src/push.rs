@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use confab_cache::{Op, OutboxEntry};
 use confab_wire::HttpErrorWith;
+use confab_wire::assistant::StartReply;
 use confab_wire::conversations::{
     AppendedMessage, Change, Conversation, ConversationChange, CreateConversation, NewMessage,
     UpdateConversation,
@@ -113,6 +114,22 @@ async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError
                 .send(|http, token| http.post(url.clone()).bearer_auth(token).json(&body))
                 .await?
         }
+        Op::Ask {
+            after,
+            model,
+            regenerate,
+        } => {
+            let body = StartReply {
+                after: after.clone(),
+                model: model.clone(),
+                regenerate: *regenerate,
+            };
+            let url = url(&["replies"]);
+            let response = engine
+                .send(|http, token| http.post(url.clone()).bearer_auth(token).json(&body))
+                .await?;
+            return classify_ask(engine, entry, response).await;
+        }
     };
     classify(engine, entry, response).await
 }
@@ -177,10 +194,54 @@ async fn classify(
             Op::Restore => Outcome::Refused(
                 "This conversation can no longer be restored.".into(),
             ),
-            Op::Create { .. } => Outcome::Refused(error_message(response).await),
+            Op::Create { .. } | Op::Ask { .. } => Outcome::Refused(error_message(response).await),
         });
     }
     Ok(Outcome::Refused(error_message(response).await))
+}
+
+/// A reply request's answer. A reply request never waits long in the
+/// outbox: what cannot be helped soon (the assistant is off, the day's
+/// budget is spent) is refused, for the user to retry, and holds up nothing.
+async fn classify_ask(
+    engine: &Engine,
+    entry: &OutboxEntry,
+    response: reqwest::Response,
+) -> Result<Outcome, SyncError> {
+    let status = response.status();
+    // 409: a reply to this message is being written already.
+    if status.is_success() || status == StatusCode::CONFLICT {
+        engine.cache.acknowledge(entry.seq, None, None)?;
+        return Ok(Outcome::Done);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(SyncError::SignedOut);
+    }
+    let wait = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = crate::read_capped(response, 64 * 1024).await.ok();
+    let error = body.and_then(|b| serde_json::from_slice::<confab_wire::HttpError>(&b).ok());
+    let message = error
+        .as_ref()
+        .map(|e| confab_auth::attempt::printable(&e.error.message, 300))
+        .unwrap_or_else(|| format!("the server answered {status}"));
+    let assistant_off =
+        error.is_some_and(|e| e.error.code == confab_wire::ErrorCode::AssistantUnavailable);
+    // Soon: two replies running, or the store busy. Later: the budget.
+    let soon = wait.is_none_or(|secs| secs <= 60);
+    if !assistant_off
+        && (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS)
+        && soon
+    {
+        return Err(SyncError::Retry {
+            message,
+            after: wait.map(Duration::from_secs),
+        });
+    }
+    Ok(Outcome::Refused(message))
 }
 
 async fn parse<T: serde::de::DeserializeOwned>(

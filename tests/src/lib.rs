@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod desktop;
 pub mod keyring;
+pub mod model;
 pub mod moto;
 pub mod net;
 pub mod oidc;

@@ -460,3 +460,173 @@ async fn pruned_history_and_cursors_ahead_end_in_the_servers_state() -> anyhow::
     }
     Ok(())
 }
+
+/// Collects a reply's text from `device`'s live events until it ends.
+async fn follow_reply(
+    replies: &mut tokio::sync::broadcast::Receiver<confab_wire::library::ReplyLive>,
+    limit: Duration,
+) -> anyhow::Result<(String, String, confab_wire::assistant::ReplyStatus)> {
+    use confab_wire::library::ReplyLive;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let live = tokio::time::timeout_at(deadline, replies.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("the reply did not end within {limit:?}"))??;
+        match live {
+            ReplyLive::Delta(d) if d.offset as usize == text.len() => text.push_str(&d.delta),
+            ReplyLive::Delta(d) => anyhow::bail!("a gap: offset {} after {}", d.offset, text.len()),
+            ReplyLive::Done(done) => return Ok((done.message_id, text, done.status)),
+        }
+    }
+}
+
+/// The text and status of the reply `id` in a device's cache.
+fn cached_reply(
+    cache: &confab_cache::Cache,
+    conversation: &str,
+    id: &str,
+) -> Option<(String, confab_wire::assistant::ReplyStatus)> {
+    let view = cache.get(conversation).ok().flatten()?;
+    let m = view.messages.into_iter().find(|m| m.message.id == id)?;
+    Some((m.message.content, m.message.reply?.status))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_stream_to_every_device_and_outlive_the_asker() -> anyhow::Result<()> {
+    use confab_tests::model::{Behaviour, Model};
+    use confab_wire::assistant::ReplyStatus;
+    let artifacts = paths::artifacts_dir("sync_flow/replies")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let model = Model::start(&artifacts, 10)?;
+    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &model.proxy_env())?;
+    let mut a = Device::start(&provider, &proxy.base, "user_demo").await?;
+    let b = Device::start(&provider, &proxy.base, "user_demo").await?;
+    for device in [&a, &b] {
+        device
+            .eventually(SETTLE, "online", |_| {
+                (device.engine.status().connection == Connection::Online).then_some(())
+            })
+            .await?;
+    }
+    let (mut on_a, mut on_b) = (a.engine.subscribe_replies(), b.engine.subscribe_replies());
+
+    // A asks; the reply grows on both devices, and both end with its text.
+    let id = ulid();
+    a.cache().create(&id, None, confab_cache::now())?;
+    let question = ulid();
+    a.cache().append(
+        &id,
+        &question,
+        Role::User,
+        "Can you add a section on hiring?",
+        confab_cache::now(),
+    )?;
+    a.cache()
+        .ask(&id, &question, None, false, confab_cache::now())?;
+    a.engine.local_change(&id);
+    let (reply, text_a, status) = follow_reply(&mut on_a, SETTLE).await?;
+    let (reply_b, text_b, _) = follow_reply(&mut on_b, SETTLE).await?;
+    assert_eq!(status, ReplyStatus::Complete);
+    assert_eq!(reply, reply_b);
+    assert!(
+        text_a.contains("Can you add a section on hiring?"),
+        "{text_a}"
+    );
+    assert_eq!(text_a, text_b, "B's text equals A's");
+    for device in [&a, &b] {
+        let (content, status) = device
+            .eventually(SETTLE, "the final reply in the cache", |c| {
+                cached_reply(c, &id, &reply).filter(|(_, s)| *s == ReplyStatus::Complete)
+            })
+            .await?;
+        assert_eq!(content, text_a);
+        assert_eq!(status, ReplyStatus::Complete);
+    }
+    // The generated title reaches both.
+    b.eventually(SETTLE, "the generated title", |c| {
+        (title_of(c, &id).as_deref() == Some("Can you add a section")).then_some(())
+    })
+    .await?;
+
+    // A goes away mid-reply: the reply finishes on the server, and A has it
+    // when it is back.
+    model
+        .next(&Behaviour::Reply {
+            text: Some("a long answer ".repeat(60)),
+            delay_ms: Some(15),
+        })
+        .await?;
+    let second = ulid();
+    a.cache().append(
+        &id,
+        &second,
+        Role::User,
+        "And the budget?",
+        confab_cache::now(),
+    )?;
+    a.cache()
+        .ask(&id, &second, None, false, confab_cache::now())?;
+    a.engine.local_change(&id);
+    loop {
+        if let confab_wire::library::ReplyLive::Delta(_) =
+            tokio::time::timeout(SETTLE, on_a.recv()).await??
+        {
+            break;
+        }
+    }
+    a.stop_sync();
+    let (long, text, status) = follow_reply(&mut on_b, SETTLE).await?;
+    assert_eq!(status, ReplyStatus::Complete);
+    assert_eq!(text, "a long answer ".repeat(60));
+    a.start_sync();
+    a.eventually(SETTLE, "the finished reply on A", |c| {
+        cached_reply(c, &id, &long).filter(|(t, s)| *s == ReplyStatus::Complete && *t == text)
+    })
+    .await?;
+
+    // Asked offline: the request goes once the message is on the server,
+    // exactly once.
+    a.stop_sync();
+    let offline = ulid();
+    a.cache().append(
+        &id,
+        &offline,
+        Role::User,
+        "Written offline",
+        confab_cache::now(),
+    )?;
+    a.cache()
+        .ask(&id, &offline, None, false, confab_cache::now())?;
+    assert!(
+        a.cache()
+            .get(&id)?
+            .is_some_and(|v| v.messages.last().is_some_and(|m| m.asking))
+    );
+    a.start_sync();
+    settled(&a).await?;
+    b.eventually(SETTLE, "the offline question's reply on B", |c| {
+        let view = c.get(&id).ok().flatten()?;
+        let last = view.messages.last()?;
+        (last.message.reply.as_ref()?.after == offline
+            && last.message.reply.as_ref()?.status == ReplyStatus::Complete)
+            .then_some(())
+    })
+    .await?;
+    let asked: Vec<_> = model
+        .requests()
+        .await?
+        .into_iter()
+        .filter(|r| r.get("system").is_none())
+        .filter(|r| r.to_string().contains("Written offline"))
+        .collect();
+    assert_eq!(asked.len(), 1, "one reply request for the offline question");
+    let server = proxy.conversations_of(&provider, "user_demo").await?;
+    assert_eq!(
+        server[0].messages.len(),
+        6,
+        "three questions, three replies"
+    );
+    Ok(())
+}

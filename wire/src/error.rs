@@ -30,6 +30,9 @@ pub enum ErrorCode {
     RateLimited,
     /// A dependency (store, provider, network) cannot be reached right now.
     Unavailable,
+    /// The server has no assistant (no model provider configured): asking
+    /// again will not help until the operator sets one.
+    AssistantUnavailable,
     /// A bug or an unexpected state on our side.
     Internal,
     /// A code this build does not know (sent by a newer peer).
@@ -48,6 +51,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::AssistantUnavailable => "assistant_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -166,6 +170,7 @@ mod tests {
             ErrorCode::TooLarge,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
+            ErrorCode::AssistantUnavailable,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_value(code).unwrap();

@@ -154,6 +154,35 @@ pub struct UpdateArgs {
 pub struct AppendArgs {
     pub conversation_id: String,
     pub content: String,
+    /// Ask the assistant to answer it (once the message is on the server).
+    #[serde(default)]
+    pub ask: bool,
+    /// The model to answer with; the conversation's or the server's default
+    /// when absent.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// `ask_reply`: a reply to one of the user's messages (Retry, Regenerate).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AskArgs {
+    pub conversation_id: String,
+    /// The user message to answer.
+    pub after: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Replace the reply it has (which must have ended).
+    #[serde(default)]
+    pub regenerate: bool,
+}
+
+/// `stop_reply`: the reply to stop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StopArgs {
+    pub conversation_id: String,
+    pub message_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -212,6 +241,20 @@ command!(RestoreConversation, "restore_conversation", ById => ListItem);
 command!(
     /// `append_message`: the user's message, at the end.
     AppendMessage, "append_message", AppendArgs => MessageView
+);
+command!(
+    /// `ask_reply`: queues a request for the assistant's reply to a message
+    /// (sent once the message is on the server).
+    AskReply, "ask_reply", AskArgs => ()
+);
+command!(
+    /// `stop_reply`: stops a streaming reply; its text so far is kept.
+    StopReply, "stop_reply", StopArgs => ()
+);
+command!(
+    /// `assistant_info`: whether the server's assistant is on, and its
+    /// models (the last answer when offline).
+    GetAssistant, "assistant_info", NoArgs => crate::assistant::AssistantInfo
 );
 command!(
     /// `search_conversations`: full-text search of the cache.
@@ -279,6 +322,14 @@ impl Event for LibraryChangedEvent {
     type Payload = LibraryChanged;
 }
 
+/// `reply-live`: a reply's text as it grows, and its end.
+pub struct ReplyLiveEvent;
+
+impl Event for ReplyLiveEvent {
+    const NAME: &'static str = "reply-live";
+    type Payload = crate::library::ReplyLive;
+}
+
 /// `sync-status`: the status indicator changed.
 pub struct SyncStatusChanged;
 
@@ -303,6 +354,9 @@ pub const COMMANDS: &[&str] = &[
     DeleteConversation::NAME,
     RestoreConversation::NAME,
     AppendMessage::NAME,
+    AskReply::NAME,
+    StopReply::NAME,
+    GetAssistant::NAME,
     SearchConversations::NAME,
     ExportConversation::NAME,
     GetSyncStatus::NAME,

@@ -42,6 +42,10 @@ pub struct MessageView {
     pub message: Message,
     /// Not yet acknowledged by the server.
     pub pending: bool,
+    /// A reply to this message is asked for and the request has not
+    /// reached the server yet (offline: it goes once the message syncs).
+    #[serde(default)]
+    pub asking: bool,
 }
 
 /// A run of a conversation's messages (`get_messages`), oldest first.
@@ -115,6 +119,16 @@ pub struct ListPage {
 #[serde(rename_all = "camelCase")]
 pub struct LibraryChanged {
     pub conversation_ids: Vec<String>,
+}
+
+/// A streaming reply, as the windows follow it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "data")]
+pub enum ReplyLive {
+    /// Text appended (`offset` bytes of text came before it).
+    Delta(crate::assistant::ReplyDelta),
+    /// It ended; the cache holds the final text (a `library-changed` follows).
+    Done(crate::assistant::ReplyDone),
 }
 
 /// Export formats.

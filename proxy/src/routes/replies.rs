@@ -26,7 +26,6 @@ pub async fn info(State(state): State<AppState>, _user: AuthUser) -> Json<Assist
 pub async fn start(
     State(state): State<AppState>,
     user: AuthUser,
-    Device(device): Device,
     ConversationId(conversation): ConversationId,
     JsonBody(body): JsonBody<StartReply>,
 ) -> Result<(StatusCode, Json<ReplyMessage>), ApiError> {
@@ -54,7 +53,9 @@ pub async fn start(
                 message,
                 regenerate: body.regenerate,
             },
-            device.as_ref(),
+            // Not the asking device's write: every device, the asking one
+            // too, fetches the new reply from the feed.
+            None,
         )
         .await?;
     let (message, c) = written.value;
@@ -64,7 +65,7 @@ pub async fn start(
             ChangeNotice {
                 conversation_id: Some(c.id.clone()),
                 version: Some(c.version),
-                device,
+                device: None,
             },
         );
         state.assistant.spawn(

@@ -150,6 +150,7 @@ async fn the_assistant_says_whether_it_is_on() {
     let (conversation, after) = asked(&off, &token, "hello").await;
     let refused = ask(&off, &token, &conversation, json!({"after": after})).await;
     assert_eq!(refused.status, 503);
+    assert_eq!(refused.code(), "assistant_unavailable");
     assert!(
         refused.json["error"]["message"]
             .as_str()

@@ -166,6 +166,18 @@ pub fn append_message(library: State<'_, Arc<Library>>, args: AppendArgs) -> Rep
             confab_cache::now(),
         )
         .map_err(cache_error)?;
+    if args.ask {
+        engine
+            .cache()
+            .ask(
+                &args.conversation_id,
+                &message.message.id,
+                args.model.as_deref(),
+                false,
+                confab_cache::now(),
+            )
+            .map_err(cache_error)?;
+    }
     engine.local_change(&args.conversation_id);
     Ok(message)
 }
