@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::browser::Browser;
 use crate::desktop::{App, AppHome, AppOptions, Desktop};
 use crate::keyring::Keyring;
+use crate::model::Model;
 use crate::moto::Moto;
 use crate::oidc::{CLIENT_ID, Provider};
 use crate::paths;
@@ -30,6 +31,8 @@ pub struct Stack {
     store_env: Vec<(&'static str, String)>,
     /// Dropped last: the proxy's DynamoDB, when the stack runs on it.
     pub moto: Option<Moto>,
+    /// The model stand-in the proxy's replies come from, when on.
+    pub model: Option<Model>,
     /// The provider's grants and keys, kept across its restarts.
     provider_state: tempfile::TempDir,
 }
@@ -41,6 +44,17 @@ impl Stack {
         let artifacts = paths::artifacts_dir(name)?;
         let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
         Self::with_store(artifacts, store, Vec::new(), None)
+    }
+
+    /// With the proxy on its embedded store and assistant replies from the
+    /// model stand-in, a word every `word_delay_ms`.
+    pub fn with_assistant(name: &str, word_delay_ms: u64) -> anyhow::Result<Self> {
+        let artifacts = paths::artifacts_dir(name)?;
+        let model = Model::start(&artifacts, word_delay_ms)?;
+        let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+        let mut stack = Self::with_store(artifacts, store, model.proxy_env(), None)?;
+        stack.model = Some(model);
+        Ok(stack)
     }
 
     /// With the proxy on DynamoDB (a moto server, its table set up).
@@ -75,6 +89,7 @@ impl Stack {
             store,
             store_env,
             moto,
+            model: None,
             provider_state,
         })
     }

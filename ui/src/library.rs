@@ -3,6 +3,7 @@
 //! from the shell's cache; `library-changed` events say when to read again.
 
 mod markdown;
+mod message;
 mod pane;
 mod sidebar;
 mod status;
@@ -11,10 +12,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use confab_wire::ErrorBody;
+use confab_wire::assistant::AssistantInfo;
 use confab_wire::ipc::{
-    ById, CreateArgs, CreateConversation, DeleteConversation, LibraryChangedEvent,
-    RestoreConversation,
+    ById, CreateArgs, CreateConversation, DeleteConversation, GetAssistant, LibraryChangedEvent,
+    NoArgs, ReplyLiveEvent, RestoreConversation,
 };
+use confab_wire::library::ReplyLive;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use yew::prelude::*;
@@ -69,6 +72,55 @@ impl PartialEq for Changes {
     }
 }
 
+/// Replies' text as it streams, by message id: ahead of the cache, which
+/// holds the text as of the last checkpoint.
+#[derive(Clone, Default)]
+pub struct LiveTexts(Rc<RefCell<std::collections::HashMap<String, String>>>);
+
+impl LiveTexts {
+    /// Applies a delta; `false` when it does not follow the text held (a
+    /// gap: the stored text catches up at the next checkpoint).
+    fn apply(&self, id: &str, offset: usize, delta: &str) -> bool {
+        let mut texts = self.0.borrow_mut();
+        let text = texts.entry(id.to_owned()).or_default();
+        if offset > text.len() {
+            return false;
+        }
+        // Overlap (a repeat, or text the checkpoint had): only what is new.
+        let end = offset + delta.len();
+        if end > text.len() {
+            let skip = text.len() - offset;
+            if let Some(rest) = delta.get(skip..) {
+                text.push_str(rest);
+            }
+        }
+        true
+    }
+
+    /// Starts following `id` from the stored text (when no delta came yet).
+    pub fn seed(&self, id: &str, stored: &str) {
+        let mut texts = self.0.borrow_mut();
+        let text = texts.entry(id.to_owned()).or_default();
+        if stored.len() > text.len() && stored.starts_with(text.as_str()) {
+            *text = stored.to_owned();
+        }
+    }
+
+    fn end(&self, id: &str) {
+        self.0.borrow_mut().remove(id);
+    }
+
+    pub fn get(&self, id: &str) -> Option<String> {
+        self.0.borrow().get(id).cloned()
+    }
+}
+
+impl PartialEq for LiveTexts {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// One read at a time: a change during a read is handled right after it, so
 /// an older answer never lands over a newer one and no change is lost.
 #[derive(Default)]
@@ -111,6 +163,11 @@ pub struct Ctx {
     pub notify: Callback<Toast>,
     pub error: Callback<ErrorBody>,
     pub delete: Callback<String>,
+    /// What the server's assistant offers (none until known).
+    pub assistant: Option<AssistantInfo>,
+    pub live: LiveTexts,
+    /// Bumped when a reply of the open conversation grew.
+    pub live_tick: u32,
 }
 
 #[function_component(Library)]
@@ -125,6 +182,58 @@ pub fn library() -> Html {
     // count from the value it saw at registration.
     let counters = use_mut_ref(|| (0u32, 0u32));
     let changes = use_mut_ref(Changes::default).borrow().clone();
+    let assistant = use_state(|| None::<AssistantInfo>);
+    let live = use_mut_ref(LiveTexts::default).borrow().clone();
+    let live_tick = use_state(|| 0u32);
+    let live_count = use_mut_ref(|| 0u32);
+
+    // What the assistant offers: asked at start, and again until known.
+    {
+        let assistant = assistant.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                for _ in 0..60 {
+                    if let Ok(info) = ipc::invoke::<GetAssistant>(&NoArgs {}).await {
+                        assistant.set(Some(info));
+                        return;
+                    }
+                    sleep_ms(20_000).await;
+                }
+            });
+        });
+    }
+    // Replies as they grow: the open conversation's rows follow them.
+    {
+        let live = live.clone();
+        let live_tick = live_tick.clone();
+        let live_count = live_count.clone();
+        let selected_now = selected_now.clone();
+        use_effect_with((), move |_| {
+            let keep = Rc::new(RefCell::new(None));
+            let slot = keep.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let sub = ipc::listen::<ReplyLiveEvent>(move |event| {
+                    let open = selected_now.borrow().clone();
+                    match event {
+                        ReplyLive::Delta(d) => {
+                            live.apply(&d.message_id, d.offset as usize, &d.delta);
+                            if open.as_deref() == Some(d.conversation_id.as_str()) {
+                                *live_count.borrow_mut() += 1;
+                                live_tick.set(*live_count.borrow());
+                            }
+                        }
+                        // The cache has the final text; library-changed follows.
+                        ReplyLive::Done(d) => live.end(&d.message_id),
+                    }
+                })
+                .await;
+                if let Ok(sub) = sub {
+                    *slot.borrow_mut() = Some(sub);
+                }
+            });
+            move || drop(keep)
+        });
+    }
 
     {
         let tick = tick.clone();
@@ -230,6 +339,9 @@ pub fn library() -> Html {
         notify,
         error,
         delete,
+        assistant: (*assistant).clone(),
+        live,
+        live_tick: *live_tick,
     };
 
     // A toast goes by itself after 10 s (Undo with it), unless another one
@@ -305,6 +417,16 @@ pub fn library() -> Html {
             { toast_view.unwrap_or_default() }
         </div>
     }
+}
+
+/// Waits `ms` milliseconds.
+pub async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// Creates a conversation and opens it (the New button and Ctrl+N).

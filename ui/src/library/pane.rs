@@ -4,8 +4,8 @@
 //! Messages are windowed: opening reads the newest page, "Show earlier" pages
 //! back, and a change to the open conversation reads its state and only the
 //! messages from the first one that may have changed (the first not yet
-//! synced, or after the newest shown), so a new message is one appended row,
-//! not a reload.
+//! synced or still streaming, or after the newest shown), so a new message
+//! is one appended row, not a reload.
 
 use confab_wire::ErrorBody;
 use confab_wire::ipc::{
@@ -16,6 +16,7 @@ use confab_wire::ipc::{
 use confab_wire::library::{ConversationView, ExportFormat};
 use yew::prelude::*;
 
+use super::message::MessageRow;
 use super::{Ctx, Toast, markdown};
 use crate::ipc;
 
@@ -40,10 +41,19 @@ async fn refresh(id: &str, held: ConversationView) -> Result<Option<Conversation
     let Some(mut state) = open(id, 0).await? else {
         return Ok(None);
     };
+    // From the first message that may change in place: one not synced yet,
+    // a reply still being written, or one a request for a reply waits on.
     let keep = held
         .messages
         .iter()
-        .position(|m| m.pending)
+        .position(|m| {
+            m.pending
+                || m.asking
+                || m.message
+                    .reply
+                    .as_ref()
+                    .is_some_and(|r| r.status == confab_wire::assistant::ReplyStatus::Streaming)
+        })
         .unwrap_or(held.messages.len());
     if keep == 0 && held.earlier > 0 {
         return open(id, WINDOW.max(held.messages.len())).await;
@@ -58,6 +68,14 @@ async fn refresh(id: &str, held: ConversationView) -> Result<Option<Conversation
         limit: None,
     })
     .await?;
+    // Changed, yet nothing new after what is held: a message changed in
+    // place (a reply regenerated, a stop elsewhere): read the window again.
+    let in_place = fresh.messages.is_empty()
+        && keep == held.messages.len()
+        && state.conversation.version != held.conversation.version;
+    if in_place {
+        return open(id, WINDOW.max(held.messages.len())).await;
+    }
     let mut messages = held.messages[..keep].to_vec();
     messages.extend(fresh.messages);
     // With no messages asked for, every message counts as earlier.
@@ -142,6 +160,22 @@ pub fn pane(props: &Props) -> Html {
             });
         });
     }
+    // A new (empty) conversation opens with the keyboard in the composer:
+    // what the user types next goes there (Ctrl+N, New).
+    {
+        let composer = composer.clone();
+        let empty = view
+            .as_ref()
+            .filter(|v| v.messages.is_empty() && v.earlier == 0)
+            .map(|v| v.conversation.id.clone());
+        use_effect_with(empty, move |empty| {
+            if empty.is_some()
+                && let Some(area) = composer.cast::<web_sys::HtmlElement>()
+            {
+                let _ = area.focus();
+            }
+        });
+    }
     // Keep the newest message in view when a newer one arrives (not when
     // earlier ones are shown above).
     {
@@ -152,6 +186,19 @@ pub fn pane(props: &Props) -> Html {
         use_effect_with(newest, move |_| {
             if let Some(el) = messages_ref.cast::<web_sys::Element>() {
                 el.set_scroll_top(el.scroll_height());
+            }
+        });
+    }
+
+    // A growing reply stays in view, unless the user scrolled up to read.
+    {
+        let messages_ref = messages_ref.clone();
+        use_effect_with(ctx.live_tick, move |_| {
+            if let Some(el) = messages_ref.cast::<web_sys::Element>() {
+                let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
+                if from_bottom < 120 {
+                    el.set_scroll_top(el.scroll_height());
+                }
             }
         });
     }
@@ -341,18 +388,25 @@ pub fn pane(props: &Props) -> Html {
         }
     });
     let messages = v.messages.iter().map(|m| {
-        let role = m.message.role.as_str();
+        let streaming = m
+            .message
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.status == confab_wire::assistant::ReplyStatus::Streaming);
+        let live = streaming
+            .then(|| {
+                ctx.live.seed(&m.message.id, &m.message.content);
+                ctx.live.get(&m.message.id)
+            })
+            .flatten();
         html! {
-            <article class={classes!("message", role, m.pending.then_some("pending"))}
-                data-id={m.message.id.clone()} aria-label={format!("{role} message")}>
-                { markdown::render(&m.message.content) }
-                if m.pending {
-                    <span class="pending-mark" title="Waiting to sync">{ "Not synced yet" }</span>
-                }
-            </article>
+            <MessageRow key={m.message.id.clone()} conversation={id.clone()} message={m.clone()}
+                {live} assistant={ctx.assistant.clone()} error={ctx.error.clone()} />
         }
     });
 
+    // Enter asks the assistant too, when the server has one.
+    let ask = ctx.assistant.as_ref().is_some_and(|a| a.available);
     let send = {
         let draft = draft.clone();
         let id = id.clone();
@@ -374,6 +428,8 @@ pub fn pane(props: &Props) -> Html {
             let args = AppendArgs {
                 conversation_id: id.clone(),
                 content,
+                ask,
+                model: None,
             };
             let error = error.clone();
             let draft = draft.clone();

@@ -349,7 +349,7 @@ pub fn sidebar(props: &Props) -> Html {
                             {onclick}
                         >
                             <span class="title">
-                                if c.pinned { <span class="pin" aria-label="Pinned">{ "📌 " }</span> }
+                                if c.pinned { <span class="pin" role="img" aria-label="Pinned" title="Pinned">{ pin_icon() }</span> }
                                 { &c.title }
                             </span>
                             <span class="preview">
@@ -420,4 +420,15 @@ fn highlighted(text: &str, ranges: &[(u32, u32)]) -> Html {
     }
     parts.push(html! { { chars[at..].iter().collect::<String>() } });
     html! { <>{ for parts }</> }
+}
+
+/// A pushpin drawn as SVG: emoji fonts are missing on minimal Linux
+/// desktops, where an emoji shows as an empty box.
+fn pin_icon() -> Html {
+    html! {
+        <svg class="pin-icon" width="12" height="12" viewBox="0 0 24 24" aria-hidden="true">
+            <path fill="currentColor"
+                d="M15.3 2.3a1 1 0 0 1 1.4 0l5 5a1 1 0 0 1 0 1.4l-2 2a1 1 0 0 1-1 .25l-3.2 3.2.8 4.1a1 1 0 0 1-.3.9l-1.5 1.5a1 1 0 0 1-1.4 0L9.5 17 4.7 21.7a1 1 0 0 1-1.4-1.4L8 15.5 4.4 11.9a1 1 0 0 1 0-1.4L5.9 9a1 1 0 0 1 .9-.3l4.1.8 3.2-3.2a1 1 0 0 1 .25-1z" />
+        </svg>
+    }
 }
