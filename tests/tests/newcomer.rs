@@ -84,7 +84,7 @@ async fn newcomer() -> anyhow::Result<()> {
     let _keyring = Keyring::start(&desktop, &home)?;
     let browser = Browser::install(&home)?;
     let data = tempfile::tempdir()?;
-    let (oidc_port, proxy_port) = (free_port()?, free_port()?);
+    let (oidc_port, proxy_port, model_port) = (free_port()?, free_port()?, free_port()?);
     let options = AppOptions {
         binary: Some(paths::workspace_root().join("scripts").join("run")),
         env: vec![
@@ -94,6 +94,7 @@ async fn newcomer() -> anyhow::Result<()> {
             ),
             ("OIDC_PORT".into(), oidc_port.to_string()),
             ("PROXY_PORT".into(), proxy_port.to_string()),
+            ("MODEL_PORT".into(), model_port.to_string()),
         ],
         ..AppOptions::default()
     };
@@ -105,6 +106,8 @@ async fn newcomer() -> anyhow::Result<()> {
         format!("http://127.0.0.1:{oidc_port}"),
         format!("http://127.0.0.1:{proxy_port}"),
         format!("{}/confab.db", data.path().display()),
+        // Without a key, the stand-in model answers, and says it is one.
+        format!("local stand-in model on http://127.0.0.1:{model_port}"),
     ] {
         assert!(
             banner.contains(&line),
@@ -208,6 +211,7 @@ async fn newcomer() -> anyhow::Result<()> {
         "scripts/run",
         "provider.mjs",
         "confab-proxy serve",
+        "confab-model-standin",
         "debug/confab",
     ] {
         assert!(
@@ -224,7 +228,11 @@ async fn newcomer() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = started_by_the_run(&marker);
-        if left.is_empty() && !listening(oidc_port) && !listening(proxy_port) {
+        if left.is_empty()
+            && !listening(oidc_port)
+            && !listening(proxy_port)
+            && !listening(model_port)
+        {
             break;
         }
         if Instant::now() > deadline {

@@ -53,6 +53,9 @@ pub enum Behaviour {
     ErrorEvent { after: usize },
     /// Nothing more after `after` words; the connection stays open.
     Silent { after: usize },
+    /// `count` words, `delay_ms` apart, each the time it was sent (Unix
+    /// microseconds): a client measures how long each took to reach it.
+    Clock { count: usize, delay_ms: u64 },
     /// An error status before any stream, with `retry-after` when given.
     Status {
         status: u16,
@@ -119,6 +122,10 @@ impl ModelStandIn {
         let shared = Arc::new(Shared::default());
         let key = options.key.clone();
         let app = router(options, shared.clone());
+        // Like a real API behind a CDN: each event goes out as it is written.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -357,6 +364,26 @@ fn words(text: &str) -> Vec<String> {
     out
 }
 
+/// Stands for "the time of sending" in a planned answer ([`Behaviour::Clock`]).
+const CLOCK_WORD: &str = "\u{0}clock";
+/// The clock word as it appears in an event's JSON.
+const CLOCK_JSON: &str = "\\u0000clock";
+
+/// A piece as sent: a clock word becomes the time now, in Unix microseconds.
+fn with_time(piece: Bytes) -> Bytes {
+    let Ok(text) = std::str::from_utf8(&piece) else {
+        return piece;
+    };
+    if !text.contains(CLOCK_JSON) {
+        return piece;
+    }
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    Bytes::from(text.replace(CLOCK_JSON, &format!("{micros} ")))
+}
+
 fn sse(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
@@ -393,7 +420,7 @@ fn paced(
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            Ok::<_, std::io::Error>(piece)
+            Ok::<_, std::io::Error>(with_time(piece))
         }
     });
     let ending: Chunks = match end {
@@ -511,6 +538,11 @@ fn plan(state: &AppState, body: &Value, system: Option<&str>) -> Result<Plan, (u
             answer(None).into_iter().take(after).collect(),
             delay,
             End::Silent,
+        ),
+        Behaviour::Clock { count, delay_ms } => (
+            vec![CLOCK_WORD.to_owned(); count],
+            Duration::from_millis(delay_ms),
+            End::Normal,
         ),
         Behaviour::Status {
             status,
@@ -655,6 +687,22 @@ mod tests {
     fn words_keep_their_spaces() {
         assert_eq!(words("a b\n\nc"), ["a ", "b\n", "\n", "c"]);
         assert_eq!(words("a b\n\nc").concat(), "a b\n\nc");
+    }
+
+    #[test]
+    fn clock_words_carry_the_time_of_sending() {
+        let piece = sse(
+            "content_block_delta",
+            &json!({"delta": {"text": CLOCK_WORD}}),
+        );
+        let sent = String::from_utf8(with_time(piece).to_vec()).unwrap_or_default();
+        let micros: u128 = sent
+            .split("\"text\":\"")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        assert!(micros > 1_700_000_000_000_000, "{sent}");
     }
 
     #[test]
