@@ -106,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             last_message_preview: messages.last().map(|m| m.content.clone()),
             pinned: c % 500 == 0,
             archived: c % 50 == 1,
+            assistant: Default::default(),
         };
         cache.apply_detail(&ConversationDetail {
             conversation,

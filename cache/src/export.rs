@@ -87,6 +87,7 @@ mod tests {
                 last_message_preview: Some("hi".into()),
                 pinned: false,
                 archived: false,
+                assistant: Default::default(),
             },
             earlier: 0,
             messages: vec![MessageView {
@@ -103,6 +104,7 @@ mod tests {
             pending: 0,
             failed: None,
             deleted: false,
+            opening: None,
         }
     }
 

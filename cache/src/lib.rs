@@ -85,6 +85,8 @@ pub enum Op {
         pinned: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         archived: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assistant: Option<confab_wire::conversations::AssistantSettings>,
     },
     Delete,
     Restore,

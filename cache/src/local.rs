@@ -17,6 +17,8 @@ pub struct Patch {
     pub title: Option<String>,
     pub pinned: Option<bool>,
     pub archived: Option<bool>,
+    /// The assistant's settings here, replaced whole.
+    pub assistant: Option<confab_wire::conversations::AssistantSettings>,
 }
 
 pub use confab_wire::limits::is_ulid;
@@ -78,7 +80,18 @@ impl Cache {
     /// Renames, pins or archives.
     pub fn update(&self, id: &str, patch: Patch, at: DateTime<Utc>) -> Result<ListItem> {
         let title = patch.title.as_deref().map(clean_title).transpose()?;
-        if title.is_none() && patch.pinned.is_none() && patch.archived.is_none() {
+        let assistant = patch
+            .assistant
+            .map(|a| {
+                a.checked()
+                    .map_err(|(field, why)| CacheError::invalid(field, why))
+            })
+            .transpose()?;
+        if title.is_none()
+            && patch.pinned.is_none()
+            && patch.archived.is_none()
+            && assistant.is_none()
+        {
             return Err(CacheError::invalid("patch", "nothing to change"));
         }
         let mut conn = self.conn();
@@ -91,6 +104,7 @@ impl Cache {
             title,
             pinned: patch.pinned,
             archived: patch.archived,
+            assistant,
         };
         queue(&tx, id, &op, &at)?;
         overlay(&tx, id)?;

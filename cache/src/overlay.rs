@@ -17,6 +17,8 @@ struct Shown {
     pinned: bool,
     archived: bool,
     deleted_at: Option<DateTime<Utc>>,
+    /// The assistant's settings (JSON), `None` for the defaults.
+    assistant: Option<String>,
 }
 
 impl Shown {
@@ -37,11 +39,13 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
         bool,
         bool,
         Option<String>,
+        Option<String>,
     );
     let server: Option<ServerRow> = conn
         .query_row(
             "SELECT server_title, server_created_at, server_updated_at, server_message_count,
-                    server_preview, server_pinned, server_archived, server_deleted_at
+                    server_preview, server_pinned, server_archived, server_deleted_at,
+                    server_assistant
              FROM conversations WHERE id = ?1 AND version > 0",
             [id],
             |r| {
@@ -54,21 +58,25 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
+                    r.get(8)?,
                 ))
             },
         )
         .optional()?;
     let mut shown = match server {
-        Some((title, created, updated, count, preview, pinned, archived, deleted)) => Some(Shown {
-            title,
-            created_at: parse_ts(&created)?,
-            updated_at: parse_ts(&updated)?,
-            message_count: count.max(0) as u64,
-            preview,
-            pinned,
-            archived,
-            deleted_at: deleted.as_deref().map(parse_ts).transpose()?,
-        }),
+        Some((title, created, updated, count, preview, pinned, archived, deleted, assistant)) => {
+            Some(Shown {
+                title,
+                created_at: parse_ts(&created)?,
+                updated_at: parse_ts(&updated)?,
+                message_count: count.max(0) as u64,
+                preview,
+                pinned,
+                archived,
+                deleted_at: deleted.as_deref().map(parse_ts).transpose()?,
+                assistant,
+            })
+        }
         None => None,
     };
 
@@ -95,6 +103,7 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
                     pinned: false,
                     archived: false,
                     deleted_at: None,
+                    assistant: None,
                 });
             }
             // The server has it already (the create was sent, not yet acknowledged).
@@ -104,9 +113,15 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
                     title,
                     pinned,
                     archived,
+                    assistant,
                 },
                 Some(s),
             ) => {
+                if let Some(assistant) = assistant {
+                    s.assistant = (!assistant.is_default())
+                        .then(|| serde_json::to_string(&assistant).ok())
+                        .flatten();
+                }
                 if let Some(title) = title {
                     s.title = title;
                 }
@@ -155,15 +170,16 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
         Some(s) => {
             conn.execute(
                 "INSERT INTO conversations (id, title, created_at, updated_at, updated_ms,
-                    message_count, last_message_preview, pinned, archived, deleted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    message_count, last_message_preview, pinned, archived, deleted_at,
+                    assistant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (id) DO UPDATE SET
                     title = excluded.title, created_at = excluded.created_at,
                     updated_at = excluded.updated_at, updated_ms = excluded.updated_ms,
                     message_count = excluded.message_count,
                     last_message_preview = excluded.last_message_preview,
                     pinned = excluded.pinned, archived = excluded.archived,
-                    deleted_at = excluded.deleted_at",
+                    deleted_at = excluded.deleted_at, assistant = excluded.assistant",
                 params![
                     id,
                     s.title,
@@ -175,6 +191,7 @@ pub(crate) fn overlay(conn: &Connection, id: &str) -> Result<()> {
                     s.pinned,
                     s.archived,
                     s.deleted_at.as_ref().map(ts),
+                    s.assistant,
                 ],
             )?;
         }

@@ -12,10 +12,19 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use crate::local::parse_role;
 use crate::{Cache, Result, parse_ts};
 
+/// The shown columns, and for a conversation still titled by default its
+/// first message (what the UI shows as its title until it has one).
 const SHOWN: &str = "id, title, created_at, updated_at, version, message_count,
-    last_message_preview, pinned, archived";
+    last_message_preview, pinned, archived, assistant,
+    CASE WHEN title = 'New conversation' THEN
+        (SELECT content FROM messages m WHERE m.conversation_id = conversations.id
+         ORDER BY m.id LIMIT 1) END";
 
-fn conversation(row: &Row<'_>) -> rusqlite::Result<(Conversation, String, String)> {
+/// A row as read: the conversation, its two timestamps as text, the first
+/// message of an untitled one.
+type ShownRow = (Conversation, String, String, Option<String>);
+
+fn conversation(row: &Row<'_>) -> rusqlite::Result<ShownRow> {
     Ok((
         Conversation {
             id: row.get(0)?,
@@ -28,16 +37,31 @@ fn conversation(row: &Row<'_>) -> rusqlite::Result<(Conversation, String, String
             last_message_preview: row.get(6)?,
             pinned: row.get(7)?,
             archived: row.get(8)?,
+            // Malformed settings (never written so) read as the defaults.
+            assistant: row
+                .get::<_, Option<String>>(9)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
         row.get(2)?,
         row.get(3)?,
+        row.get(10)?,
     ))
 }
 
-fn finish((mut c, created, updated): (Conversation, String, String)) -> Result<Conversation> {
+fn finish((mut c, created, updated, opening): ShownRow) -> Result<(Conversation, Option<String>)> {
     c.created_at = parse_ts(&created)?;
     c.updated_at = parse_ts(&updated)?;
-    Ok(c)
+    Ok((c, opening.map(|text| untitled(&text))))
+}
+
+/// The first message as a stand-in title: one line, at most 60 characters.
+fn untitled(text: &str) -> String {
+    let line = confab_wire::conversations::preview(text);
+    match line.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", line[..cut].trim_end()),
+        None => line,
+    }
 }
 
 /// Pending and refused outbox entries per conversation.
@@ -123,10 +147,12 @@ impl Cache {
             [id],
             |r| Ok((r.get::<_, u32>(0)?, r.get(1)?)),
         )?;
+        let (conversation, opening) = finish(row)?;
         Ok(Some(ListItem {
-            conversation: finish(row)?,
+            conversation,
             pending,
             failed,
+            opening,
         }))
     }
 
@@ -170,6 +196,7 @@ impl Cache {
         let mut messages = messages;
         mark_asking(&conn, id, &mut messages)?;
         Ok(Some(ConversationView {
+            opening: item.opening,
             conversation: item.conversation,
             earlier: total.saturating_sub(messages.len() as u64),
             messages,
@@ -337,17 +364,18 @@ fn unmark(marked: &str) -> (String, Vec<(u32, u32)>) {
 
 /// List rows with their outbox state.
 fn list_items(
-    rows: Vec<(Conversation, String, String)>,
+    rows: Vec<ShownRow>,
     outbox: &HashMap<String, (u32, Option<String>)>,
 ) -> Result<Vec<ListItem>> {
     rows.into_iter()
         .map(|row| {
-            let conversation = finish(row)?;
+            let (conversation, opening) = finish(row)?;
             let (pending, failed) = outbox.get(&conversation.id).cloned().unwrap_or_default();
             Ok(ListItem {
                 conversation,
                 pending,
                 failed,
+                opening,
             })
         })
         .collect()

@@ -86,6 +86,9 @@ fn store_server(conn: &Connection, c: &Conversation) -> Result<bool> {
         // the UI to read again (a device's own change coming back).
         return Ok(false);
     }
+    let settings = (!c.assistant.is_default())
+        .then(|| serde_json::to_string(&c.assistant).ok())
+        .flatten();
     let server = params![
         c.id,
         c.version as i64,
@@ -96,12 +99,14 @@ fn store_server(conn: &Connection, c: &Conversation) -> Result<bool> {
         c.last_message_preview,
         c.pinned,
         c.archived,
+        settings,
     ];
     if known.is_some() {
         conn.execute(
             "UPDATE conversations SET version = ?2, server_title = ?3, server_created_at = ?4,
                 server_updated_at = ?5, server_message_count = ?6, server_preview = ?7,
-                server_pinned = ?8, server_archived = ?9, server_deleted_at = NULL
+                server_pinned = ?8, server_archived = ?9, server_deleted_at = NULL,
+                server_assistant = ?10
              WHERE id = ?1",
             server,
         )?;
@@ -110,9 +115,9 @@ fn store_server(conn: &Connection, c: &Conversation) -> Result<bool> {
         conn.execute(
             "INSERT INTO conversations (id, version, server_title, server_created_at,
                 server_updated_at, server_message_count, server_preview, server_pinned,
-                server_archived, title, created_at, updated_at, updated_ms, message_count,
-                pinned, archived)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?3, ?4, ?5, 0, 0, 0, 0)",
+                server_archived, server_assistant, title, created_at, updated_at, updated_ms,
+                message_count, pinned, archived)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3, ?4, ?5, 0, 0, 0, 0)",
             server,
         )?;
     }

@@ -106,9 +106,13 @@ END;
 "#;
 
 /// Assistant replies: a generated message's status, model and usage, as the
-/// server sends them (JSON of `confab_wire::assistant::Reply`).
+/// server sends them (JSON of `confab_wire::assistant::Reply`); a
+/// conversation's assistant settings, shown and the server's (JSON of
+/// `AssistantSettings`, NULL for the defaults).
 const V2: &str = r#"
 ALTER TABLE messages ADD COLUMN reply TEXT;
+ALTER TABLE conversations ADD COLUMN assistant TEXT;
+ALTER TABLE conversations ADD COLUMN server_assistant TEXT;
 "#;
 
 /// Brings the database to [`CURRENT`]. A database from a newer app is refused

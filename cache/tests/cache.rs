@@ -33,6 +33,7 @@ fn server(id: &str, version: u64, title: &str, count: u64, minutes: i64) -> Conv
         last_message_preview: None,
         pinned: false,
         archived: false,
+        assistant: Default::default(),
     }
 }
 
@@ -148,7 +149,8 @@ fn local_writes_show_at_once_and_queue_in_order() {
             Op::Update {
                 title: None,
                 pinned: Some(true),
-                archived: None
+                archived: None,
+                assistant: None
             },
             Op::Append {
                 message: message(&m, "hello  there\nfriend", 4)
@@ -156,7 +158,8 @@ fn local_writes_show_at_once_and_queue_in_order() {
             Op::Update {
                 title: Some("Renamed".into()),
                 pinned: None,
-                archived: Some(true)
+                archived: Some(true),
+                assistant: None
             },
             Op::Delete,
             Op::Restore,
@@ -903,6 +906,121 @@ fn asking_for_a_reply_queues_once_and_never_holds_up_other_writes() {
 }
 
 #[test]
+fn untitled_conversations_show_their_first_message() {
+    let (_dir, cache) = open();
+    let a = id();
+    cache.create(&a, None, at(0)).unwrap();
+    assert_eq!(
+        cache.item(&a).unwrap().unwrap().opening,
+        None,
+        "no message yet"
+    );
+    let long = format!("Plan the trip\n\nto Lisbon {}", "and more ".repeat(20));
+    cache.append(&a, &id(), Role::User, &long, at(1)).unwrap();
+    cache
+        .append(&a, &id(), Role::User, "second", at(2))
+        .unwrap();
+    let item = cache.item(&a).unwrap().unwrap();
+    let opening = item.opening.clone().unwrap();
+    assert!(
+        opening.starts_with("Plan the trip to Lisbon and more"),
+        "{opening}"
+    );
+    assert!(
+        opening.ends_with('…') && opening.chars().count() <= 61,
+        "{opening}"
+    );
+    assert_eq!(item.shown_title(), opening);
+    assert_eq!(
+        cache.list(ListFilter::Active, 0, 10).unwrap()[0].opening,
+        Some(opening.clone())
+    );
+    assert_eq!(cache.get(&a).unwrap().unwrap().opening, Some(opening));
+    // Named: the name shows.
+    cache
+        .update(
+            &a,
+            Patch {
+                title: Some("Lisbon".into()),
+                ..Patch::default()
+            },
+            at(3),
+        )
+        .unwrap();
+    let item = cache.item(&a).unwrap().unwrap();
+    assert_eq!(
+        (item.opening, item.conversation.title.as_str()),
+        (None, "Lisbon")
+    );
+}
+
+#[test]
+fn assistant_settings_show_at_once_and_survive_server_changes() {
+    use confab_wire::conversations::AssistantSettings;
+    let (_dir, cache) = open();
+    let a = id();
+    cache
+        .apply_changes(&[updated(server(&a, 1, "Alpha", 0, 1))])
+        .unwrap();
+    let chosen = AssistantSettings {
+        off: true,
+        model: Some("m".into()),
+        instructions: Some("Be brief.".into()),
+    };
+    let item = cache
+        .update(
+            &a,
+            Patch {
+                assistant: Some(chosen.clone()),
+                ..Patch::default()
+            },
+            at(2),
+        )
+        .unwrap();
+    assert_eq!(item.conversation.assistant, chosen, "shown at once");
+    assert!(matches!(&ops(&cache)[..], [Op::Update { assistant: Some(a), .. }] if *a == chosen));
+    // A server change (a rename elsewhere) does not hide the pending one.
+    cache
+        .apply_changes(&[updated(server(&a, 2, "Beta", 0, 3))])
+        .unwrap();
+    let view = cache.get(&a).unwrap().unwrap();
+    assert_eq!(view.conversation.assistant, chosen);
+    assert_eq!(view.conversation.title, "Beta");
+    // Acknowledged: the server's copy is what shows.
+    let mut stored = server(&a, 3, "Beta", 0, 4);
+    stored.assistant = chosen.clone();
+    let seq = cache.outbox().unwrap()[0].seq;
+    cache.acknowledge(seq, Some(&stored), None).unwrap();
+    assert_eq!(
+        cache.get(&a).unwrap().unwrap().conversation.assistant,
+        chosen
+    );
+    // Bad settings are refused before they are queued.
+    let bad = cache.update(
+        &a,
+        Patch {
+            assistant: Some(AssistantSettings {
+                instructions: Some("x".repeat(8_001)),
+                ..AssistantSettings::default()
+            }),
+            ..Patch::default()
+        },
+        at(5),
+    );
+    assert!(
+        matches!(
+            bad,
+            Err(CacheError::Invalid {
+                field: "assistant.instructions",
+                ..
+            })
+        ),
+        "{bad:?}"
+    );
+    assert!(cache.outbox().unwrap().is_empty());
+}
+
+#[test]
 fn every_earlier_schema_upgrades_without_losing_data() {
     for version in 1..=schema::CURRENT {
         let dir = tempfile::tempdir().unwrap();
@@ -943,6 +1061,12 @@ fn every_earlier_schema_upgrades_without_losing_data() {
         let reply = trip.messages[1].message.reply.as_ref().map(|r| r.status);
         let expected = (version >= 2).then_some(confab_wire::assistant::ReplyStatus::Complete);
         assert_eq!(reply, expected, "v{version}");
+        let settings = trip.conversation.assistant.instructions.as_deref();
+        assert_eq!(
+            settings,
+            (version >= 2).then_some("Be brief."),
+            "v{version}"
+        );
     }
 }
 

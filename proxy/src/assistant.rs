@@ -221,6 +221,7 @@ impl Assistant {
         user: UserId,
         conversation: Id,
         message: Message,
+        instructions: Option<String>,
     ) -> Result<(), ApiError> {
         let settings = Arc::clone(self.settings()?);
         let (stop, stop_rx) = watch::channel(false);
@@ -237,6 +238,7 @@ impl Assistant {
             user,
             conversation,
             message,
+            instructions,
             stop: stop_rx,
             day: crate::store::usage_day(Utc::now()),
         };

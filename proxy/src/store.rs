@@ -106,6 +106,8 @@ pub struct Patch {
     pub title: Option<String>,
     pub pinned: Option<bool>,
     pub archived: Option<bool>,
+    /// Replaces the assistant's settings here.
+    pub assistant: Option<confab_wire::conversations::AssistantSettings>,
     /// Replaces every message (the template's PUT).
     pub messages: Option<Vec<NewMessage>>,
     /// Optimistic concurrency: apply only if the stored version is this one.
@@ -125,6 +127,9 @@ impl Patch {
         }
         if let Some(archived) = self.archived {
             c.archived = archived;
+        }
+        if let Some(assistant) = &self.assistant {
+            c.assistant = assistant.clone();
         }
         c.version += 1;
         c.updated_at = at;
@@ -748,6 +753,7 @@ mod tests {
             last_message_preview: None,
             pinned: false,
             archived: false,
+            assistant: Default::default(),
         }
     }
 

@@ -92,17 +92,25 @@ pub fn patch(body: wire::UpdateConversation, if_match: Option<u64>) -> Result<Pa
         title: body.title.map(|t| title("title", &t)).transpose()?,
         pinned: body.pinned,
         archived: body.archived,
+        assistant: body
+            .assistant
+            .map(|a| {
+                a.checked()
+                    .map_err(|(field, why)| ApiError::invalid(field, why))
+            })
+            .transpose()?,
         messages: body.messages.map(|m| messages("messages", m)).transpose()?,
         expected_version,
     };
     if patch.title.is_none()
         && patch.pinned.is_none()
         && patch.archived.is_none()
+        && patch.assistant.is_none()
         && patch.messages.is_none()
     {
         return Err(ApiError::invalid(
             "body",
-            "nothing to change: give title, pinned, archived or messages",
+            "nothing to change: give title, pinned, archived, assistant or messages",
         ));
     }
     Ok(patch)

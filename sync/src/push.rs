@@ -78,11 +78,13 @@ async fn send(engine: &Engine, entry: &OutboxEntry) -> Result<Outcome, SyncError
             title,
             pinned,
             archived,
+            assistant,
         } => {
             let body = UpdateConversation {
                 title: title.clone(),
                 pinned: *pinned,
                 archived: *archived,
+                assistant: assistant.clone(),
                 version: Some(entry.server_version),
                 ..UpdateConversation::default()
             };

@@ -114,6 +114,7 @@ fn conversation(c: usize, count: usize, title: String) -> anyhow::Result<Convers
             last_message_preview: messages.last().map(|m| m.content.clone()),
             pinned: c.is_multiple_of(1000),
             archived: false,
+            assistant: Default::default(),
         },
         messages,
         next_cursor: None,

@@ -219,6 +219,65 @@ async fn replies() -> anyhow::Result<()> {
     })
     .await?;
 
+    // Per conversation: instructions reach the model; turned off, Enter
+    // only sends.
+    app.click("#assistant-settings").await?;
+    app.client
+        .find(Locator::Css("#assistant-instructions"))
+        .await?
+        .send_keys("Answer in French.")
+        .await?;
+    app.screenshot("assistant-settings")?;
+    app.click("#assistant-save").await?;
+    app.send("Bonjour").await?;
+    wait_reply(&app, UI, "the reply with instructions", |s, t| {
+        s == "complete" && t.contains("Bonjour")
+    })
+    .await?;
+    let instructed = model
+        .requests()
+        .await?
+        .into_iter()
+        .any(|r| r["system"] == "Answer in French." && r.to_string().contains("Bonjour"));
+    assert!(instructed, "the instructions are the system prompt");
+    app.click("#assistant-settings").await?;
+    app.click("#assistant-on").await?;
+    app.click("#assistant-save").await?;
+    app.send("Just a note").await?;
+    let deadline = tokio::time::Instant::now() + UI;
+    loop {
+        let server = stack.server_conversations("user_demo").await?;
+        if server[0]
+            .messages
+            .last()
+            .is_some_and(|m| m.content == "Just a note")
+        {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the note never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Given time to (wrongly) ask, nothing asked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let server = stack.server_conversations("user_demo").await?;
+    assert_eq!(
+        server[0].messages.last().map(|m| m.content.as_str()),
+        Some("Just a note")
+    );
+    assert!(
+        !model
+            .requests()
+            .await?
+            .iter()
+            .any(|r| r.to_string().contains("Just a note"))
+    );
+    app.click("#assistant-settings").await?;
+    app.click("#assistant-on").await?;
+    app.click("#assistant-save").await?;
+
     // The app is killed mid-reply: the reply finishes on the server and
     // shows at the next start.
     model
@@ -274,11 +333,18 @@ async fn replies() -> anyhow::Result<()> {
         s == "complete" && t.contains("Written offline")
     })
     .await?;
+    // Reply requests whose question is the offline one (title requests ask
+    // about the first message).
     let asked: Vec<_> = model
         .requests()
         .await?
         .into_iter()
-        .filter(|r| r.get("system").is_none() && r.to_string().contains("Written offline"))
+        .filter(|r| {
+            r["messages"]
+                .as_array()
+                .and_then(|turns| turns.last())
+                .is_some_and(|t| t["content"] == "Written offline")
+        })
         .collect();
     assert_eq!(asked.len(), 1, "asked exactly once");
     app.quit().await?;

@@ -2,6 +2,7 @@
 //! conversation, the sync status and the Undo toast. Everything shown comes
 //! from the shell's cache; `library-changed` events say when to read again.
 
+mod assistant_settings;
 mod markdown;
 mod message;
 mod pane;

@@ -75,6 +75,59 @@ pub struct Conversation {
     pub last_message_preview: Option<String>,
     pub pinned: bool,
     pub archived: bool,
+    /// How the assistant works here (absent: the defaults).
+    #[serde(default, skip_serializing_if = "AssistantSettings::is_default")]
+    pub assistant: AssistantSettings,
+}
+
+/// How the assistant works in one conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AssistantSettings {
+    /// The assistant does not answer here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub off: bool,
+    /// The model replies use here; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Sent to the model as its system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
+impl AssistantSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checked the same way on every side: a model id of 1-128 of
+    /// `A-Z a-z 0-9 - _ . : / @`, instructions of at most
+    /// [`crate::limits::MAX_INSTRUCTIONS_CHARS`]. Blank instructions are none.
+    pub fn checked(mut self) -> Result<Self, (&'static str, String)> {
+        if let Some(model) = &self.model {
+            let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:/@".contains(c);
+            if model.is_empty() || model.len() > 128 || !model.chars().all(plain) {
+                return Err((
+                    "assistant.model",
+                    "must be a model id: 1 to 128 of letters, digits and - _ . : / @".into(),
+                ));
+            }
+        }
+        self.instructions = self.instructions.filter(|i| !i.trim().is_empty());
+        if let Some(instructions) = &self.instructions
+            && instructions.chars().count() > crate::limits::MAX_INSTRUCTIONS_CHARS
+        {
+            return Err((
+                "assistant.instructions",
+                format!(
+                    "must be at most {} characters",
+                    crate::limits::MAX_INSTRUCTIONS_CHARS
+                ),
+            ));
+        }
+        Ok(self)
+    }
 }
 
 /// A conversation with its messages, oldest first: all of them, or with
@@ -231,6 +284,9 @@ pub struct UpdateConversation {
     pub pinned: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived: Option<bool>,
+    /// The assistant's settings here, replaced whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<AssistantSettings>,
     /// Replaces every message (template compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<NewMessage>>,
@@ -363,6 +419,7 @@ mod tests {
                 last_message_preview: Some("hi".into()),
                 pinned: false,
                 archived: false,
+                assistant: Default::default(),
             },
             messages: vec![Message {
                 id: "01J00000000000000000000001".into(),

@@ -147,6 +147,9 @@ pub struct UpdateArgs {
     pub pinned: Option<bool>,
     #[serde(default)]
     pub archived: Option<bool>,
+    /// The assistant's settings here, replaced whole.
+    #[serde(default)]
+    pub assistant: Option<crate::conversations::AssistantSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

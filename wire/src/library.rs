@@ -17,6 +17,17 @@ pub struct ListItem {
     pub pending: u32,
     /// Why the server refused a change of this conversation, if it did.
     pub failed: Option<String>,
+    /// For a conversation still titled by default: its first message, cut
+    /// short, which the list shows as its title until it gets one.
+    #[serde(default)]
+    pub opening: Option<String>,
+}
+
+impl ListItem {
+    /// What the list shows as the title.
+    pub fn shown_title(&self) -> &str {
+        self.opening.as_deref().unwrap_or(&self.conversation.title)
+    }
 }
 
 /// One open conversation.
@@ -33,6 +44,9 @@ pub struct ConversationView {
     pub failed: Option<String>,
     /// Deleted (locally or on another device): shown with Undo until purged.
     pub deleted: bool,
+    /// As [`ListItem::opening`].
+    #[serde(default)]
+    pub opening: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,8 @@ use std::fmt;
 pub const MAX_TITLE_CHARS: usize = 500;
 /// Largest message content, in bytes (UTF-8): well under DynamoDB's 400 KB item.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest per-conversation instructions for the assistant, in characters.
+pub const MAX_INSTRUCTIONS_CHARS: usize = 8_000;
 /// Title of a conversation created without one.
 pub const DEFAULT_TITLE: &str = "New conversation";
 

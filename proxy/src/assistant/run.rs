@@ -33,6 +33,8 @@ pub(super) struct Run {
     pub conversation: Id,
     /// As started: empty and streaming; its timestamp names this run.
     pub message: Message,
+    /// The conversation's instructions: the system prompt.
+    pub instructions: Option<String>,
     pub stop: watch::Receiver<bool>,
     /// The UTC day usage is counted in (the day the run started).
     pub day: String,
@@ -135,7 +137,7 @@ impl Run {
                 .as_ref()
                 .map(|r| r.model.clone())
                 .unwrap_or_default(),
-            system: None,
+            system: self.instructions.clone(),
             turns,
             max_tokens: self.settings.max_tokens,
         };

@@ -30,8 +30,30 @@ pub async fn start(
     JsonBody(body): JsonBody<StartReply>,
 ) -> Result<(StatusCode, Json<ReplyMessage>), ApiError> {
     let after = validate::id("after", &body.after)?;
-    let model = state.assistant.model(body.model.as_deref())?;
     let settings = state.assistant.settings()?.clone();
+    // The conversation's settings: is the assistant on here, with which
+    // model and instructions.
+    let here = state
+        .store
+        .get_conversation_newest(user.id(), conversation, 0)
+        .await?
+        .conversation
+        .assistant;
+    if here.off {
+        return Err(ApiError::conflict(
+            "the assistant is turned off in this conversation: turn it on to ask",
+            None,
+        ));
+    }
+    // A model the server no longer offers falls back to its default.
+    let model = match (body.model.as_deref(), here.model.as_deref()) {
+        (Some(asked), _) => state.assistant.model(Some(asked))?,
+        (None, Some(chosen)) => state
+            .assistant
+            .model(Some(chosen))
+            .or_else(|_| state.assistant.model(None))?,
+        (None, None) => state.assistant.model(None)?,
+    };
     let id = assistant::reply_id(after)
         .ok_or_else(|| ApiError::invalid("after", "no reply can follow this id"))?;
     // Claimed before the write, so two requests cannot both pass the limit;
@@ -77,6 +99,7 @@ pub async fn start(
             user.id().clone(),
             conversation,
             message.clone(),
+            here.instructions,
         )?;
     }
     Ok((StatusCode::ACCEPTED, Json(ReplyMessage { message })))

@@ -11,7 +11,8 @@
 //! | assistant usage of a day | `USER#{user}` | `USAGE#{YYYY-MM-DD}` |
 //!
 //! A message item written by the assistant also holds `reply`: its status,
-//! model and usage as JSON (`confab_wire::assistant::Reply`).
+//! model and usage as JSON (`confab_wire::assistant::Reply`); a conversation
+//! with assistant settings other than the defaults holds `assistant` (JSON).
 //!
 //! A change entry holds `conversationId`, the writing `device` (when it named
 //! itself) and `messages`: absent when no message changed, `*` when all were
@@ -169,6 +170,13 @@ fn conversation_from(item: &Item) -> Result<Stored> {
             last_message_preview: get_s(item, "lastMessagePreview"),
             pinned: get_bool(item, "pinned"),
             archived: get_bool(item, "archived"),
+            assistant: get_s(item, "assistant")
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| {
+                    StoreError::Internal(format!("stored assistant settings are unreadable: {e}"))
+                })?
+                .unwrap_or_default(),
         },
         deleted_at: match item.get("deletedAt") {
             Some(_) => Some(get_time(item, "deletedAt")?),
@@ -199,6 +207,11 @@ fn conversation_item(
     }
     item.insert("pinned".into(), AttributeValue::Bool(c.pinned));
     item.insert("archived".into(), AttributeValue::Bool(c.archived));
+    if !c.assistant.is_default()
+        && let Ok(json) = serde_json::to_string(&c.assistant)
+    {
+        item.insert("assistant".into(), s(json));
+    }
     match deleted_at {
         None => {
             item.insert("gsi1pk".into(), pk(user));
@@ -983,6 +996,7 @@ impl Store for DynamoStore {
                 last_message_preview: messages.last().map(|m| preview(&m.content)),
                 pinned: false,
                 archived: false,
+                assistant: Default::default(),
             };
             let seq = self.seq(user).await?;
             let item = conversation_item(user, &conversation, None, Some(bytes));

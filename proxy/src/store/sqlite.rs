@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     deleted_at INTEGER,
     -- bytes of message content, for the per-conversation cap
     content_bytes INTEGER NOT NULL DEFAULT 0,
+    -- the assistant's settings here (JSON), NULL for the defaults
+    assistant TEXT,
     PRIMARY KEY (user_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_recent
@@ -102,8 +104,10 @@ const MIGRATIONS: &[&str] = &[
      UPDATE conversations SET content_bytes = (
         SELECT COALESCE(SUM(LENGTH(CAST(m.content AS BLOB))), 0) FROM messages m
         WHERE m.user_id = conversations.user_id AND m.conversation_id = conversations.id);",
-    // 3: assistant replies (the usage table is new: SCHEMA creates it).
-    "ALTER TABLE messages ADD COLUMN reply TEXT;",
+    // 3: assistant replies and per-conversation assistant settings (the
+    // usage table is new: SCHEMA creates it).
+    "ALTER TABLE messages ADD COLUMN reply TEXT;
+     ALTER TABLE conversations ADD COLUMN assistant TEXT;",
 ];
 
 #[derive(Clone)]
@@ -218,7 +222,7 @@ fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 const CONVERSATION_COLUMNS: &str = "id, title, created_at, updated_at, version, message_count, \
-     last_message_preview, pinned, archived, deleted_at";
+     last_message_preview, pinned, archived, deleted_at, assistant";
 
 struct Row_ {
     conversation: Conversation,
@@ -227,6 +231,7 @@ struct Row_ {
 
 fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Row_> {
     let deleted_at: Option<i64> = row.get(9)?;
+    let assistant: Option<String> = row.get(10)?;
     Ok(Row_ {
         conversation: Conversation {
             id: row.get(0)?,
@@ -238,6 +243,17 @@ fn conversation_row(row: &Row<'_>) -> rusqlite::Result<Row_> {
             last_message_preview: row.get(6)?,
             pinned: row.get(7)?,
             archived: row.get(8)?,
+            assistant: assistant
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        10,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?
+                .unwrap_or_default(),
         },
         deleted_at: deleted_at.map(from_ms).transpose()?,
     })
@@ -412,7 +428,8 @@ fn set_content_bytes(tx: &Transaction<'_>, user: &UserId, id: &str, bytes: u64) 
 fn save(tx: &Transaction<'_>, user: &UserId, c: &Conversation) -> Result<()> {
     tx.execute(
         "UPDATE conversations SET title = ?3, updated_at = ?4, version = ?5, message_count = ?6, \
-         last_message_preview = ?7, pinned = ?8, archived = ?9, deleted_at = NULL \
+         last_message_preview = ?7, pinned = ?8, archived = ?9, deleted_at = NULL, \
+         assistant = ?10 \
          WHERE user_id = ?1 AND id = ?2",
         params![
             user.as_str(),
@@ -423,7 +440,10 @@ fn save(tx: &Transaction<'_>, user: &UserId, c: &Conversation) -> Result<()> {
             i64::try_from(c.message_count).unwrap_or(i64::MAX),
             c.last_message_preview,
             c.pinned,
-            c.archived
+            c.archived,
+            (!c.assistant.is_default())
+                .then(|| serde_json::to_string(&c.assistant).ok())
+                .flatten()
         ],
     )
     .map_err(internal)?;
@@ -602,6 +622,7 @@ impl Store for SqliteStore {
                 last_message_preview: messages.last().map(|m| preview(&m.content)),
                 pinned: false,
                 archived: false,
+                assistant: Default::default(),
             };
             tx.execute(
                 "INSERT INTO conversations (user_id, id, title, created_at, updated_at, version, \

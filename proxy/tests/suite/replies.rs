@@ -782,6 +782,85 @@ async fn an_openai_compatible_server_answers_too() {
 }
 
 #[tokio::test]
+async fn a_conversations_settings_choose_the_model_and_the_instructions() {
+    let s = standin().await;
+    let api = Api::with_assistant(settings(&s));
+    let token = token_for("user_ada");
+    let (conversation, after) = asked(&api, &token, "Bonjour").await;
+    let path = format!("/api/conversations/{conversation}");
+    let put = |body: Value| api.call("PUT", &path, Some(&token), Some(body));
+    let saved =
+        put(json!({"assistant": {"model": "claude-other", "instructions": "Answer in French."}}))
+            .await;
+    assert_eq!(saved.status, 200, "{:?}", saved.json);
+    assert_eq!(saved.json["assistant"]["instructions"], "Answer in French.");
+    let mut sub = subscribe(&api, "user_ada");
+    let r = ask(&api, &token, &conversation, json!({"after": after})).await;
+    assert_eq!(r.json["message"]["model"], "claude-other");
+    until_done(&mut sub, r.json["message"]["id"].as_str().unwrap()).await;
+    let sent = &s.requests()[0];
+    assert_eq!(sent["system"], "Answer in French.");
+    assert_eq!(sent["model"], "claude-other");
+
+    // A model the server does not offer is refused; instructions are bounded.
+    for (body, field) in [
+        (
+            json!({"assistant": {"model": "has space"}}),
+            "assistant.model",
+        ),
+        (
+            json!({"assistant": {"instructions": "x".repeat(8_001)}}),
+            "assistant.instructions",
+        ),
+        (json!({"assistant": {"off": "yes"}}), "assistant.off"),
+    ] {
+        let r = put(body).await;
+        assert_eq!(r.status, 400, "{:?}", r.json);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{:?}",
+            r.json
+        );
+    }
+
+    // Off: asking is refused, and nothing is written.
+    assert_eq!(put(json!({"assistant": {"off": true}})).await.status, 200);
+    let question = Id::new().to_string();
+    api.call(
+        "POST",
+        &format!("/api/conversations/{conversation}/messages"),
+        Some(&token),
+        Some(json!({"id": question, "role": "user", "content": "quiet now"})),
+    )
+    .await;
+    let refused = ask(&api, &token, &conversation, json!({"after": question})).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.json);
+    assert!(
+        refused.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("turned off")
+    );
+    let detail = api
+        .call(
+            "GET",
+            &format!("/api/conversations/{conversation}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(detail.json["messageCount"], 3);
+    assert_eq!(detail.json["assistant"]["off"], true);
+    assert!(
+        detail.json["assistant"].get("instructions").is_none(),
+        "replaced whole"
+    );
+}
+
+#[tokio::test]
 async fn hostile_reply_requests_are_refused_and_store_nothing() {
     let s = standin().await;
     let api = Api::with_assistant(settings(&s));

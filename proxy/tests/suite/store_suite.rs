@@ -1162,6 +1162,59 @@ pub async fn replies_start_grow_stop_and_regenerate(store: DynStore) {
     assert!(matches!(theirs, Err(StoreError::NotFound)), "{theirs:?}");
 }
 
+pub async fn assistant_settings_are_kept_and_replaced_whole(store: DynStore) {
+    use confab_wire::conversations::AssistantSettings;
+    let ada = user("user_ada");
+    let new = conv("Settings", vec![msg("hi")]);
+    let id = new.id;
+    store.create_conversation(&ada, new, None).await.unwrap();
+    let chosen = AssistantSettings {
+        off: false,
+        model: Some("claude-haiku-4-5".into()),
+        instructions: Some("Be brief.\nUse lists.".into()),
+    };
+    let patch = Patch {
+        assistant: Some(chosen.clone()),
+        ..Patch::default()
+    };
+    let updated = store
+        .update_conversation(&ada, id, patch, None)
+        .await
+        .unwrap();
+    assert_eq!(updated.assistant, chosen);
+    assert_eq!(updated.version, 2);
+    let got = store.get_conversation(&ada, id).await.unwrap();
+    assert_eq!(got.conversation.assistant, chosen);
+    // The feed and the list carry them.
+    let feed = store.changes(&ada, 0, 10).await.unwrap();
+    let Change::Updated(change) = &feed.items[0] else {
+        panic!("live")
+    };
+    assert_eq!(change.conversation.assistant, chosen);
+    let listed = store.list_conversations(&ada, 10, None).await.unwrap();
+    assert_eq!(listed.items[0].assistant, chosen);
+    // Other changes keep them; back to the defaults stores nothing.
+    let rename = Patch {
+        title: Some("Renamed".into()),
+        ..Patch::default()
+    };
+    let renamed = store
+        .update_conversation(&ada, id, rename, None)
+        .await
+        .unwrap();
+    assert_eq!(renamed.assistant, chosen);
+    let reset = Patch {
+        assistant: Some(AssistantSettings::default()),
+        ..Patch::default()
+    };
+    store
+        .update_conversation(&ada, id, reset, None)
+        .await
+        .unwrap();
+    let got = store.get_conversation(&ada, id).await.unwrap();
+    assert!(got.conversation.assistant.is_default());
+}
+
 pub async fn usage_counts_per_day_and_refuses_past_the_budget(store: DynStore) {
     let ada = user("user_ada");
     let bob = user("user_bob");
@@ -1250,6 +1303,7 @@ macro_rules! store_conformance {
             feed_entries_name_the_device_and_the_changed_messages,
             webhook_deliveries_are_remembered,
             replies_start_grow_stop_and_regenerate,
+            assistant_settings_are_kept_and_replaced_whole,
             usage_counts_per_day_and_refuses_past_the_budget
         );
     };

@@ -122,6 +122,7 @@ pub fn update_conversation(library: State<'_, Arc<Library>>, args: UpdateArgs) -
         title: args.title,
         pinned: args.pinned,
         archived: args.archived,
+        assistant: args.assistant,
     };
     let item = engine
         .cache()

@@ -16,6 +16,7 @@ use confab_wire::ipc::{
 use confab_wire::library::{ConversationView, ExportFormat};
 use yew::prelude::*;
 
+use super::assistant_settings::AssistantPanel;
 use super::message::MessageRow;
 use super::{Ctx, Toast, markdown};
 use crate::ipc;
@@ -100,6 +101,7 @@ pub fn pane(props: &Props) -> Html {
     // What `view` holds now, for answers that build on it.
     let loaded = use_mut_ref(|| None::<ConversationView>);
     let renaming = use_state(|| false);
+    let settings_open = use_state(|| false);
     let draft = use_state(String::new);
     // The box itself: a key press can arrive before the render that follows
     // the last input, when `draft` still holds the text before it.
@@ -114,8 +116,10 @@ pub fn pane(props: &Props) -> Html {
         let loaded = loaded.clone();
         let renaming = renaming.clone();
         let draft = draft.clone();
+        let settings_open = settings_open.clone();
         use_effect_with(ctx.selected.clone(), move |_| {
             renaming.set(false);
+            settings_open.set(false);
             view.set(None);
             *loaded.borrow_mut() = None;
             // Text typed for one conversation is never sent to another.
@@ -328,8 +332,8 @@ pub fn pane(props: &Props) -> Html {
         let onclick = Callback::from(move |_: MouseEvent| renaming.set(true));
         html! {
             <h1 class="conversation-title">
-                <button id="conversation-title" class="title-button" type="button"
-                    title="Rename" {onclick}>{ &c.title }</button>
+                <button id="conversation-title" class={classes!("title-button", v.opening.is_some().then_some("untitled"))} type="button"
+                    title="Rename" {onclick}>{ v.opening.as_deref().unwrap_or(&c.title) }</button>
             </h1>
         }
     };
@@ -405,8 +409,9 @@ pub fn pane(props: &Props) -> Html {
         }
     });
 
-    // Enter asks the assistant too, when the server has one.
-    let ask = ctx.assistant.as_ref().is_some_and(|a| a.available);
+    // Enter asks the assistant too, when the server has one and it is on
+    // here.
+    let ask = ctx.assistant.as_ref().is_some_and(|a| a.available) && !c.assistant.off;
     let send = {
         let draft = draft.clone();
         let id = id.clone();
@@ -460,6 +465,19 @@ pub fn pane(props: &Props) -> Html {
         })
     };
     let on_send = Callback::from(move |_: MouseEvent| send());
+    let toggle_settings = {
+        let settings_open = settings_open.clone();
+        Callback::from(move |_: MouseEvent| settings_open.set(!*settings_open))
+    };
+    let close_settings = {
+        let settings_open = settings_open.clone();
+        Callback::from(move |()| settings_open.set(false))
+    };
+    let placeholder = if ask || ctx.assistant.as_ref().is_none_or(|a| !a.available) {
+        "Write a message… (Enter sends, Shift+Enter for a new line)"
+    } else {
+        "Write a message… (the assistant is off here; Enter sends)"
+    };
 
     html! {
         <main class="pane" aria-label="Conversation">
@@ -474,10 +492,16 @@ pub fn pane(props: &Props) -> Html {
                         onclick={export(ExportFormat::Markdown)}>{ "Export .md" }</button>
                     <button id="export-json" class="secondary small" type="button"
                         onclick={export(ExportFormat::Json)}>{ "Export .json" }</button>
+                    <button id="assistant-settings" class="secondary small" type="button"
+                        aria-expanded={settings_open.to_string()} onclick={toggle_settings}>{ "Assistant" }</button>
                     <button id="delete-conversation" class="danger small" type="button" onclick={delete}>
                         { "Delete" }</button>
                 </div>
             </header>
+            if *settings_open {
+                <AssistantPanel conversation={c.clone()} assistant={ctx.assistant.clone()}
+                    error={ctx.error.clone()} close={close_settings} />
+            }
             if v.deleted {
                 <div id="conversation-deleted" class="notice warning" role="status">
                     <span>{ "This conversation was deleted. Restore it to keep it, with every message not synced yet." }</span>
@@ -500,7 +524,7 @@ pub fn pane(props: &Props) -> Html {
                 { for messages }
             </section>
             <div class="composer">
-                <textarea id="composer" ref={composer} aria-label="Message" placeholder="Write a message… (Enter sends, Shift+Enter for a new line)"
+                <textarea id="composer" ref={composer} aria-label="Message" placeholder={placeholder}
                     value={(*draft).clone()} oninput={on_input} onkeydown={on_key} rows="3" />
                 <button id="send" class="primary small" type="button" onclick={on_send}
                     disabled={draft.trim().is_empty()}>{ "Send" }</button>

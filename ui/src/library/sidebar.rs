@@ -350,7 +350,7 @@ pub fn sidebar(props: &Props) -> Html {
                         >
                             <span class="title">
                                 if c.pinned { <span class="pin" role="img" aria-label="Pinned" title="Pinned">{ pin_icon() }</span> }
-                                { &c.title }
+                                <span class={classes!(item.opening.is_some().then_some("untitled"))}>{ item.shown_title() }</span>
                             </span>
                             <span class="preview">
                                 if item.failed.is_some() {
