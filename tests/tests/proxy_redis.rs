@@ -126,3 +126,136 @@ async fn crossing() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+async fn ask(proxy: &str, token: &str, question: &str) -> anyhow::Result<(String, String)> {
+    let http = reqwest::Client::new();
+    let message = ulid::Ulid::new().to_string();
+    let created: serde_json::Value = http
+        .post(format!("{proxy}/api/conversations"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"title": "Relayed", "messages": [{"id": message, "role": "user", "content": question}]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let conversation = created["id"].as_str().unwrap_or_default().to_owned();
+    let started: serde_json::Value = http
+        .post(format!("{proxy}/api/conversations/{conversation}/replies"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "after": message }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let reply = started["message"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((conversation, reply))
+}
+
+/// The stored message `id` of `conversation`, read through `proxy`.
+async fn stored(
+    proxy: &str,
+    token: &str,
+    conversation: &str,
+    id: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let detail: serde_json::Value = reqwest::Client::new()
+        .get(format!("{proxy}/api/conversations/{conversation}"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(detail["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == id).cloned())
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_stream_across_instances_and_keys_stay_secret() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, replies_across()).await
+}
+
+async fn replies_across() -> anyhow::Result<()> {
+    use confab_model_standin::{ModelStandIn, Options};
+    let artifacts = paths::artifacts_dir("proxy_redis_replies")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let redis = Redis::start(&artifacts)?;
+    let model = ModelStandIn::start(Options {
+        key: "standin-key".into(),
+        word_delay: Duration::from_millis(10),
+    })
+    .await?;
+    let store = format!("--store=sqlite:{}", artifacts.join("shared.db").display());
+    let env = |key: &str| {
+        vec![
+            ("CONFAB_REDIS_URL", redis.url()),
+            ("ANTHROPIC_API_KEY", key.to_owned()),
+            ("ANTHROPIC_BASE_URL", model.url.clone()),
+            ("CONFAB_MODELS", "standin".to_owned()),
+        ]
+    };
+    let one = Proxy::start(&provider.issuer, &artifacts, &store, &env(&model.key))?;
+    let two = Proxy::start(&provider.issuer, &artifacts, &store, &env(&model.key))?;
+    let token = provider.sign_in("user_demo").await?.access_token;
+    let mut on_one = listen(&one.base, &token).await?;
+    // Subscriptions settle before the first write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Asked through two, generated there: its text streams to one's streams.
+    let (conversation, reply) = ask(&two.base, &token, "Across instances?").await?;
+    let mut text = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some((name, data)) = on_one.recv().await {
+            let data: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+            match name.as_str() {
+                "reply" if data["messageId"] == reply.as_str() => {
+                    assert_eq!(data["offset"].as_u64(), Some(text.len() as u64));
+                    text.push_str(data["delta"].as_str().unwrap_or_default());
+                }
+                "reply-done" if data["messageId"] == reply.as_str() => return Some(data),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("the stream on one ended"))?;
+    assert_eq!(ended["status"], "complete");
+    assert!(text.contains("Across instances?"), "{text}");
+    let m = stored(&one.base, &token, &conversation, &reply).await?;
+    assert_eq!(m["content"].as_str(), Some(text.as_str()));
+
+    // A refused key: the reply says the assistant is unavailable, the log
+    // says the key was refused, and neither shows it.
+    let secret = "sk-ant-wrong-0123456789abcdef";
+    let wrong = Proxy::start(&provider.issuer, &artifacts, &store, &env(secret))?;
+    let (conversation, reply) = ask(&wrong.base, &token, "With a bad key").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let m = stored(&wrong.base, &token, &conversation, &reply).await?;
+        if m["status"] == "failed" {
+            break m;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never failed: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unavailable"),
+        "{failed}"
+    );
+    assert!(!failed.to_string().contains(secret));
+    let log = std::fs::read_to_string(wrong.service.log_path())?;
+    assert!(log.contains("refused the API key"), "{log}");
+    assert!(!log.contains(secret), "the key is in the log");
+    Ok(())
+}
