@@ -31,6 +31,9 @@ pub enum Live {
     Reply(ReplyDelta),
     /// `reply-done`: a reply ended.
     ReplyDone(ReplyDone),
+    /// `resync`: events were lost on the way (the relay's queue overflowed):
+    /// pull.
+    Resync,
 }
 
 impl Live {
@@ -39,6 +42,7 @@ impl Live {
             Live::Change(_) => "change",
             Live::Reply(_) => "reply",
             Live::ReplyDone(_) => "reply-done",
+            Live::Resync => "resync",
         }
     }
 }
@@ -70,9 +74,14 @@ struct Channel {
 #[derive(Default, Clone)]
 pub struct Hub {
     channels: Arc<Mutex<HashMap<UserId, Channel>>>,
-    /// Events for the other instances, when there are any.
-    relay: Option<tokio::sync::mpsc::UnboundedSender<(UserId, Live)>>,
+    /// Events for the other instances, when there are any: a bounded
+    /// queue that drops its oldest events while Redis is away (the relay
+    /// then has every other instance's streams resync).
+    relay: Option<broadcast::Sender<(UserId, Live)>>,
 }
+
+/// Events waiting for the relay (Redis down or slow) before the oldest go.
+pub const RELAY_QUEUE: usize = 4096;
 
 /// One open stream: receives the user's events; dropping it frees its slot.
 pub struct Subscription {
@@ -118,11 +127,25 @@ impl Hub {
         })
     }
 
-    /// A hub that also hands every notice to `relay` for other instances.
-    pub fn with_relay(relay: tokio::sync::mpsc::UnboundedSender<(UserId, Live)>) -> Self {
-        Self {
+    /// A hub that also queues every event for the other instances, at most
+    /// `capacity` of them; the receiver is the relay's.
+    pub fn with_relay(capacity: usize) -> (Self, broadcast::Receiver<(UserId, Live)>) {
+        let (sender, receiver) = broadcast::channel(capacity.max(1));
+        let hub = Self {
             channels: Arc::default(),
-            relay: Some(relay),
+            relay: Some(sender),
+        };
+        (hub, receiver)
+    }
+
+    /// Tells every stream on this instance to pull (events for them were
+    /// lost between instances).
+    pub fn resync_all(&self) {
+        let Ok(channels) = self.channels.lock() else {
+            return;
+        };
+        for sender in channels.values().filter_map(|c| c.sender.as_ref()) {
+            let _ = sender.send(Live::Resync);
         }
     }
 

@@ -116,8 +116,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let assistant = state.assistant.clone();
     if let Some(url) = &config.redis_url {
-        let (relay_tx, relay_rx) = tokio::sync::mpsc::unbounded_channel();
-        state.events = confab_proxy::events::Hub::with_relay(relay_tx);
+        let (hub, relay_rx) =
+            confab_proxy::events::Hub::with_relay(confab_proxy::events::RELAY_QUEUE);
+        state.events = hub;
         confab_proxy::relay::spawn(url, state.events.clone(), relay_rx)
             .map_err(anyhow::Error::msg)?;
         tracing::info!("change events relayed through Redis");

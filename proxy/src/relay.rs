@@ -5,15 +5,18 @@
 //! Every instance publishes its notices to one channel and subscribes to it;
 //! each message names the instance it came from, so an instance skips its own
 //! (it delivered them locally already). A Redis outage never fails a write:
-//! notices published meanwhile are lost and devices catch up with their
-//! periodic pull; both sides reconnect with backoff.
+//! events wait in a bounded queue ([`crate::events::RELAY_QUEUE`]); past it
+//! the oldest go, and once Redis answers again every other instance has its
+//! streams resync (pull), so nothing is missed for good. Both sides
+//! reconnect with backoff.
 
 use std::time::Duration;
 
 use confab_wire::conversations::ChangeNotice;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::{Hub, Live};
 use crate::ids::UserId;
@@ -38,6 +41,9 @@ struct Envelope {
     reply: Option<ReplyDelta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reply_done: Option<ReplyDone>,
+    /// Events were dropped here: every stream elsewhere should pull.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resync: bool,
 }
 
 impl Envelope {
@@ -48,13 +54,29 @@ impl Envelope {
             notice: None,
             reply: None,
             reply_done: None,
+            resync: false,
         };
         match event {
             Live::Change(n) => envelope.notice = Some(n),
             Live::Reply(r) => envelope.reply = Some(r),
             Live::ReplyDone(d) => envelope.reply_done = Some(d),
+            Live::Resync => envelope.resync = true,
         }
         envelope
+    }
+
+    /// What to do with an envelope from another instance.
+    fn apply(self, hub: &Hub) {
+        if self.resync {
+            hub.resync_all();
+            return;
+        }
+        let Ok(user) = UserId::parse(&self.user) else {
+            return;
+        };
+        if let Some(event) = self.event() {
+            hub.deliver(&user, event);
+        }
     }
 
     fn event(self) -> Option<Live> {
@@ -70,7 +92,7 @@ impl Envelope {
 pub fn spawn(
     url: &str,
     hub: Hub,
-    outgoing: mpsc::UnboundedReceiver<(UserId, Live)>,
+    outgoing: broadcast::Receiver<(UserId, Live)>,
 ) -> Result<(), String> {
     let client = redis::Client::open(url).map_err(|e| format!("CONFAB_REDIS_URL: {e}"))?;
     let origin = ulid::Ulid::new().to_string();
@@ -82,12 +104,11 @@ pub fn spawn(
 async fn publish(
     client: redis::Client,
     origin: String,
-    mut outgoing: mpsc::UnboundedReceiver<(UserId, Live)>,
+    mut outgoing: broadcast::Receiver<(UserId, Live)>,
 ) {
     let mut connection = None;
     let mut backoff = FIRST_BACKOFF;
-    while let Some((user, notice)) = outgoing.recv().await {
-        let envelope = Envelope::new(origin.clone(), user.as_str().to_owned(), notice);
+    while let Some(envelope) = next_outgoing(&mut outgoing, &origin).await {
         let Ok(payload) = serde_json::to_string(&envelope) else {
             continue;
         };
@@ -121,6 +142,33 @@ async fn publish(
     }
 }
 
+/// The next envelope to publish: the next queued event, or, when the queue
+/// overflowed (Redis away too long), a resync for every other instance.
+async fn next_outgoing(
+    outgoing: &mut broadcast::Receiver<(UserId, Live)>,
+    origin: &str,
+) -> Option<Envelope> {
+    match outgoing.recv().await {
+        Ok((user, event)) => Some(Envelope::new(
+            origin.to_owned(),
+            user.as_str().to_owned(),
+            event,
+        )),
+        Err(RecvError::Lagged(dropped)) => {
+            tracing::warn!(
+                dropped,
+                "the relay queue overflowed: other instances' streams will resync"
+            );
+            Some(Envelope::new(
+                origin.to_owned(),
+                String::new(),
+                Live::Resync,
+            ))
+        }
+        Err(RecvError::Closed) => None,
+    }
+}
+
 async fn subscribe(client: redis::Client, origin: String, hub: Hub) {
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -140,11 +188,7 @@ async fn subscribe(client: redis::Client, origin: String, hub: Hub) {
                         if envelope.origin == origin {
                             continue;
                         }
-                        if let Ok(user) = UserId::parse(&envelope.user)
-                            && let Some(event) = envelope.event()
-                        {
-                            hub.deliver(&user, event);
-                        }
+                        envelope.apply(&hub);
                     }
                     tracing::warn!("lost the redis subscription; reconnecting");
                 }
@@ -154,5 +198,58 @@ async fn subscribe(client: redis::Client, origin: String, hub: Hub) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_wire::conversations::ChangeNotice;
+
+    fn notice(id: &str) -> Live {
+        Live::Change(ChangeNotice {
+            conversation_id: Some(id.into()),
+            version: Some(1),
+            device: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_queue_keeps_the_newest_and_asks_for_a_resync() {
+        let (hub, mut outgoing) = Hub::with_relay(4);
+        let ada = UserId::parse("user_ada").unwrap_or_else(|_| unreachable!());
+        for i in 0..10 {
+            hub.publish(&ada, notice(&format!("c{i}")));
+        }
+        let first = next_outgoing(&mut outgoing, "me").await.map(|e| e.resync);
+        assert_eq!(first, Some(true), "the loss is announced first");
+        let kept = next_outgoing(&mut outgoing, "me")
+            .await
+            .and_then(|e| e.notice)
+            .and_then(|n| n.conversation_id);
+        assert_eq!(kept.as_deref(), Some("c6"), "then the newest four");
+    }
+
+    #[tokio::test]
+    async fn a_resync_reaches_every_stream_elsewhere() {
+        let elsewhere = Hub::default();
+        let ada = UserId::parse("user_ada").unwrap_or_else(|_| unreachable!());
+        let bob = UserId::parse("user_bob").unwrap_or_else(|_| unreachable!());
+        let (mut a, mut b) = (
+            elsewhere.subscribe(&ada).unwrap_or_else(|_| unreachable!()),
+            elsewhere.subscribe(&bob).unwrap_or_else(|_| unreachable!()),
+        );
+        let resync = Envelope::new("other".into(), String::new(), Live::Resync);
+        // Through JSON, as Redis carries it.
+        let wire = serde_json::to_string(&resync).unwrap_or_default();
+        let back: Envelope = serde_json::from_str(&wire).unwrap_or_else(|_| unreachable!());
+        back.apply(&elsewhere);
+        assert_eq!(a.receiver.recv().await.ok(), Some(Live::Resync));
+        assert_eq!(b.receiver.recv().await.ok(), Some(Live::Resync));
+        // An old instance's change envelope still reads.
+        let old = r#"{"origin":"x","user":"user_ada","notice":{"conversationId":"c","version":2}}"#;
+        let old: Envelope = serde_json::from_str(old).unwrap_or_else(|_| unreachable!());
+        old.apply(&elsewhere);
+        assert!(matches!(a.receiver.recv().await, Ok(Live::Change(_))));
     }
 }
