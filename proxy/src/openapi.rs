@@ -35,6 +35,11 @@ use crate::routes;
         routes::replies::stop,
         routes::webhooks::clerk,
     ),
+    // Event payloads no route returns as a body.
+    components(schemas(
+        confab_wire::assistant::ReplyDelta,
+        confab_wire::assistant::ReplyDone
+    )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

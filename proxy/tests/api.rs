@@ -1250,6 +1250,18 @@ async fn openapi_document_describes_every_route() {
         ("post", "/api/conversations/{id}/replies"),
         ("post", "/api/conversations/{id}/replies/{messageId}/stop"),
     ];
+    for schema in [
+        "ReplyDelta",
+        "ReplyDone",
+        "ReplyMessage",
+        "AssistantInfo",
+        "StartReply",
+    ] {
+        assert!(
+            doc.json["components"]["schemas"][schema].is_object(),
+            "{schema} is not described"
+        );
+    }
     let paths = doc.json["paths"].as_object().unwrap();
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, routes.len(), "{:?}", paths.keys());

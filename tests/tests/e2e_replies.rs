@@ -193,6 +193,45 @@ async fn replies() -> anyhow::Result<()> {
         .await?;
     assert_eq!(inert, serde_json::json!(["undefined", 0, 1]), "{inert}");
 
+    // A hostile 20 KB of nested quotes and lists renders (flattened past a
+    // few levels) and the window stays usable.
+    let deep = format!(
+        "{}deep quote\n\n{}deep list",
+        "> ".repeat(5_000),
+        "- ".repeat(5_000)
+    );
+    model
+        .next(&Behaviour::Reply {
+            text: Some(deep),
+            delay_ms: Some(0),
+        })
+        .await?;
+    app.send("Nest deeply").await?;
+    wait_reply(&app, UI, "the deep reply", |s, t| {
+        s == "complete" && t.contains("deep quote") && t.contains("deep list")
+    })
+    .await?;
+    let depth = app
+        .client
+        .execute(
+            "const rows = document.querySelectorAll('#messages article.message.assistant');
+             const body = rows[rows.length - 1].querySelector('.message-body');
+             let max = 0;
+             for (const el of body.querySelectorAll('*')) {
+                 let d = 0;
+                 for (let p = el; p && p !== body; p = p.parentElement) d++;
+                 if (d > max) max = d;
+             }
+             return max;",
+            vec![],
+        )
+        .await?;
+    assert!(
+        depth.as_u64().is_some_and(|d| d <= 20),
+        "nesting depth {depth}"
+    );
+    app.send("Still responsive").await?;
+
     // A provider outage shows its reason and Retry; Retry answers.
     for _ in 0..5 {
         model

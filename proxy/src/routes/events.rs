@@ -22,7 +22,7 @@ use crate::events::{Live, MAX_STREAMS_PER_USER};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
-#[utoipa::path(get, path = "/api/events", tag = "changes", responses((status = 200, description = "text/event-stream: `ready`, then `change` events (data: ChangeNotice), `resync`, heartbeats", content_type = "text/event-stream", body = ChangeNotice), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/events", tag = "changes", responses((status = 200, description = "text/event-stream: `ready`, then `change` events (data: ChangeNotice), `reply` (data: ReplyDelta) and `reply-done` (data: ReplyDone) while assistant replies stream, `resync` (pull: events were missed), heartbeats", content_type = "text/event-stream", body = ChangeNotice), (status = 400, description = "Invalid input, naming the field", body = HttpError), (status = 401, description = "Missing or invalid token", body = HttpError), (status = 429, description = "Rate limited (Retry-After)", body = HttpError), (status = 503, description = "Store unavailable (Retry-After)", body = HttpError)), security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
     user: AuthUser,

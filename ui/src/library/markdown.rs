@@ -74,6 +74,11 @@ pub fn on_link_click() -> Callback<MouseEvent> {
     })
 }
 
+/// Elements nested deeper than this are not made: their content joins the
+/// deepest one. A hostile message of thousands of nested quotes or lists
+/// renders as text in a few levels instead of a DOM the webview chokes on.
+const MAX_DEPTH: usize = 16;
+
 pub fn render(source: &str) -> Html {
     let mut options = Options::empty();
     options.insert(Options::ENABLE_STRIKETHROUGH);
@@ -88,8 +93,12 @@ pub fn render(source: &str) -> Html {
             top.tag.add_child(node);
         }
     };
+    // Starts past MAX_DEPTH not made; their ends come first (last in, first out).
+    let mut flattened = 0usize;
     for event in Parser::new_ext(source, options) {
         match event {
+            Event::Start(_) if stack.len() >= MAX_DEPTH => flattened += 1,
+            Event::End(_) if flattened > 0 => flattened -= 1,
             Event::Start(tag) => {
                 let vtag = match tag {
                     Tag::Paragraph => element("p"),
