@@ -196,6 +196,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CONFAB_CONTEXT_TOKENS", default_value_t = 100_000)]
     pub context_tokens: u64,
 
+    /// Seconds a client may take to send a request's headers (slow clients
+    /// are disconnected).
+    #[arg(long, env = "CONFAB_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Connections open at once; past it, new ones wait until one closes.
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
+
     /// Log format: "text" for people, "json" for log collectors.
     #[arg(long, env = "CONFAB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -219,6 +228,7 @@ pub struct ServeConfig {
     pub caps: crate::store::Caps,
     /// `Err`: replies are off, and why.
     pub assistant: Result<crate::assistant::Settings, String>,
+    pub serve: crate::serve::Limits,
 }
 
 /// Claude models offered when CONFAB_MODELS is unset.
@@ -382,9 +392,19 @@ impl ServeArgs {
         }
 
         let assistant = self.assistant()?;
+        if self.header_timeout_secs == 0 {
+            return Err(err("CONFAB_HEADER_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if self.max_connections == 0 {
+            return Err(err("CONFAB_MAX_CONNECTIONS", "must be at least 1"));
+        }
 
         Ok(ServeConfig {
             assistant,
+            serve: crate::serve::Limits {
+                header_read_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+                max_connections: self.max_connections,
+            },
             listen: self.listen,
             store,
             auth,

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod relay;
 mod routes;
 pub mod seed;
+pub mod serve;
 pub mod store;
 mod validate;
 pub mod webhooks;

@@ -142,23 +142,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Printed on stdout so scripts and test harnesses learn the port when given :0.
     println!("confab-proxy listening on http://{addr}");
     tracing::info!(%addr, issuer = %config.auth.issuer, "listening");
-    // Small writes go out at once: an event stream writes a change notice
-    // and a reply's first words milliseconds apart, and Nagle's algorithm
-    // would hold the second until the first is acknowledged (up to 40 ms
-    // with delayed ACKs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY could not be set");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: draining in-flight requests");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("server failed")?;
+    confab_proxy::serve::serve(listener, router(state), config.serve, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = shutdown_tx.send(true);
+    })
+    .await;
     // Replies still running end as failed ("the server restarted"), so they
     // can be retried at once rather than waiting to look stalled.
     assistant.shutdown().await;

@@ -126,3 +126,83 @@ async fn seed_gives_a_new_user_samples_once() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Slow clients: connections that open and never finish their headers
+/// (slowloris), more of them than the proxy takes at once, do not stop
+/// normal requests; each is cut off at the header deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_stop_normal_requests() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, slowloris()).await
+}
+
+async fn slowloris() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let artifacts = paths::artifacts_dir("proxy_process_slowloris")?;
+    let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+    let proxy = Proxy::start(
+        "http://127.0.0.1:9",
+        &artifacts,
+        &store,
+        &[
+            ("CONFAB_HEADER_TIMEOUT_SECS", "1".into()),
+            ("CONFAB_MAX_CONNECTIONS", "32".into()),
+        ],
+    )?;
+    let address = proxy.base.trim_start_matches("http://").to_owned();
+
+    // 64 connections (twice what the proxy takes at once), each sending part of a request head, then a byte
+    // every 200 ms: never a whole head.
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await?;
+        slow.push(tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                if stream.write_all(b"X").await.is_err() {
+                    break;
+                }
+                let mut buf = [0u8; 256];
+                match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+                {
+                    // Closed (or answered and closed): the proxy gave up on it.
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(_)) => {}
+                    Err(_) => {}
+                }
+                if started.elapsed() > Duration::from_secs(20) {
+                    return None;
+                }
+            }
+            Some(started.elapsed())
+        }));
+    }
+
+    // Meanwhile every normal request is answered, each within a few seconds.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    for _ in 0..10 {
+        let started = tokio::time::Instant::now();
+        let health = http.get(format!("{}/healthz", proxy.base)).send().await?;
+        assert_eq!(health.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a normal request waited {:?}",
+            started.elapsed()
+        );
+    }
+    // And every slow connection was cut off, none kept past the deadline
+    // by much (a waiting one gets its slot, then the same deadline).
+    let mut cut = 0;
+    for task in slow {
+        if let Some(after) = task.await? {
+            assert!(after < Duration::from_secs(15), "held for {after:?}");
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 64, "every slow connection was closed by the proxy");
+    Ok(())
+}
