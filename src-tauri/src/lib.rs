@@ -10,6 +10,7 @@ mod deep_link;
 mod events;
 pub mod library;
 mod logging;
+mod private;
 pub mod profile;
 pub mod session;
 pub mod updates;
@@ -57,6 +58,8 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
 /// Must not run inside a Tokio runtime: the single-instance plugin starts its own
 /// D-Bus machinery and panics when nested.
 pub fn run(profile: profile::Profile) -> Result<(), tauri::Error> {
+    // Before any plugin or the webview creates a file.
+    private::restrict_new_files();
     let mut context = tauri::generate_context!();
     if let Some(name) = profile.name() {
         // Its own identifier: its own single-instance name, folders and
@@ -98,6 +101,12 @@ pub fn run(profile: profile::Profile) -> Result<(), tauri::Error> {
                 info.os,
                 info.arch
             );
+            for dir in [app.path().app_data_dir(), app.path().app_log_dir()]
+                .into_iter()
+                .flatten()
+            {
+                private::tighten(&dir);
+            }
             // The system browser, never a webview (RFC 8252).
             let opener = app.handle().clone();
             app.manage(session::Browser(Box::new(move |url| {

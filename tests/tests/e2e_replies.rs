@@ -387,5 +387,47 @@ async fn replies() -> anyhow::Result<()> {
         .collect();
     assert_eq!(asked.len(), 1, "asked exactly once");
     app.quit().await?;
+
+    // What the app left on disk is the user's alone, and its log holds no
+    // token and no word of the conversation.
+    let mut logs = String::new();
+    for entry in walk(&stack.home.app_data_dir())? {
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::symlink_metadata(&entry)?.permissions().mode() & 0o777
+        };
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.display());
+        if entry.extension().is_some_and(|e| e == "log") {
+            logs.push_str(&std::fs::read_to_string(&entry)?);
+        }
+    }
+    assert!(logs.contains("starting"), "the app's log was found");
+    for secret in [
+        "eyJ",
+        "Bearer ",
+        "refresh_token",
+        "Can you add a section on hiring?",
+        "Written offline",
+        "Answer in French.",
+        "You asked:",
+    ] {
+        assert!(!logs.contains(secret), "the log contains {secret:?}");
+    }
     Ok(())
+}
+
+/// Every file and folder under `dir` (itself included).
+fn walk(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let path = out[i].clone();
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                out.push(entry?.path());
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
 }
