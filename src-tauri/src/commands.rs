@@ -45,13 +45,23 @@ pub async fn sign_in(
             .to_string(),
     };
     if let Err(err) = (browser.0)(&url) {
-        session.cancel_sign_in().await;
+        // The attempt stays: the link works from any browser the user
+        // pastes it into. The launcher's words are for the log only.
+        log::warn!("the browser could not be opened: {err}");
         return Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            format!("Could not open your browser ({err}). Set a default browser and try again."),
+            ErrorCode::BrowserUnavailable,
+            "Your browser could not be opened. Copy the sign-in link into any browser to continue.",
         ));
     }
     Ok(session.state())
+}
+
+#[tauri::command]
+pub fn sign_in_link(session: State<'_, Session>) -> Option<String> {
+    match session.state() {
+        AuthState::Waiting { .. } => session.pending_url(),
+        _ => None,
+    }
 }
 
 #[tauri::command]

@@ -25,6 +25,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         commands::app_info,
         commands::auth_state,
         commands::sign_in,
+        commands::sign_in_link,
         commands::cancel_sign_in,
         commands::sign_out,
         commands::conversations::list_conversations,

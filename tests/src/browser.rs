@@ -47,6 +47,24 @@ impl Browser {
         Ok(Self { log })
     }
 
+    /// Removes the stand-in: the desktop then has no handler for web links
+    /// (as on a minimal desktop with no browser installed).
+    pub fn uninstall(&self, home: &AppHome) -> anyhow::Result<()> {
+        let entry = home
+            .path()
+            .join("data")
+            .join("applications")
+            .join("confab-test-browser.desktop");
+        if entry.exists() {
+            std::fs::remove_file(entry)?;
+        }
+        std::fs::write(
+            home.path().join("config").join("mimeapps.list"),
+            "[Default Applications]\n",
+        )?;
+        Ok(())
+    }
+
     /// Every URL opened so far, oldest first.
     pub fn opened(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)

@@ -200,3 +200,58 @@ async fn cancelled() -> anyhow::Result<()> {
     app.quit().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_browser_the_sign_in_link_can_be_pasted_anywhere() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, no_browser()).await
+}
+
+async fn no_browser() -> anyhow::Result<()> {
+    let stack = Stack::start("e2e_sign_in/no_browser")?;
+    stack.browser.uninstall(&stack.home)?;
+    let mut options = stack.options(Vec::new());
+    // Nothing to fall back on either.
+    options
+        .env
+        .push(("BROWSER".into(), "/nonexistent/browser".into()));
+    let app = App::launch(&stack.desktop, &stack.home, options).await?;
+    app.click("#continue-in-browser").await?;
+    let link = app
+        .wait_text("#sign-in-link", UI, |t| t.starts_with("http"))
+        .await?;
+    let page = app.text("#waiting").await?;
+    for raw in ["xdg-open", "ExitStatus", "Launcher"] {
+        assert!(!page.contains(raw), "the launcher's words show: {page}");
+    }
+    assert!(page.contains("could not be opened"), "{page}");
+    // The long link wraps inside the card: nothing overflows sideways.
+    let overflow = app
+        .client
+        .execute(
+            "const e = document.querySelector('#sign-in-link');
+             const card = document.querySelector('.card');
+             return [e.scrollWidth > e.clientWidth + 1, card.scrollWidth > card.clientWidth + 1];",
+            vec![],
+        )
+        .await?;
+    assert_eq!(
+        overflow,
+        serde_json::json!([false, false]),
+        "the link overflows"
+    );
+    app.screenshot("no-browser")?;
+    app.click("#copy-sign-in-link").await?;
+    app.wait_text("#copy-sign-in-link", UI, |t| t == "Copied")
+        .await?;
+
+    // Pasted into any browser: the sign-in finishes in the app.
+    let callback = stack.provider.authorize(&link, "user_demo").await?;
+    stack.desktop.open_url(&stack.home, &callback)?;
+    signed_in_as(&app, "Ada Lovelace").await?;
+    assert!(
+        stack.browser.opened().is_empty(),
+        "no browser was ever opened"
+    );
+    app.quit().await?;
+    Ok(())
+}

@@ -2,8 +2,9 @@
 //! cancel while the user signs in in their own browser.
 
 use confab_wire::ErrorBody;
+use confab_wire::ErrorCode;
 use confab_wire::auth::{AuthState, Notice};
-use confab_wire::ipc::{CancelSignIn, NoArgs, SignIn as SignInCommand};
+use confab_wire::ipc::{CancelSignIn, NoArgs, SignIn as SignInCommand, SignInLink};
 use yew::prelude::*;
 
 use crate::app::BuildState;
@@ -29,22 +30,47 @@ pub fn sign_in(props: &Props) -> Html {
     // An error from the last button press (the shell's state has its own notice).
     let error = use_state(|| None::<ErrorBody>);
     let busy = use_state(|| false);
+    // No browser could be opened: the link to paste into one, and whether
+    // it was copied.
+    let manual = use_state(|| None::<String>);
+    let copied = use_state(|| false);
     {
-        // A new state from the shell replaces an older button error.
+        // A new state from the shell replaces an older button error; the
+        // manual link lasts while the attempt waits.
         let error = error.clone();
-        use_effect_with(props.state.clone(), move |_| error.set(None));
+        let manual = manual.clone();
+        let waiting = matches!(props.state, Some(AuthState::Waiting { .. }));
+        use_effect_with(props.state.clone(), move |_| {
+            if !(waiting
+                && error
+                    .as_ref()
+                    .is_some_and(|e| e.code == ErrorCode::BrowserUnavailable))
+            {
+                error.set(None);
+            }
+            if !waiting {
+                manual.set(None);
+            }
+        });
     }
 
     let run = |command: fn() -> StateFuture| {
         let error = error.clone();
         let busy = busy.clone();
+        let manual = manual.clone();
         Callback::from(move |_: MouseEvent| {
             let error = error.clone();
             let busy = busy.clone();
+            let manual = manual.clone();
             busy.set(true);
             wasm_bindgen_futures::spawn_local(async move {
                 // The new state arrives as an event; only a failure is ours to show.
                 if let Err(err) = command().await {
+                    if err.code == ErrorCode::BrowserUnavailable
+                        && let Ok(Some(link)) = ipc::invoke::<SignInLink>(&NoArgs {}).await
+                    {
+                        manual.set(Some(link));
+                    }
                     error.set(Some(err));
                 }
                 busy.set(false);
@@ -86,7 +112,23 @@ pub fn sign_in(props: &Props) -> Html {
         },
         Some(AuthState::Waiting { notice, .. }) => html! {
             <div id="waiting" aria-live="polite">
-                <NoticeView notice={error_notice.or_else(|| notice.clone())} />
+                if let Some(link) = (*manual).clone() {
+                    <div id="manual-sign-in" class="manual-sign-in">
+                        <p>{ "Your browser could not be opened. Copy this sign-in link into any browser; once you have signed in there, Confab continues by itself." }</p>
+                        <p id="sign-in-link" class="sign-in-link">{ link.clone() }</p>
+                        <button id="copy-sign-in-link" class="primary" type="button" onclick={{
+                            let copied = copied.clone();
+                            move |_: MouseEvent| {
+                                if let Some(window) = web_sys::window() {
+                                    let _ = window.navigator().clipboard().write_text(&link);
+                                }
+                                copied.set(true);
+                            }
+                        }}>{ if *copied { "Copied" } else { "Copy sign-in link" } }</button>
+                    </div>
+                } else {
+                    <NoticeView notice={error_notice.or_else(|| notice.clone())} />
+                }
                 <p class="waiting"><span class="spinner" aria-hidden="true"></span>
                     { "Finish signing in in your browser, then come back here." }</p>
                 <button id="reopen-browser" class="secondary" type="button" onclick={start} disabled={*busy}>

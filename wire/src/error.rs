@@ -33,6 +33,9 @@ pub enum ErrorCode {
     /// The server has no assistant (no model provider configured): asking
     /// again will not help until the operator sets one.
     AssistantUnavailable,
+    /// No browser could be opened on this computer: the user copies the
+    /// sign-in link into one (`sign_in_link`).
+    BrowserUnavailable,
     /// A bug or an unexpected state on our side.
     Internal,
     /// A code this build does not know (sent by a newer peer).
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::AssistantUnavailable => "assistant_unavailable",
+            ErrorCode::BrowserUnavailable => "browser_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -171,6 +175,7 @@ mod tests {
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
             ErrorCode::AssistantUnavailable,
+            ErrorCode::BrowserUnavailable,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_value(code).unwrap();

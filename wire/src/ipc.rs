@@ -62,6 +62,11 @@ command!(
     SignIn, "sign_in", NoArgs => AuthState
 );
 command!(
+    /// `sign_in_link`: the pending attempt's link, for a user whose browser
+    /// could not be opened to paste into any browser.
+    SignInLink, "sign_in_link", NoArgs => Option<String>
+);
+command!(
     /// `cancel_sign_in`: forgets the pending attempt; a late callback is ignored.
     CancelSignIn, "cancel_sign_in", NoArgs => AuthState
 );
@@ -346,6 +351,7 @@ pub const COMMANDS: &[&str] = &[
     GetAppInfo::NAME,
     GetAuthState::NAME,
     SignIn::NAME,
+    SignInLink::NAME,
     CancelSignIn::NAME,
     SignOut::NAME,
     ListConversations::NAME,
