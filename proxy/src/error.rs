@@ -155,6 +155,10 @@ impl From<StoreError> for ApiError {
                     "this cursor is older than the kept change history: list the conversations again, then pull changes from current.cursor",
                 )
             },
+            StoreError::Erased => ApiError {
+                message: "this account was deleted: sign in with an account that exists".into(),
+                ..ApiError::new(ErrorCode::Unauthenticated, "")
+            },
             StoreError::NotAUserMessage => ApiError::invalid(
                 "after",
                 "names no message of yours in this conversation: a reply answers a message you wrote",

@@ -29,6 +29,11 @@ pub use sqlite::SqliteStore;
 /// freshness window, past which a replay is refused as stale anyway.
 pub const DELIVERY_MEMORY_SECS: i64 = 2 * crate::webhooks::TOLERANCE_SECS;
 
+/// How long an erased account is remembered: writes that arrive after the
+/// erasure (a device still holding a token and an outbox) are refused rather
+/// than recreating data. Longer than any session a token could stem from.
+pub const ERASURE_MEMORY_DAYS: i64 = 60;
+
 /// How long deleted conversations stay restorable (and visible as deletions in
 /// the change feed) before they are purged.
 pub const TOMBSTONE_TTL_DAYS: i64 = 30;
@@ -65,6 +70,10 @@ pub enum StoreError {
     /// stops.
     #[error("this reply already ended")]
     ReplyEnded,
+    /// The account was erased (Clerk's user.deleted): nothing is written
+    /// for it any more.
+    #[error("this account was deleted")]
+    Erased,
     /// The user's daily token budget is spent; `used` tokens so far today.
     #[error("daily token budget spent")]
     OverBudget { used: u64 },
@@ -658,7 +667,9 @@ pub trait Store: Send + Sync + 'static {
         budget: Option<u64>,
     ) -> Result<u64>;
 
-    /// Erases every item of the user (Clerk's user.deleted).
+    /// Erases every item of the user (Clerk's user.deleted) and remembers
+    /// the erasure for [`ERASURE_MEMORY_DAYS`]: meanwhile creating a
+    /// conversation or a profile for the user is [`StoreError::Erased`].
     async fn erase_user(&self, user: &UserId) -> Result<()>;
 
     /// Removes tombstones and change entries older than [`TOMBSTONE_TTL_DAYS`];

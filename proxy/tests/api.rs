@@ -895,6 +895,22 @@ async fn clerk_webhooks_sync_profiles_and_erase_users() {
         api.call("GET", "/api/user", Some(&ada), None).await.status,
         StatusCode::NOT_FOUND
     );
+    // Writes with a token from before the erasure do not recreate the account.
+    let late = api
+        .call(
+            "POST",
+            "/api/conversations",
+            Some(&ada),
+            Some(json!({"title": "after the deletion"})),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::UNAUTHORIZED, "{:?}", late.json);
+    assert!(
+        late.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted")
+    );
     let list = api
         .call("GET", "/api/conversations", Some(&ada), None)
         .await;

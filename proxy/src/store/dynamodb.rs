@@ -9,6 +9,7 @@
 //! | change entry | `USER#{user}` | `CHG#{seq, 20 digits}` |
 //! | processed webhook delivery | `WEBHOOK#{sha256 of svix-id}` | `DELIVERY` |
 //! | assistant usage of a day | `USER#{user}` | `USAGE#{YYYY-MM-DD}` |
+//! | erased account (user.deleted), kept 60 days | `ERASED#{user}` | `ERASED` |
 //!
 //! A message item written by the assistant also holds `reply`: its status,
 //! model and usage as JSON (`confab_wire::assistant::Reply`); a conversation
@@ -100,6 +101,15 @@ fn delivery_key(delivery: &str) -> Item {
     HashMap::from([
         ("pk".to_owned(), s(format!("WEBHOOK#{hex}"))),
         ("sk".to_owned(), s("DELIVERY")),
+    ])
+}
+
+/// The erasure marker: outside the user's partition, so erasing the
+/// partition never removes it.
+fn erased_key(user: &UserId) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(format!("ERASED#{user}"))),
+        ("sk".to_owned(), s("ERASED")),
     ])
 }
 
@@ -837,6 +847,7 @@ impl Store for DynamoStore {
     }
 
     async fn put_profile(&self, user: &UserId, fields: ProfileFields) -> Result<Profile> {
+        self.refuse_erased(user).await?;
         let at = rfc3339(now());
         // SET the provider's fields, REMOVE the ones it no longer has, and keep
         // createdAt from the first write.
@@ -945,6 +956,7 @@ impl Store for DynamoStore {
         new: NewConversation,
         device: Option<&DeviceId>,
     ) -> Result<Created<ConversationDetail>> {
+        self.refuse_erased(user).await?;
         let _turn = self.turn(user).await;
         let id = new.id.to_string();
         for attempt in 0..MAX_ATTEMPTS {
@@ -1586,9 +1598,21 @@ impl Store for DynamoStore {
             let mut first = Pages::default();
             match self.next_page(user, "", &mut first).await? {
                 Some(page) if !page.is_empty() => self.delete_items(page).await?,
-                _ => return Ok(()),
+                _ => break,
             }
         }
+        let mut marker = erased_key(user);
+        marker.insert("at".into(), s(rfc3339(now())));
+        let expires = Utc::now() + chrono::Duration::days(super::ERASURE_MEMORY_DAYS);
+        marker.insert("expiresAt".into(), n(expires.timestamp()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }
 
@@ -1616,6 +1640,20 @@ impl Origin {
 }
 
 impl DynamoStore {
+    /// [`StoreError::Erased`] when `user`'s account was erased lately
+    /// (DynamoDB's TTL removes the marker, maybe days late: the time is
+    /// checked too).
+    async fn refuse_erased(&self, user: &UserId) -> Result<()> {
+        let Some(item) = self.get(erased_key(user)).await? else {
+            return Ok(());
+        };
+        let at = get_time(&item, "at")?;
+        if Utc::now() - at < chrono::Duration::days(super::ERASURE_MEMORY_DAYS) {
+            return Err(StoreError::Erased);
+        }
+        Ok(())
+    }
+
     /// Up to `fetch` messages of a conversation in the direction `range` asks
     /// (ascending after a message, descending before one), following
     /// `LastEvaluatedKey` rather than trusting a page's length.

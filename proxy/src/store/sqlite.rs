@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS messages (
     reply TEXT,
     PRIMARY KEY (user_id, conversation_id, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS erased_users (
+    user_id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (
     user_id TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -401,6 +405,24 @@ fn record_change(
     Ok(seq.try_into().unwrap_or_default())
 }
 
+/// [`StoreError::Erased`] when `user`'s account was erased lately.
+fn refuse_erased(tx: &Transaction<'_>, user: &UserId) -> Result<()> {
+    let erased: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = ?1 AND at > ?2)",
+            params![
+                user.as_str(),
+                ms(now() - chrono::Duration::days(super::ERASURE_MEMORY_DAYS))
+            ],
+            |row| row.get(0),
+        )
+        .map_err(internal)?;
+    if erased {
+        return Err(StoreError::Erased);
+    }
+    Ok(())
+}
+
 fn stored_len(content: &str) -> u64 {
     content.len() as u64
 }
@@ -526,6 +548,7 @@ impl Store for SqliteStore {
         {
             let user = user.clone();
             self.write(move |tx| {
+                refuse_erased(tx, &user)?;
                 tx.execute(
                     "INSERT INTO profiles (user_id, email, first_name, last_name, image_url, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
@@ -591,6 +614,7 @@ impl Store for SqliteStore {
         let device = device.cloned();
         let caps = self.caps;
         self.write(move |tx| {
+            refuse_erased(tx, &user)?;
             let id = new.id.to_string();
             if let Some(existing) = load(tx, &user, &id)? {
                 if existing.deleted_at.is_some() {
@@ -983,6 +1007,14 @@ impl Store for SqliteStore {
                 .map_err(internal)?;
             removed += tx
                 .execute(
+                    "DELETE FROM erased_users WHERE at < ?1",
+                    params![ms(
+                        now() - chrono::Duration::days(super::ERASURE_MEMORY_DAYS)
+                    )],
+                )
+                .map_err(internal)?;
+            removed += tx
+                .execute(
                     "DELETE FROM conversations WHERE deleted_at < ?1",
                     params![cutoff],
                 )
@@ -1151,6 +1183,12 @@ impl Store for SqliteStore {
                 )
                 .map_err(internal)?;
             }
+            tx.execute(
+                "INSERT INTO erased_users (user_id, at) VALUES (?1, ?2) \
+                 ON CONFLICT (user_id) DO UPDATE SET at = ?2",
+                params![user.as_str(), ms(now())],
+            )
+            .map_err(internal)?;
             Ok(())
         })
         .await

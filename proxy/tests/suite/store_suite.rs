@@ -687,6 +687,29 @@ pub async fn erasing_a_user_leaves_others(store: DynStore) {
             .len(),
         1
     );
+    // A device still holding a token and an outbox cannot bring the
+    // account back: creates and the profile are refused, nothing is stored.
+    let late = store
+        .create_conversation(&ada, conv("late", vec![msg("z")]), None)
+        .await;
+    assert!(matches!(late, Err(StoreError::Erased)), "{late:?}");
+    let profile = store.put_profile(&ada, ProfileFields::default()).await;
+    assert!(matches!(profile, Err(StoreError::Erased)), "{profile:?}");
+    assert_eq!(store.get_profile(&ada).await.unwrap(), None);
+    assert!(
+        store
+            .list_conversations(&ada, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Erasing again (a replayed webhook) is fine; others write as before.
+    store.erase_user(&ada).await.unwrap();
+    store
+        .create_conversation(&bob, conv("still", vec![]), None)
+        .await
+        .unwrap();
 }
 
 pub async fn cursors_from_the_future_are_refused(store: DynStore) {
