@@ -34,6 +34,9 @@ pub enum Live {
     /// `resync`: events were lost on the way (the relay's queue overflowed):
     /// pull.
     Resync,
+    /// The account was deleted: its streams end, on every instance. Never
+    /// sent to a stream as an event.
+    Disconnect,
 }
 
 impl Live {
@@ -42,7 +45,7 @@ impl Live {
             Live::Change(_) => "change",
             Live::Reply(_) => "reply",
             Live::ReplyDone(_) => "reply-done",
-            Live::Resync => "resync",
+            Live::Resync | Live::Disconnect => "resync",
         }
     }
 }
@@ -162,6 +165,10 @@ impl Hub {
     /// Announces a change to the user's open streams on this instance only
     /// (none open: nothing to do).
     pub fn deliver(&self, user: &UserId, notice: Live) {
+        if notice == Live::Disconnect {
+            self.disconnect(user);
+            return;
+        }
         let Ok(channels) = self.channels.lock() else {
             return;
         };

@@ -44,6 +44,9 @@ struct Envelope {
     /// Events were dropped here: every stream elsewhere should pull.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     resync: bool,
+    /// The user's account was deleted: end their streams.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    disconnect: bool,
 }
 
 impl Envelope {
@@ -55,12 +58,14 @@ impl Envelope {
             reply: None,
             reply_done: None,
             resync: false,
+            disconnect: false,
         };
         match event {
             Live::Change(n) => envelope.notice = Some(n),
             Live::Reply(r) => envelope.reply = Some(r),
             Live::ReplyDone(d) => envelope.reply_done = Some(d),
             Live::Resync => envelope.resync = true,
+            Live::Disconnect => envelope.disconnect = true,
         }
         envelope
     }
@@ -80,6 +85,9 @@ impl Envelope {
     }
 
     fn event(self) -> Option<Live> {
+        if self.disconnect {
+            return Some(Live::Disconnect);
+        }
         self.notice
             .map(Live::Change)
             .or(self.reply.map(Live::Reply))
@@ -246,6 +254,15 @@ mod tests {
         back.apply(&elsewhere);
         assert_eq!(a.receiver.recv().await.ok(), Some(Live::Resync));
         assert_eq!(b.receiver.recv().await.ok(), Some(Live::Resync));
+        // A deleted account's streams end everywhere.
+        let gone = Envelope::new("other".into(), "user_bob".into(), Live::Disconnect);
+        let wire = serde_json::to_string(&gone).unwrap_or_default();
+        let back: Envelope = serde_json::from_str(&wire).unwrap_or_else(|_| unreachable!());
+        back.apply(&elsewhere);
+        assert!(matches!(
+            b.receiver.recv().await,
+            Err(tokio::sync::broadcast::error::RecvError::Closed)
+        ));
         // An old instance's change envelope still reads.
         let old = r#"{"origin":"x","user":"user_ada","notice":{"conversationId":"c","version":2}}"#;
         let old: Envelope = serde_json::from_str(old).unwrap_or_else(|_| unreachable!());

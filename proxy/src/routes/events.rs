@@ -43,7 +43,7 @@ pub async fn events(
                     Live::Change(notice) => event.json_data(notice),
                     Live::Reply(delta) => event.json_data(delta),
                     Live::ReplyDone(done) => event.json_data(done),
-                    Live::Resync => Ok(event.data("{}")),
+                    Live::Resync | Live::Disconnect => Ok(event.data("{}")),
                 }
                 .unwrap_or_else(|_| Event::default().event("resync").data("{}"))
             }

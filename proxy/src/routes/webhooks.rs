@@ -100,7 +100,8 @@ pub async fn clerk(
             let user = UserId::parse(id).map_err(|e| ApiError::invalid("data.id", e))?;
             state.store.erase_user(&user).await?;
             // Its open streams end now, not when their tokens expire.
-            state.events.disconnect(&user);
+            // Here and, through the relay, on every other instance.
+            state.events.publish(&user, crate::events::Live::Disconnect);
             tracing::info!("user erased on Clerk's user.deleted");
         }
         other => tracing::debug!(event = %other, "webhook event ignored"),
