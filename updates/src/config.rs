@@ -3,9 +3,12 @@
 //! The signing key is compiled in (`plugins.updater.pubkey` in
 //! `tauri.conf.json`, set by the release pipeline). Only debug builds accept
 //! `CONFAB_UPDATER_PUBKEY`, so developers and tests can sign their own bundles;
-//! an installed release trusts nothing but its baked-in key. The endpoint can be
-//! moved by anyone with `CONFAB_UPDATE_URL` (the signature still decides what
-//! installs), but must be https; plain http only to this machine in debug builds.
+//! an installed release trusts nothing but its baked-in key. `CONFAB_UPDATE_URL`
+//! moves the endpoint: anywhere in debug builds (https, or http to this
+//! machine); in release builds only to another path on a compiled-in host,
+//! and is otherwise ignored, so nobody can point an installed app at an
+//! update server of their own (the signature decides what installs, the
+//! host what is offered).
 
 use base64::Engine as _;
 use url::Url;
@@ -69,12 +72,13 @@ impl UpdateConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let (source, endpoints) = match from_env(UPDATE_URL_VAR) {
-            Some(value) => (
-                UPDATE_URL_VAR,
-                value.split(',').map(|s| s.trim().to_owned()).collect(),
-            ),
-            None => (
+        let from_var: Option<Vec<String>> = from_env(UPDATE_URL_VAR)
+            .map(|value| value.split(',').map(|s| s.trim().to_owned()).collect());
+        let (source, endpoints) = match from_var {
+            Some(list) if debug_build || on_configured_hosts(&list, &configured.endpoints) => {
+                (UPDATE_URL_VAR, list)
+            }
+            _ => (
                 "the build's updater endpoints",
                 configured.endpoints.clone(),
             ),
@@ -104,6 +108,19 @@ impl UpdateConfig {
         })?;
         Ok(Self { endpoints, pubkey })
     }
+}
+
+/// Whether every URL of `list` is on a host the build configured.
+fn on_configured_hosts(list: &[String], configured: &[String]) -> bool {
+    let host = |u: &str| {
+        Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    };
+    let allowed: Vec<String> = configured.iter().filter_map(|u| host(u)).collect();
+    list.iter()
+        .filter(|u| !u.is_empty())
+        .all(|u| host(u).is_some_and(|h| allowed.contains(&h)))
 }
 
 fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, ConfigError> {
@@ -225,16 +242,34 @@ mod tests {
 
     #[test]
     fn the_endpoint_moves_by_environment_but_stays_https() {
-        let config = resolve(
-            &configured(),
-            &[(
-                UPDATE_URL_VAR,
-                "https://a.example/l.json, https://b.example/l.json",
-            )],
-            false,
-        )
-        .unwrap();
+        let elsewhere = [(
+            UPDATE_URL_VAR,
+            "https://a.example/l.json, https://b.example/l.json",
+        )];
+        let config = resolve(&configured(), &elsewhere, true).unwrap();
         assert_eq!(config.endpoints.len(), 2);
+        // A release build ignores another host, and takes another path on
+        // its own.
+        let release = resolve(&configured(), &elsewhere, false).unwrap();
+        assert_eq!(
+            release.endpoints[0].as_str(),
+            "https://releases.example.com/latest.json"
+        );
+        let same_host = [(
+            UPDATE_URL_VAR,
+            "https://RELEASES.example.com/beta/latest.json",
+        )];
+        let beta = resolve(&configured(), &same_host, false).unwrap();
+        assert_eq!(
+            beta.endpoints[0].as_str(),
+            "https://releases.example.com/beta/latest.json"
+        );
+        let mixed = [(
+            UPDATE_URL_VAR,
+            "https://releases.example.com/x.json,https://evil.example/x.json",
+        )];
+        let mixed = resolve(&configured(), &mixed, false).unwrap();
+        assert_eq!(mixed.endpoints.len(), 1, "all or nothing");
         let http = resolve(
             &configured(),
             &[(UPDATE_URL_VAR, "http://updates.example.com/latest.json")],
@@ -243,8 +278,13 @@ mod tests {
         assert!(http.unwrap_err().contains("https"));
         let loopback = [(UPDATE_URL_VAR, "http://127.0.0.1:9/latest.json")];
         assert!(resolve(&configured(), &loopback, true).is_ok());
-        assert!(resolve(&configured(), &loopback, false).is_err());
-        let bad = resolve(&configured(), &[(UPDATE_URL_VAR, "::")], false);
+        // A release build ignores it (not a compiled-in host).
+        let ignored = resolve(&configured(), &loopback, false).unwrap();
+        assert_eq!(
+            ignored.endpoints[0].host_str(),
+            Some("releases.example.com")
+        );
+        let bad = resolve(&configured(), &[(UPDATE_URL_VAR, "::")], true);
         assert!(bad.unwrap_err().contains(UPDATE_URL_VAR));
     }
 
