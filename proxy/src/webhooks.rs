@@ -124,8 +124,52 @@ impl WebhookVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary headers and bodies: an answer, never a panic, and never
+        /// an acceptance without the secret's signature.
+        #[test]
+        fn arbitrary_input_is_refused_without_panicking(
+            id in proptest::option::of(".{0,300}"),
+            timestamp in proptest::option::of(prop_oneof![
+                any::<i64>().prop_map(|t| t.to_string()),
+                ".{0,40}",
+            ]),
+            signatures in proptest::option::of(prop_oneof![
+                ".{0,200}",
+                proptest::collection::vec("v1,[A-Za-z0-9+/=]{0,60}", 0..12)
+                    .prop_map(|v| v.join(" ")),
+            ]),
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            now in any::<i64>(),
+        ) {
+            let verifier = WebhookVerifier::new(SECRET).map_err(TestCaseError::fail)?;
+            let answer = verifier.verify(
+                id.as_deref(),
+                timestamp.as_deref(),
+                signatures.as_deref(),
+                &body,
+                now,
+            );
+            prop_assert!(answer.is_err());
+        }
+
+        /// What the secret signs is accepted, whatever the body's bytes.
+        #[test]
+        fn signed_bodies_of_any_bytes_pass(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let verifier = WebhookVerifier::new(SECRET).map_err(TestCaseError::fail)?;
+            let now = 1_800_000_000;
+            let signature = verifier.sign("msg_1", now, &body);
+            prop_assert!(verifier
+                .verify(Some("msg_1"), Some(&now.to_string()), Some(&signature), &body, now)
+                .is_ok());
+        }
+    }
 
     /// svix-id, svix-timestamp, svix-signature, body, now, expected error.
     type Case<'a> = (

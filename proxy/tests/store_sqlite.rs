@@ -200,3 +200,58 @@ async fn caps_are_enforced() {
         });
     store_suite::caps_refuse_what_would_pass_them(Arc::new(store)).await;
 }
+
+/// What the shared limits accept, the store gives back exactly (titles and
+/// message content of any characters: combining marks, emoji, NUL, RTL
+/// marks, lone surrogates' replacements, very long lines).
+#[test]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+fn what_validation_accepts_round_trips() {
+    use confab_proxy::ids::Id;
+    use confab_proxy::store::{NewConversation, NewMessage, Store};
+    use confab_wire::conversations::Role;
+    use confab_wire::limits;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = SqliteStore::open(&dir.path().join("confab.db")).unwrap();
+    let ada = store_suite::user("user_ada");
+    let text = prop_oneof![
+        ".{0,600}",
+        "[ \t\n\u{0}\u{200f}\u{301}é😀]{0,40}",
+        any::<String>()
+    ];
+    let mut runner = TestRunner::new(Config::with_cases(256));
+    let stored = std::cell::Cell::new(0);
+    runner
+        .run(&(text.clone(), text), |(title, content)| {
+            let (Ok(title), Ok(())) = (limits::title(&title), limits::content(&content)) else {
+                return Ok(());
+            };
+            let new = NewConversation {
+                id: Id::new(),
+                title: title.clone(),
+                messages: vec![NewMessage {
+                    id: Id::new(),
+                    role: Role::User,
+                    content: content.clone(),
+                }],
+            };
+            let id = new.id;
+            let back = runtime.block_on(async {
+                store.create_conversation(&ada, new, None).await.unwrap();
+                store.get_conversation(&ada, id).await.unwrap()
+            });
+            prop_assert_eq!(&back.conversation.title, &title);
+            prop_assert_eq!(&back.messages[0].content, &content);
+            stored.set(stored.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    assert!(stored.get() > 50, "only {} cases were valid", stored.get());
+}

@@ -170,9 +170,123 @@ pub fn render(source: &str) -> Html {
     stack.pop().map(|f| Html::from(f.tag)).unwrap_or_default()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use yew::virtual_dom::VNode;
+
+    /// The elements the renderer may make, and the attributes they may carry.
+    const TAGS: &[&str] = &[
+        "div",
+        "p",
+        "h3",
+        "h4",
+        "h5",
+        "blockquote",
+        "pre",
+        "ol",
+        "ul",
+        "li",
+        "em",
+        "strong",
+        "del",
+        "a",
+        "span",
+        "table",
+        "thead",
+        "tr",
+        "td",
+        "code",
+        "br",
+        "hr",
+    ];
+    const ATTRIBUTES: &[&str] = &[
+        "class",
+        "href",
+        "title",
+        "data-href",
+        "data-lang",
+        "aria-hidden",
+    ];
+
+    /// Every element of `node`: allowed, with allowed attributes, links that
+    /// go nowhere by themselves; answers the deepest nesting.
+    fn check(node: &VNode, depth: usize) -> Result<usize, String> {
+        match node {
+            VNode::VTag(tag) => {
+                if !TAGS.contains(&tag.tag()) {
+                    return Err(format!("element <{}>", tag.tag()));
+                }
+                for (name, value) in tag.attributes.iter() {
+                    if !ATTRIBUTES.contains(&name) {
+                        return Err(format!("attribute {name}"));
+                    }
+                    if name == "href" && value != "#" {
+                        return Err(format!("href {value}"));
+                    }
+                    if name == "data-href" && safe_link(value).is_none() {
+                        return Err(format!("data-href {value}"));
+                    }
+                }
+                match tag.children() {
+                    Some(children) => check(children, depth + 1),
+                    None => Ok(depth),
+                }
+            }
+            VNode::VList(list) => list
+                .iter()
+                .map(|child| check(child, depth))
+                .try_fold(depth, |max, d| d.map(|d| max.max(d))),
+            VNode::VText(_) => Ok(depth),
+            other => Err(format!("a node of another kind: {other:?}")),
+        }
+    }
+
+    /// Markdown-ish text: the characters that make structure, and words.
+    fn markdownish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("> ".to_owned()),
+            Just("- ".to_owned()),
+            Just("1. ".to_owned()),
+            Just("\n".to_owned()),
+            Just("\n\n".to_owned()),
+            Just("**".to_owned()),
+            Just("_".to_owned()),
+            Just("`".to_owned()),
+            Just("```".to_owned()),
+            Just("| a | b |\n|---|---|\n".to_owned()),
+            Just("[x](".to_owned()),
+            Just("javascript:alert(1)".to_owned()),
+            Just("https://example.com".to_owned()),
+            Just(")".to_owned()),
+            Just("![i](https://x/y.png)".to_owned()),
+            Just("<script>alert(1)</script>".to_owned()),
+            Just("<img src=x onerror=alert(1)>".to_owned()),
+            Just("<a href=\"javascript:x\">".to_owned()),
+            "[a-z ]{0,8}",
+            any::<char>().prop_map(String::from),
+        ];
+        proptest::collection::vec(piece, 0..200).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        // A fixed number of cases: CI runs the same amount of work each time.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn rendering_never_leaves_the_allow_list(source in markdownish()) {
+            let depth = check(&render(&source), 0).map_err(TestCaseError::fail)?;
+            prop_assert!(depth <= MAX_DEPTH + 4, "nested {depth} deep");
+        }
+    }
+
+    #[test]
+    fn hostile_nesting_is_flattened() {
+        let deep = format!("{}x\n\n{}y", "> ".repeat(5_000), "- ".repeat(5_000));
+        let depth = check(&render(&deep), 0).unwrap_or(usize::MAX);
+        assert!(depth <= MAX_DEPTH + 2, "{depth}");
+    }
 
     #[test]
     fn only_web_and_mail_links_are_followed() {

@@ -71,7 +71,7 @@ pub struct Props {
 #[derive(Clone, PartialEq)]
 enum Row {
     Header(&'static str),
-    Item(ListItem),
+    Item(Box<ListItem>),
 }
 
 #[function_component(Sidebar)]
@@ -191,12 +191,12 @@ pub fn sidebar(props: &Props) -> Html {
         let mut rows = Vec::new();
         if !pinned.is_empty() {
             rows.push(Row::Header("Pinned"));
-            rows.extend(pinned.into_iter().map(Row::Item));
+            rows.extend(pinned.into_iter().map(|i| Row::Item(Box::new(i))));
             if !recent.is_empty() {
                 rows.push(Row::Header("Recent"));
             }
         }
-        rows.extend(recent.into_iter().map(Row::Item));
+        rows.extend(recent.into_iter().map(|i| Row::Item(Box::new(i))));
         rows
     };
     *order.borrow_mut() = rows
