@@ -19,6 +19,9 @@ use crate::{Engine, FIRST_BACKOFF, MAX_BACKOFF, jitter};
 /// The proxy sends a heartbeat every 15 s.
 const SILENCE: Duration = Duration::from_secs(45);
 
+/// The largest event (or line) read: notices and deltas are small.
+const MAX_EVENT_BYTES: usize = 64 * 1024;
+
 /// A stream that stayed up this long was healthy: start backing off afresh.
 const HEALTHY: Duration = Duration::from_secs(30);
 
@@ -77,9 +80,7 @@ async fn stream(engine: &Engine) -> Result<(), String> {
         }
         status => return Err(format!("the server answered {status}")),
     }
-    let mut buffer = String::new();
-    let mut event = String::new();
-    let mut data = String::new();
+    let mut parser = crate::sse::Parser::new(MAX_EVENT_BYTES);
     loop {
         let chunk = tokio::time::timeout(SILENCE, response.chunk())
             .await
@@ -89,43 +90,29 @@ async fn stream(engine: &Engine) -> Result<(), String> {
             return Ok(());
         };
         engine.count_body(chunk.len());
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        if buffer.len() > 64 * 1024 {
-            return Err("an event was too large".into());
-        }
-        while let Some(end) = buffer.find('\n') {
-            let line: String = buffer.drain(..=end).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                // End of an event: pull now, unless it is our own echo.
-                let wake = match event.as_str() {
-                    "change" => !is_own_echo(engine, &data),
-                    "resync" | "ready" => true,
-                    // A reply's text as it grows: straight to the windows.
-                    "reply" => {
-                        if let Ok(delta) = serde_json::from_str::<ReplyDelta>(&data) {
-                            engine.live_reply(ReplyLive::Delta(delta));
-                        }
-                        false
+        for event in parser.push(&chunk).map_err(|e| e.to_string())? {
+            let wake = match event.name.as_str() {
+                // Pull now, unless it is our own echo.
+                "change" => !is_own_echo(engine, &event.data),
+                "resync" | "ready" => true,
+                // A reply's text as it grows: straight to the windows.
+                "reply" => {
+                    if let Ok(delta) = serde_json::from_str::<ReplyDelta>(&event.data) {
+                        engine.live_reply(ReplyLive::Delta(delta));
                     }
-                    // Its end: the final text is stored, pull it.
-                    "reply-done" => {
-                        if let Ok(done) = serde_json::from_str::<ReplyDone>(&data) {
-                            engine.live_reply(ReplyLive::Done(done));
-                        }
-                        true
-                    }
-                    _ => false,
-                };
-                if wake {
-                    engine.sync_now();
+                    false
                 }
-                event.clear();
-                data.clear();
-            } else if let Some(name) = line.strip_prefix("event:") {
-                event = name.trim().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                data.push_str(value.trim());
+                // Its end: the final text is stored, pull it.
+                "reply-done" => {
+                    if let Ok(done) = serde_json::from_str::<ReplyDone>(&event.data) {
+                        engine.live_reply(ReplyLive::Done(done));
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if wake {
+                engine.sync_now();
             }
         }
     }

@@ -35,6 +35,7 @@ use tokio::sync::{Notify, broadcast, watch};
 mod events;
 mod pull;
 mod push;
+pub mod sse;
 
 /// How often to pull without any server event (a safety net).
 const PERIODIC: Duration = Duration::from_secs(60);
