@@ -71,16 +71,21 @@ impl SigningKey {
         Ok(Self { dir, public })
     }
 
-    /// Signs `bundle` with `tauri signer sign` (in this key's folder, which
-    /// also takes the `.sig` it writes); answers the signature as the manifest
-    /// carries it.
-    pub fn sign(&self, bundle: &[u8]) -> anyhow::Result<String> {
+    /// Signs `bundle` as release `version` with `tauri signer sign
+    /// --app-version` (the version goes in the signature's trusted comment;
+    /// `None` signs without it), in this key's folder, which also takes the
+    /// `.sig` it writes; answers the signature as the manifest carries it.
+    pub fn sign(&self, bundle: &[u8], version: Option<&str>) -> anyhow::Result<String> {
         let file = self.dir.path().join("bundle");
         std::fs::write(&file, bundle)?;
-        run(Command::new(tauri_cli())
+        let mut command = Command::new(tauri_cli());
+        command
             .args(["signer", "sign", "-p", "", "-f"])
-            .arg(self.dir.path().join("confab.key"))
-            .arg(&file))?;
+            .arg(self.dir.path().join("confab.key"));
+        if let Some(version) = version {
+            command.args(["--app-version", version]);
+        }
+        run(command.arg(&file))?;
         let sig = self.dir.path().join("bundle.sig");
         Ok(std::fs::read_to_string(&sig)?.trim().to_owned())
     }

@@ -69,7 +69,7 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     let (current, next) = versions();
     let key = SigningKey::generate()?;
     let next_deb = std::fs::read(bundle(&next)?)?;
-    let signature = key.sign(&next_deb)?;
+    let signature = key.sign(&next_deb, Some(&next))?;
     let server = UpdateServer::start().await?;
     server.serve(
         Manifest::Offer {
@@ -154,8 +154,12 @@ async fn rejects_bad_signatures() -> anyhow::Result<()> {
     let key = SigningKey::generate()?;
     let other = SigningKey::generate()?;
     let good = std::fs::read(bundle(&next)?)?;
-    let signature = key.sign(&good)?;
-    let foreign = other.sign(&good)?;
+    let signature = key.sign(&good, Some(&next))?;
+    let foreign = other.sign(&good, Some(&next))?;
+    // The right key, but bound to another version than the manifest says
+    // (a manifest pairing a new number with an older release), or to none.
+    let other_version = key.sign(&good, Some(&current))?;
+    let unversioned = key.sign(&good, None)?;
     let mut tampered = good.clone();
     let middle = tampered.len() / 2;
     tampered[middle] ^= 0x55;
@@ -175,6 +179,12 @@ async fn rejects_bad_signatures() -> anyhow::Result<()> {
     let cases = [
         ("a tampered bundle", signature.clone(), tampered),
         ("another key's signature", foreign, good.clone()),
+        (
+            "a signature for another version",
+            other_version,
+            good.clone(),
+        ),
+        ("a signature bound to no version", unversioned, good.clone()),
         (
             "a signature field that is no signature",
             "bm90IGEgc2lnbmF0dXJl".to_owned(),
@@ -325,7 +335,7 @@ async fn reports_once() -> anyhow::Result<()> {
     server.serve_without_bundle(Manifest::Offer {
         version: next.clone(),
         notes: "Unreachable bundle".into(),
-        signature: key.sign(&std::fs::read(bundle(&next)?)?)?,
+        signature: key.sign(&std::fs::read(bundle(&next)?)?, Some(&next))?,
     });
     app.click("#check-updates").await?;
     app.wait_text("#update-notes", OFFER, |t| t == "Unreachable bundle")

@@ -117,6 +117,10 @@ fn the_updater_is_wired_without_a_committed_key() -> anyhow::Result<()> {
         updater["pubkey"], "",
         "the signing key comes from the release pipeline"
     );
+    // A manifest cannot pair a version number with another release, and
+    // never offers an older one.
+    assert_eq!(updater["requireSignedVersion"], true);
+    assert_eq!(updater["allowDowngrades"], false);
     let endpoints = updater["endpoints"].as_array().cloned().unwrap_or_default();
     assert!(!endpoints.is_empty());
     for endpoint in endpoints {
