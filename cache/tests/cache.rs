@@ -716,8 +716,24 @@ fn search_finds_titles_and_messages_and_takes_queries_literally() {
         ")(",
         "' OR 1=1 --",
     ] {
-        assert!(cache.search(hostile, 10).is_ok(), "{hostile:?}");
+        // Taken as words to find, not as syntax: nothing here has them
+        // (an operator would have matched everything, or failed).
+        let hits = cache.search(hostile, 10).unwrap();
+        assert!(hits.is_empty(), "{hostile:?}: {hits:?}");
     }
+    // And as words they are found where they are written.
+    cache
+        .append(
+            &a,
+            &id(),
+            Role::User,
+            "Meet NEAR the station at 1=1 o'clock",
+            at(3),
+        )
+        .unwrap();
+    let hits = cache.search("NEAR(", 10).unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].conversation_id, a);
     assert!(cache.search("", 10).unwrap().is_empty());
     cache.delete(&b, at(4)).unwrap();
     assert!(

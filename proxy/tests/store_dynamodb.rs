@@ -21,16 +21,15 @@ pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 #[allow(clippy::expect_used)] // a test that cannot start its server should stop there
-pub async fn fresh() -> (store_suite::DynStore, Moto) {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
-        .keep();
-    let moto = Moto::start(&dir).expect("moto starts");
+pub async fn fresh() -> (store_suite::DynStore, (Moto, tempfile::TempDir)) {
+    // Removed when the guard goes (after moto, which logs into it).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let moto = Moto::start(dir.path()).expect("moto starts");
     let store = DynamoStore::new(client(&moto.endpoint()), "confab");
     store.setup().await.expect("table setup");
     // Setting up twice is harmless (the template's setup script is idempotent).
     store.setup().await.expect("second setup");
-    (Arc::new(store), moto)
+    (Arc::new(store), (moto, dir))
 }
 
 store_conformance!(fresh());
@@ -42,7 +41,7 @@ store_conformance!(fresh());
 async fn pruned_history_expires_old_cursors() {
     use aws_sdk_dynamodb::types::AttributeValue;
     use confab_proxy::store::StoreError;
-    let (store, moto) = fresh().await;
+    let (store, (moto, _dir)) = fresh().await;
     let ada = store_suite::user("user_ada");
     for i in 0..3 {
         store
@@ -72,7 +71,7 @@ async fn pruned_history_expires_old_cursors() {
 #[allow(clippy::unwrap_used)]
 async fn deleted_conversations_messages_expire_with_the_tombstone() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let (store, moto) = fresh().await;
+    let (store, (moto, _dir)) = fresh().await;
     let ada = store_suite::user("user_ada");
     let new = store_suite::conv("x", vec![store_suite::msg("one"), store_suite::msg("two")]);
     let id = new.id;

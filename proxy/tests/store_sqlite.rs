@@ -8,15 +8,12 @@ use std::sync::Arc;
 use confab_proxy::store::SqliteStore;
 
 #[allow(clippy::expect_used)] // a test that cannot open its store should stop there
-async fn fresh() -> (store_suite::DynStore, ()) {
-    // Under the target dir (cleaned by `cargo clean`): the file must outlive the
-    // test's store, which the suite owns.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("temp dir")
-        .keep();
+async fn fresh() -> (store_suite::DynStore, tempfile::TempDir) {
+    // The folder is the guard: removed when the test ends.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     (
-        Arc::new(SqliteStore::open(&dir.join("confab.db")).expect("open store")),
-        (),
+        Arc::new(SqliteStore::open(&dir.path().join("confab.db")).expect("open store")),
+        dir,
     )
 }
 

@@ -198,6 +198,44 @@ mod tests {
         assert!(err.to_string().contains("not found"), "{err}");
     }
 
+    /// The command list exists once (`wire::ipc::COMMANDS`): every command
+    /// on it is registered and granted by name, and nothing else is granted.
+    #[test]
+    fn every_command_is_registered_and_granted_and_nothing_else() {
+        let mock = mock(None);
+        for name in confab_wire::ipc::COMMANDS {
+            // `sign_in` would open the (recording) browser: any answer but
+            // "not found" proves the handler is there.
+            let answer = invoke(&mock, name, serde_json::json!({"args": {"probe": true}}));
+            if let Err(err) = answer {
+                assert!(
+                    !err.to_string().contains("not found"),
+                    "{name} is not registered: {err}"
+                );
+            }
+        }
+        let capability: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("capabilities/default.json"),
+            )
+            .expect("the capability file"),
+        )
+        .expect("JSON");
+        let granted: std::collections::BTreeSet<String> = capability["permissions"]
+            .as_array()
+            .expect("a permission list")
+            .iter()
+            .filter_map(|p| p.as_str())
+            .filter(|p| !p.starts_with("core:"))
+            .map(str::to_owned)
+            .collect();
+        let listed: std::collections::BTreeSet<String> = confab_wire::ipc::COMMANDS
+            .iter()
+            .map(|c| format!("allow-{}", c.replace('_', "-")))
+            .collect();
+        assert_eq!(granted, listed);
+    }
+
     #[test]
     fn an_unconfigured_app_says_what_to_set_and_opens_nothing() {
         let mock = mock(None);
@@ -281,17 +319,6 @@ mod tests {
             assert_eq!(err.code, ErrorCode::Unauthenticated, "{cmd}");
             assert!(err.message.contains("Sign in"), "{cmd}: {err:?}");
         }
-        // Malformed arguments are refused before anything runs.
-        for bad in [
-            serde_json::json!({"args": {"limit": 50, "userId": "someone"}}),
-            serde_json::json!({"args": {"limit": -1}}),
-            serde_json::json!({}),
-        ] {
-            assert!(
-                invoke(&mock, ListConversations::NAME, bad.clone()).is_err(),
-                "{bad}"
-            );
-        }
     }
 
     /// The conversation commands on a real cache (not synced), and export
@@ -312,6 +339,50 @@ mod tests {
             .state::<Arc<Library>>()
             .open_offline("user_demo", &session)
             .expect("cache opens");
+
+        // Signed in: malformed arguments are refused by their shape, before
+        // anything runs (not for want of a user), and the same call well
+        // formed answers.
+        for (cmd, bad) in [
+            (
+                ListConversations::NAME,
+                serde_json::json!({"args": {"limit": 50, "userId": "someone"}}),
+            ),
+            (
+                ListConversations::NAME,
+                serde_json::json!({"args": {"limit": -1}}),
+            ),
+            (ListConversations::NAME, serde_json::json!({})),
+            (
+                confab_wire::ipc::AskReply::NAME,
+                serde_json::json!({"args": {"conversationId": "x", "after": "y", "stream": true}}),
+            ),
+            (
+                confab_wire::ipc::StopReply::NAME,
+                serde_json::json!({"args": {"conversationId": "x"}}),
+            ),
+        ] {
+            let err = invoke(&mock, cmd, bad.clone()).expect_err("refused");
+            let as_body = serde_json::from_value::<ErrorBody>(err.clone());
+            assert!(
+                as_body.is_err() || as_body.is_ok_and(|b| b.code != ErrorCode::Unauthenticated),
+                "{cmd} {bad}: refused for another reason: {err}"
+            );
+            assert!(
+                err.to_string().contains("args") || err.to_string().contains("invalid"),
+                "{cmd} {bad}: {err}"
+            );
+        }
+        let listed: ListPage = serde_json::from_value(
+            invoke(
+                &mock,
+                ListConversations::NAME,
+                serde_json::json!({"args": {"limit": 50}}),
+            )
+            .expect("well formed, it answers"),
+        )
+        .expect("a ListPage");
+        assert!(listed.items.is_empty());
 
         let created: ListItem = serde_json::from_value(
             invoke(

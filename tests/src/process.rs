@@ -72,6 +72,27 @@ impl Service {
         &self.log
     }
 
+    /// Waits until the process's log (stdout and stderr) holds `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} never logged {needle:?} (see {})",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for a stdout line matching `pred` and returns it.
     pub fn wait_for_line(
         &mut self,

@@ -94,8 +94,12 @@ async fn crossing() -> anyhow::Result<()> {
     let token = provider.sign_in("user_demo").await?.access_token;
 
     let mut on_one = listen(&one.base, &token).await?;
-    // Subscriptions settle before the first write.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both instances hear Redis before the first write.
+    for proxy in [&one, &two] {
+        proxy
+            .service
+            .wait_for_log("subscribed to change notices", Duration::from_secs(10))?;
+    }
     let id = create(&two.base, &token, "Written through two").await?;
     let notice = next_change(&mut on_one, Duration::from_secs(2))
         .await
@@ -205,8 +209,11 @@ async fn replies_across() -> anyhow::Result<()> {
     let two = Proxy::start(&provider.issuer, &artifacts, &store, &env(&model.key))?;
     let token = provider.sign_in("user_demo").await?.access_token;
     let mut on_one = listen(&one.base, &token).await?;
-    // Subscriptions settle before the first write.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for proxy in [&one, &two] {
+        proxy
+            .service
+            .wait_for_log("subscribed to change notices", Duration::from_secs(10))?;
+    }
 
     // Asked through two, generated there: its text streams to one's streams.
     let (conversation, reply) = ask(&two.base, &token, "Across instances?").await?;

@@ -169,6 +169,8 @@ const NO_USERINFO: &str = "http://127.0.0.1:9/oauth/userinfo";
 pub struct Api {
     pub router: Router,
     pub store: Arc<CountingStore>,
+    /// The store's folder, removed when the last instance over it goes.
+    dir: Option<Arc<tempfile::TempDir>>,
     /// The instance's event hub: tests subscribe to see what streams see.
     pub events: confab_proxy::events::Hub,
     pub assistant: Arc<confab_proxy::assistant::Assistant>,
@@ -180,36 +182,46 @@ impl Api {
     }
 
     pub fn with_limit(limit: Option<confab_proxy::limits::RateLimit>) -> Self {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir")
-            .keep();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
         let store = Arc::new(CountingStore {
-            inner: SqliteStore::open(&dir.join("confab.db")).expect("store"),
+            inner: SqliteStore::open(&dir.path().join("confab.db")).expect("store"),
             calls: AtomicUsize::new(0),
         });
-        Self::over(store, limit, NO_USERINFO, None)
+        let mut api = Self::over(store, limit, NO_USERINFO, None);
+        api.dir = Some(Arc::new(dir));
+        api
     }
 
     /// With assistant replies on these settings.
     pub fn with_assistant(settings: confab_proxy::assistant::Settings) -> Self {
-        let api = Self::new();
-        Self::over(api.store.clone(), None, NO_USERINFO, Some(settings))
+        Self::new().alike(None, NO_USERINFO, Some(settings))
     }
 
     /// Another instance over the same store, with its own assistant.
     pub fn another_assistant(&self, settings: confab_proxy::assistant::Settings) -> Self {
-        Self::over(self.store.clone(), None, NO_USERINFO, Some(settings))
+        self.alike(None, NO_USERINFO, Some(settings))
+    }
+
+    /// Another router over this one's store (and folder).
+    fn alike(
+        &self,
+        limit: Option<confab_proxy::limits::RateLimit>,
+        userinfo: &str,
+        assistant: Option<confab_proxy::assistant::Settings>,
+    ) -> Self {
+        let mut api = Self::over(self.store.clone(), limit, userinfo, assistant);
+        api.dir = self.dir.clone();
+        api
     }
 
     /// Another proxy instance over the same store (as behind a load balancer).
     pub fn another_instance(&self) -> Self {
-        Self::over(self.store.clone(), None, NO_USERINFO, None)
+        self.alike(None, NO_USERINFO, None)
     }
 
     /// With profiles read from the userinfo endpoint at `url`.
     pub fn with_userinfo(url: &str) -> Self {
-        let api = Self::new();
-        Self::over(api.store.clone(), None, url, None)
+        Self::new().alike(None, url, None)
     }
 
     fn over(
@@ -243,6 +255,7 @@ impl Api {
             state.assistant = Arc::new(confab_proxy::assistant::Assistant::new(settings));
         }
         Self {
+            dir: None,
             events: state.events.clone(),
             assistant: state.assistant.clone(),
             router: router(state),
