@@ -1,6 +1,6 @@
 //! Where users' data lives, behind one trait with two implementations:
 //! DynamoDB (the single table of design section 2) and embedded SQLite (local and
-//! self-hosted). Both pass the same conformance suite (`proxy/tests/`).
+//! self-hosted). Both pass the same conformance suite (`proxy/tests/it/`).
 //!
 //! Every method takes the caller's [`UserId`] and validated [`Id`]s: an
 //! implementation builds keys from those only, so one user can never name

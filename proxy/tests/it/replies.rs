@@ -11,7 +11,7 @@ use confab_proxy::ids::{Id, UserId};
 use confab_wire::assistant::{ModelInfo, ReplyDone, ReplyStatus};
 use serde_json::{Value, json};
 
-use super::api_support::*;
+use crate::support::*;
 
 async fn standin() -> ModelStandIn {
     ModelStandIn::start(Options::default()).await.unwrap()

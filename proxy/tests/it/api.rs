@@ -1,16 +1,8 @@
 //! The HTTP API through the router (`oneshot`), over a real SQLite store.
 
-// Helpers here are test code: a failed step should panic with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "suite/api_support.rs"]
-mod api_support;
-#[path = "suite/replies.rs"]
-mod replies;
-
 use std::sync::Arc;
 
-use api_support::*;
+use crate::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;

@@ -1,7 +1,6 @@
 //! The conformance suite against the embedded SQLite store (a real file, WAL).
 
-#[path = "suite/store_suite.rs"]
-mod store_suite;
+use crate::store_suite;
 
 use std::sync::Arc;
 
@@ -110,7 +109,7 @@ async fn a_schema_1_store_is_upgraded_in_place() {
     let path = dir.path().join("confab.db");
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch(include_str!("fixtures/sqlite-v1.sql"))
+        .execute_batch(include_str!("../fixtures/sqlite-v1.sql"))
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
     let ada = store_suite::user("user_ada");

@@ -1,8 +1,7 @@
 //! The conformance suite against the DynamoDB store, on a real moto server
 //! (one per test, so tests stay independent and can run in parallel).
 
-#[path = "suite/store_suite.rs"]
-mod store_suite;
+use crate::store_suite;
 
 use std::sync::Arc;
 

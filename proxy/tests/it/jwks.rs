@@ -2,20 +2,15 @@
 //! refetched for an unknown `kid`, and no faster than the bounded rate however
 //! many forged tokens arrive.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "suite/api_support.rs"]
-mod api_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use api_support::{OTHER_PEM, claims, sign, sign_with};
+use crate::support::{OTHER_PEM, claims, sign, sign_with};
 use axum::routing::get;
 use confab_proxy::auth::{AuthConfig, AuthError, Verifier};
 use serde_json::json;
 
-const JWKS: &str = include_str!("fixtures/signing.jwks.json");
+const JWKS: &str = include_str!("../fixtures/signing.jwks.json");
 
 async fn serve_jwks() -> (String, Arc<AtomicUsize>) {
     let fetches = Arc::new(AtomicUsize::new(0));
@@ -40,7 +35,7 @@ async fn serve_jwks() -> (String, Arc<AtomicUsize>) {
 async fn keys_come_from_the_jwks_and_unknown_kids_refetch_at_a_bounded_rate() {
     let (issuer, fetches) = serve_jwks().await;
     let mut config = AuthConfig::new(&issuer);
-    config.allowed_client_ids = vec![api_support::CLIENT_ID.into()];
+    config.allowed_client_ids = vec![crate::support::CLIENT_ID.into()];
     config.refetch_interval = std::time::Duration::from_millis(300);
     let verifier = Verifier::new(config).unwrap();
     let token = |sub: &str| {
@@ -94,7 +89,7 @@ async fn keys_come_from_the_jwks_and_unknown_kids_refetch_at_a_bounded_rate() {
     assert!(started.elapsed() < std::time::Duration::from_millis(300));
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     // A forged token under the real kid fails on the signature, not by fetching.
-    let forged = sign_with(&c, OTHER_PEM, api_support::KID);
+    let forged = sign_with(&c, OTHER_PEM, crate::support::KID);
     assert!(matches!(
         verifier.verify(&forged).await,
         Err(AuthError::Invalid(_))
@@ -105,7 +100,7 @@ async fn keys_come_from_the_jwks_and_unknown_kids_refetch_at_a_bounded_rate() {
 #[tokio::test]
 async fn an_unreachable_jwks_is_unavailable_not_unauthenticated() {
     let mut config = AuthConfig::new("http://127.0.0.1:9");
-    config.allowed_client_ids = vec![api_support::CLIENT_ID.into()];
+    config.allowed_client_ids = vec![crate::support::CLIENT_ID.into()];
     let verifier = Verifier::new(config).unwrap();
     let mut c = claims("user_ada");
     c["iss"] = json!("http://127.0.0.1:9");
