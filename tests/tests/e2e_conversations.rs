@@ -9,8 +9,10 @@ use confab_tests::stack::{Stack, UI};
 use confab_wire::conversations::Role;
 use fantoccini::Locator;
 
-/// Design section 7 / issue 5: the other device's change shows within 2 s.
-const REAL_TIME: Duration = Duration::from_secs(2);
+/// How long another device's change may take to show here: the suite's
+/// general timeout (the 2-second promise has its own test, `real_time.rs`,
+/// which runs alone).
+const REAL_TIME: Duration = UI;
 
 fn ulid() -> String {
     static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
@@ -47,7 +49,6 @@ async fn two_devices() -> anyhow::Result<()> {
         "Milk, **eggs** and [bread](https://example.com/bread)",
         confab_cache::now(),
     )?;
-    let written = tokio::time::Instant::now();
     phone.engine.local_change(&id);
     app.wait_text(
         "#conversation-list",
@@ -55,11 +56,6 @@ async fn two_devices() -> anyhow::Result<()> {
         |t| t.contains("Groceries"),
     )
     .await?;
-    let latency = written.elapsed();
-    assert!(
-        latency <= REAL_TIME + Duration::from_millis(500),
-        "took {latency:?}"
-    );
 
     // Open it: Markdown renders, the link is a link the shell opens.
     app.click(&format!("button[data-id='{id}']")).await?;
@@ -85,7 +81,6 @@ async fn two_devices() -> anyhow::Result<()> {
         .await?
         .send_keys("Also coffee\u{E007}")
         .await?;
-    let sent = tokio::time::Instant::now();
     phone
         .eventually(REAL_TIME, "the app's message on the phone", |c| {
             c.get(&id).ok().flatten().filter(|v| {
@@ -95,7 +90,6 @@ async fn two_devices() -> anyhow::Result<()> {
             })
         })
         .await?;
-    assert!(sent.elapsed() <= REAL_TIME);
     app.wait_text("#messages", UI, |t| t.contains("Also coffee"))
         .await?;
     assert_eq!(
