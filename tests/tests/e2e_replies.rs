@@ -195,10 +195,12 @@ async fn replies() -> anyhow::Result<()> {
 
     // A hostile 20 KB of nested quotes and lists renders (flattened past a
     // few levels) and the window stays usable.
+    // The quotes as one word (`>>>…`), so the stand-in streams them in one
+    // piece; the lists need their spaces.
     let deep = format!(
-        "{}deep quote\n\n{}deep list",
-        "> ".repeat(5_000),
-        "- ".repeat(5_000)
+        "{} deep quote\n\n{}deep list",
+        ">".repeat(19_000),
+        "- ".repeat(500)
     );
     model
         .next(&Behaviour::Reply {

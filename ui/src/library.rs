@@ -187,6 +187,10 @@ pub fn library() -> Html {
     let live = use_mut_ref(LiveTexts::default).borrow().clone();
     let live_tick = use_state(|| 0u32);
     let live_count = use_mut_ref(|| 0u32);
+    // A render of the growing text is scheduled.
+    let live_pending = use_mut_ref(|| Rc::new(std::cell::Cell::new(false)))
+        .borrow()
+        .clone();
 
     // What the assistant offers: asked at start, and again until known.
     {
@@ -208,6 +212,7 @@ pub fn library() -> Html {
         let live = live.clone();
         let live_tick = live_tick.clone();
         let live_count = live_count.clone();
+        let live_pending = live_pending.clone();
         let selected_now = selected_now.clone();
         use_effect_with((), move |_| {
             let keep = Rc::new(RefCell::new(None));
@@ -218,9 +223,20 @@ pub fn library() -> Html {
                     match event {
                         ReplyLive::Delta(d) => {
                             live.apply(&d.message_id, d.offset as usize, &d.delta);
-                            if open.as_deref() == Some(d.conversation_id.as_str()) {
-                                *live_count.borrow_mut() += 1;
-                                live_tick.set(*live_count.borrow());
+                            // The text is kept at once; the window shows it at
+                            // most every 50 ms, however fast the words come
+                            // (a render per word would fall behind).
+                            if open.as_deref() == Some(d.conversation_id.as_str())
+                                && !live_pending.replace(true)
+                            {
+                                let (live_tick, live_count, live_pending) =
+                                    (live_tick.clone(), live_count.clone(), live_pending.clone());
+                                wasm_bindgen_futures::spawn_local(async move {
+                                    sleep_ms(50).await;
+                                    live_pending.set(false);
+                                    *live_count.borrow_mut() += 1;
+                                    live_tick.set(*live_count.borrow());
+                                });
                             }
                         }
                         // The cache has the final text; library-changed follows.
