@@ -260,14 +260,13 @@ impl Assistant {
             let _ = control.stop.send(true);
             control.done.clone()
         };
+        // The final message is the run's answer to the stop.
         let finished =
             tokio::time::timeout(Duration::from_secs(10), done.wait_for(Option::is_some))
                 .await
                 .ok()?
-                .ok()?
-                .clone();
-        // The final message is the run's answer to the stop.
-        Some(finished).flatten()
+                .ok()?;
+        finished.clone()
     }
 
     /// Ends every reply running here (shutdown): each stores its text as
@@ -293,6 +292,39 @@ impl Assistant {
     pub fn running(&self) -> usize {
         self.runs.lock().map(|r| r.len()).unwrap_or(0)
     }
+}
+
+/// Announces that a reply ended and is stored: `reply-done` (its status,
+/// usage and reason; `fallback` when the message carries none), then the
+/// `change` that brings the stored text (from `device`, when one asked).
+pub fn announce_end(
+    hub: &Hub,
+    user: &UserId,
+    message: &Message,
+    conversation: &confab_wire::conversations::Conversation,
+    fallback: confab_wire::assistant::ReplyStatus,
+    device: Option<confab_wire::conversations::DeviceId>,
+) {
+    let reply = message.reply.as_ref();
+    hub.publish(
+        user,
+        confab_wire::assistant::ReplyDone {
+            conversation_id: conversation.id.clone(),
+            message_id: message.id.clone(),
+            status: reply.map_or(fallback, |r| r.status),
+            usage: reply.and_then(|r| r.usage),
+            error: reply.and_then(|r| r.error.clone()),
+            version: conversation.version,
+        },
+    );
+    hub.publish(
+        user,
+        confab_wire::conversations::ChangeNotice {
+            conversation_id: Some(conversation.id.clone()),
+            version: Some(conversation.version),
+            device,
+        },
+    );
 }
 
 /// Seconds until the next UTC midnight, when daily budgets reset.

@@ -89,8 +89,14 @@ pub const STALLED_AFTER_SECS: i64 = 30;
 impl Reply {
     /// Whether this reply is still being written by someone.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.is_live_at(now.timestamp_millis())
+    }
+
+    /// [`Reply::is_live`] at `now_ms` (Unix milliseconds), for a side
+    /// without a clock of its own (the UI has the browser's).
+    pub fn is_live_at(&self, now_ms: i64) -> bool {
         self.status == ReplyStatus::Streaming
-            && (now - self.updated_at).num_seconds() < STALLED_AFTER_SECS
+            && now_ms.saturating_sub(self.updated_at.timestamp_millis()) < STALLED_AFTER_SECS * 1000
     }
 }
 

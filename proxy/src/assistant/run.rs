@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_wire::assistant::{Reply, ReplyDelta, ReplyDone, ReplyStatus, Usage};
+use confab_wire::assistant::{Reply, ReplyDelta, ReplyStatus, Usage};
 use confab_wire::conversations::{ChangeNotice, Message};
 use confab_wire::limits::DEFAULT_TITLE;
 use futures_util::StreamExt;
@@ -322,25 +322,13 @@ impl Run {
             {
                 Ok(written) => {
                     let (stored, conversation) = written.value;
-                    let reply = stored.reply.clone();
-                    self.deps.hub.publish(
+                    super::announce_end(
+                        &self.deps.hub,
                         &self.user,
-                        ReplyDone {
-                            conversation_id: conversation.id.clone(),
-                            message_id: stored.id.clone(),
-                            status: reply.as_ref().map_or(status, |r| r.status),
-                            usage: reply.as_ref().and_then(|r| r.usage),
-                            error: reply.and_then(|r| r.error),
-                            version: conversation.version,
-                        },
-                    );
-                    self.deps.hub.publish(
-                        &self.user,
-                        ChangeNotice {
-                            conversation_id: Some(conversation.id),
-                            version: Some(conversation.version),
-                            device: None,
-                        },
+                        &stored,
+                        &conversation,
+                        status,
+                        None,
                     );
                     return Some(stored);
                 }

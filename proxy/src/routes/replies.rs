@@ -136,24 +136,13 @@ pub async fn stop(
         // Running elsewhere (another instance, or nowhere after a restart):
         // the stored text is the reply; its run, if any, learns of the stop
         // at its next checkpoint and adds what it has.
-        state.events.publish(
+        assistant::announce_end(
+            &state.events,
             user.id(),
-            ChangeNotice {
-                conversation_id: Some(c.id.clone()),
-                version: Some(c.version),
-                device,
-            },
-        );
-        state.events.publish(
-            user.id(),
-            confab_wire::assistant::ReplyDone {
-                conversation_id: c.id,
-                message_id: message.id.clone(),
-                status: confab_wire::assistant::ReplyStatus::Stopped,
-                usage: message.reply.as_ref().and_then(|r| r.usage),
-                error: None,
-                version: c.version,
-            },
+            &message,
+            &c,
+            confab_wire::assistant::ReplyStatus::Stopped,
+            device,
         );
     }
     Ok(Json(ReplyMessage { message }))

@@ -861,34 +861,12 @@ impl Store for SqliteStore {
             let id = conversation.to_string();
             let mut c = load_live(tx, &user, &id)?;
             let message_id = message.id.to_string();
-            let existing = tx
-                .query_row(
-                    "SELECT role, content, timestamp FROM messages \
-                     WHERE user_id = ?1 AND conversation_id = ?2 AND id = ?3",
-                    params![user.as_str(), id, message_id],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            from_ms(row.get(2)?)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(internal)?;
-            if let Some((role, content, timestamp)) = existing {
-                if role != message.role.as_str() || content != message.content {
+            if let Some(stored) = message_by_id(tx, &user, &id, &message_id)? {
+                if stored.role != message.role || stored.content != message.content {
                     return Err(StoreError::IdTaken(
                         "this message id is already used for a different message",
                     ));
                 }
-                let stored = Message {
-                    id: message_id,
-                    role: message.role,
-                    content,
-                    timestamp,
-                    reply: None,
-                };
                 return Ok(Created {
                     value: (stored, c),
                     created: false,

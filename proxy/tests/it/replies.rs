@@ -94,16 +94,19 @@ fn subscribe(api: &Api, sub: &str) -> confab_proxy::events::Subscription {
     api.events.subscribe(&UserId::parse(sub).unwrap()).unwrap()
 }
 
+/// The conversation with all its messages, as `GET` answers it.
+async fn detail(api: &Api, token: &str, conversation: &str) -> Reply {
+    api.call(
+        "GET",
+        &format!("/api/conversations/{conversation}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
 async fn stored(api: &Api, token: &str, conversation: &str, id: &str) -> Value {
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(token),
-            None,
-        )
-        .await;
-    detail.json["messages"]
+    detail(api, token, conversation).await.json["messages"]
         .as_array()
         .unwrap()
         .iter()
@@ -259,14 +262,7 @@ async fn a_repeat_answers_the_same_reply_without_asking_again() {
     assert_eq!(again.json["message"]["id"], id.as_str());
     assert_eq!(again.json["message"]["status"], "complete");
     assert_eq!(replies_asked(&s).len(), 1, "one provider call");
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     assert_eq!(detail.json["messageCount"], 2);
 }
 
@@ -442,14 +438,7 @@ async fn regenerate_replaces_a_finished_reply_and_waits_for_a_live_one() {
     assert!(text.starts_with("second answer"));
     let m = stored(&api, &token, &conversation, &id).await;
     assert_eq!(m["content"], text.as_str());
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     assert_eq!(detail.json["messageCount"], 2, "replaced, not added");
     assert_eq!(replies_asked(&s)[1]["model"], "claude-other");
 }
@@ -482,14 +471,7 @@ async fn at_most_two_replies_run_per_user() {
             .contains("at most 2")
     );
     // Nothing was stored for the refused one.
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     assert_eq!(detail.json["messageCount"], 1);
     // Another user is not held up.
     let bob = token_for("user_bob");
@@ -719,14 +701,7 @@ async fn the_history_is_sent_as_alternating_turns() {
         )
         .await;
     }
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     let last = detail.json["messages"][3]["id"]
         .as_str()
         .unwrap()
@@ -844,14 +819,7 @@ async fn a_conversations_settings_choose_the_model_and_the_instructions() {
             .unwrap()
             .contains("turned off")
     );
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     assert_eq!(detail.json["messageCount"], 3);
     assert_eq!(detail.json["assistant"]["off"], true);
     assert!(
@@ -921,13 +889,6 @@ async fn hostile_reply_requests_are_refused_and_store_nothing() {
     let r = ask(&api, &token, &conversation, json!({"after": reply})).await;
     assert_eq!(r.status, 400);
     assert_eq!(replies_asked(&s).len(), 1);
-    let detail = api
-        .call(
-            "GET",
-            &format!("/api/conversations/{conversation}"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let detail = detail(&api, &token, &conversation).await;
     assert_eq!(detail.json["messageCount"], 2);
 }

@@ -4,7 +4,7 @@
 //! or done (Regenerate). A row renders again only when what it shows
 //! changed, so a reply growing re-renders one row, not the conversation.
 
-use confab_wire::assistant::{AssistantInfo, Reply, ReplyStatus, STALLED_AFTER_SECS};
+use confab_wire::assistant::{AssistantInfo, Reply, ReplyStatus};
 use confab_wire::conversations::Role;
 use confab_wire::ipc::{AskArgs, AskReply, StopArgs, StopReply};
 use confab_wire::library::MessageView;
@@ -30,11 +30,9 @@ fn model_name(assistant: Option<&AssistantInfo>, model: &str) -> String {
         .map_or_else(|| model.to_owned(), |m| m.name.clone())
 }
 
-/// Whether a streaming reply is still being written: one not written for
-/// [`STALLED_AFTER_SECS`] lost its writer.
+/// Whether a streaming reply is still being written (by the browser's clock).
 fn is_live(reply: &Reply) -> bool {
-    let age_ms = js_sys::Date::now() - reply.updated_at.timestamp_millis() as f64;
-    reply.status == ReplyStatus::Streaming && age_ms < (STALLED_AFTER_SECS * 1000) as f64
+    reply.is_live_at(js_sys::Date::now() as i64)
 }
 
 /// The time in the user's locale and time zone.
