@@ -148,10 +148,6 @@ fn release_actions_are_pinned_to_commits() -> anyhow::Result<()> {
         else {
             continue;
         };
-        // The one left: issue 14's note says why (no commit verified here).
-        if action.starts_with("tauri-apps/tauri-action@") {
-            continue;
-        }
         let (name, rest) = action.split_once('@').unwrap_or((action, ""));
         let (sha, comment) = rest.split_once(" # ").unwrap_or((rest, ""));
         assert!(
@@ -164,7 +160,7 @@ fn release_actions_are_pinned_to_commits() -> anyhow::Result<()> {
         );
         pinned += 1;
     }
-    assert!(pinned >= 3, "found {pinned} actions");
+    assert!(pinned >= 4, "found {pinned} actions");
     Ok(())
 }
 
@@ -235,7 +231,7 @@ fn the_release_workflow_builds_signs_and_publishes_every_platform() -> anyhow::R
         })
         .cloned()
         .unwrap_or_default();
-    assert_eq!(action["with"]["includeUpdaterJson"], true);
+    assert_eq!(action["with"]["uploadUpdaterJson"], true);
     // One draft made before the matrix, so the jobs never race to create it;
     // published only when every platform is in.
     assert_eq!(
