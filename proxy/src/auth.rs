@@ -1,6 +1,7 @@
 //! Bearer token verification (design section 4).
 //!
-//! Accepts only RS256 JWTs signed by a key of the issuer's JWKS (fetched and
+//! A bearer that is not a JWT (three dot-separated parts) is an opaque OAuth
+//! access token, verified by Clerk's Backend API ([`opaque`]). JWTs: accepts only RS256 JWTs signed by a key of the issuer's JWKS (fetched and
 //! cached; refetched when a token names an unknown `kid`, at most once per
 //! [`REFETCH_INTERVAL`], counted from the previous fetch) or by the configured static key (`CLERK_JWT_KEY`).
 //! Checks `iss`, `exp` and `nbf` with [`LEEWAY_SECS`] of leeway, and that the
@@ -25,6 +26,31 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::ids::UserId;
 
+mod opaque;
+pub use opaque::{CACHE_ENTRIES as OPAQUE_CACHE_ENTRIES, ClerkBackend, NEGATIVE_FOR, POSITIVE_FOR};
+
+/// A secret from the configuration: never shown by `Debug`, so it cannot
+/// reach a log line or an error by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
 pub const LEEWAY_SECS: u64 = 5;
 /// An unknown `kid` triggers at most one JWKS fetch per interval, so forged
 /// tokens cannot turn the proxy into a load generator against the issuer.
@@ -43,6 +69,11 @@ pub struct AuthConfig {
     pub static_key_pem: Option<String>,
     /// Least time between two JWKS fetches ([`REFETCH_INTERVAL`]).
     pub refetch_interval: Duration,
+    /// Clerk's Backend API, which verifies opaque tokens (`CLERK_SECRET_KEY`).
+    pub clerk_backend: Option<ClerkBackend>,
+    /// How long Clerk's acceptance of an opaque token is trusted
+    /// ([`POSITIVE_FOR`] at most): how late a revocation may take effect.
+    pub opaque_cache: Duration,
 }
 
 impl AuthConfig {
@@ -55,6 +86,8 @@ impl AuthConfig {
             allowed_parties: Vec::new(),
             static_key_pem: None,
             refetch_interval: REFETCH_INTERVAL,
+            clerk_backend: None,
+            opaque_cache: POSITIVE_FOR,
         }
     }
 }
@@ -81,6 +114,17 @@ pub enum AuthError {
     BadSubject,
     #[error("the issuer's keys could not be fetched: {0}")]
     KeysUnavailable(String),
+    #[error(
+        "this sign-in gives opaque access tokens, which the proxy verifies through Clerk's \
+         Backend API: set CLERK_SECRET_KEY on the proxy (or turn JWT access tokens on for the \
+         OAuth application)"
+    )]
+    NoSecretKey,
+    #[error("token refused: {0}")]
+    Refused(String),
+    /// Clerk could not say; retry after the seconds given.
+    #[error("tokens cannot be verified right now: {0}")]
+    VerifierUnavailable(String, u64),
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +154,7 @@ struct VerifiedCache {
 }
 
 pub struct Verifier {
+    opaque: opaque::OpaqueVerifier,
     verified: std::sync::Mutex<VerifiedCache>,
     config: AuthConfig,
     static_key: Option<DecodingKey>,
@@ -151,6 +196,12 @@ impl Verifier {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
+            opaque: opaque::OpaqueVerifier::new(
+                config.clerk_backend.clone(),
+                config.opaque_cache,
+                config.allowed_client_ids.clone(),
+                http.clone(),
+            ),
             verified: std::sync::Mutex::new(VerifiedCache::default()),
             config,
             static_key,
@@ -165,6 +216,11 @@ impl Verifier {
         &self.config.issuer
     }
 
+    /// Calls made to Clerk's token verification so far.
+    pub fn clerk_calls(&self) -> u64 {
+        self.opaque.calls()
+    }
+
     /// Verifies `token` and returns the user it was issued for.
     pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         self.verify_until(token).await.map(|(user, _)| user)
@@ -174,6 +230,9 @@ impl Verifier {
     pub async fn verify_until(&self, token: &str) -> Result<(UserId, i64), AuthError> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if token.split('.').count() != 3 {
+            return self.opaque.verify(token, digest).await;
+        }
         let now = chrono::Utc::now().timestamp();
         let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
         if let Ok(mut cache) = self.verified.lock()
@@ -331,6 +390,20 @@ impl FromRequestParts<AppState> for AuthUser {
                 tracing::warn!(%reason, "cannot verify tokens: the issuer's keys are unreachable");
                 Err(ApiError::unavailable(
                     "sign-in cannot be checked right now; retry shortly",
+                ))
+            }
+            Err(AuthError::VerifierUnavailable(reason, retry_after)) => {
+                tracing::debug!(%reason, "opaque token not verified");
+                Err(ApiError {
+                    retry_after: Some(retry_after),
+                    ..ApiError::unavailable("sign-in cannot be checked right now; retry shortly")
+                })
+            }
+            Err(err @ AuthError::NoSecretKey) => {
+                tracing::warn!("an opaque access token arrived, and CLERK_SECRET_KEY is not set");
+                Err(ApiError::new(
+                    confab_wire::ErrorCode::Unauthenticated,
+                    err.to_string(),
                 ))
             }
             Err(err) => Err(ApiError::unauthenticated(err)),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::AuthConfig;
+use crate::auth::{AuthConfig, ClerkBackend, Secret};
 use crate::identity::{CLERK_API, Identity};
 
 #[derive(Debug, Parser)]
@@ -127,9 +127,21 @@ pub struct ServeArgs {
     #[arg(long, env = "CLERK_JWT_KEY", hide_env_values = true)]
     pub clerk_jwt_key: Option<String>,
 
-    /// Clerk secret key: profiles are then read from Clerk's Backend API.
+    /// Clerk secret key: profiles are then read from Clerk's Backend API,
+    /// which also verifies opaque OAuth access tokens (`oat_…`).
     #[arg(long, env = "CLERK_SECRET_KEY", hide_env_values = true)]
     pub clerk_secret_key: Option<String>,
+
+    /// Clerk's Backend API host (the proxy adds `/v1`): for tests and for
+    /// proxies in front of Clerk.
+    #[arg(long, env = "CLERK_API_URL", default_value = CLERK_API)]
+    pub clerk_api_url: String,
+
+    /// Seconds Clerk's acceptance of an opaque access token is trusted before
+    /// asking again (1-60): how late a revocation may take effect.
+    #[arg(long, env = "CLERK_TOKEN_CACHE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub clerk_token_cache_secs: u64,
 
     /// Signing secret of the Clerk webhook endpoint (`whsec_…`).
     #[arg(long, env = "CLERK_WEBHOOK_SIGNING_SECRET", hide_env_values = true)]
@@ -356,12 +368,29 @@ impl ServeArgs {
         }
         auth.static_key_pem = self.clerk_jwt_key.clone().filter(|k| !k.trim().is_empty());
 
-        let identity = match self.clerk_secret_key.as_deref().map(str::trim) {
-            Some(secret) if !secret.is_empty() => Identity::ClerkBackend {
-                api: CLERK_API.to_owned(),
-                secret: secret.to_owned(),
-            },
-            _ => Identity::Userinfo {
+        let api = self.clerk_api_url.trim().trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&api)
+            .map_err(|e| err("CLERK_API_URL", format!("not a URL: {e}")))?;
+        // The secret key travels in every call: plain http only on this machine.
+        if parsed.scheme() != "https"
+            && !(parsed.scheme() == "http" && is_loopback(parsed.host_str().unwrap_or_default()))
+        {
+            return Err(err(
+                "CLERK_API_URL",
+                "must be an https URL (plain http only for a host on this machine)",
+            ));
+        }
+        auth.clerk_backend = match self.clerk_secret_key.as_deref().map(str::trim) {
+            Some(secret) if !secret.is_empty() => Some(ClerkBackend {
+                api,
+                secret: Secret::new(secret.to_owned()),
+            }),
+            _ => None,
+        };
+        auth.opaque_cache = std::time::Duration::from_secs(self.clerk_token_cache_secs);
+        let identity = match &auth.clerk_backend {
+            Some(backend) => Identity::ClerkBackend(backend.clone()),
+            None => Identity::Userinfo {
                 url: format!("{}/oauth/userinfo", auth.issuer),
             },
         };
@@ -586,6 +615,35 @@ mod tests {
         for (argv, variable) in cases {
             let e = args(argv).resolve().unwrap_err();
             assert_eq!(e.variable, *variable, "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_secret_key_turns_clerk_on_and_never_shows() {
+        let base = [
+            "--clerk-issuer",
+            "http://127.0.0.1:1",
+            "--clerk-oauth-client-ids",
+            "x",
+        ];
+        assert!(args(&base).resolve().unwrap().auth.clerk_backend.is_none());
+        let mut with_key = base.to_vec();
+        with_key.extend(["--clerk-secret-key", "sk_test_sEcReT"]);
+        let cfg = args(&with_key).resolve().unwrap();
+        let backend = cfg.auth.clerk_backend.clone().unwrap();
+        assert_eq!(backend.api, "https://api.clerk.com");
+        assert_eq!(backend.secret.expose(), "sk_test_sEcReT");
+        assert!(!format!("{cfg:?}").contains("sEcReT"), "the key in Debug");
+
+        let mut local = with_key.clone();
+        local.extend(["--clerk-api-url", "http://127.0.0.1:4010/"]);
+        let cfg = args(&local).resolve().unwrap();
+        assert_eq!(cfg.auth.clerk_backend.unwrap().api, "http://127.0.0.1:4010");
+        for bad in ["http://clerk.example.com", "ftp://127.0.0.1", "not a url"] {
+            let mut argv = with_key.clone();
+            argv.extend(["--clerk-api-url", bad]);
+            let e = args(&argv).resolve().unwrap_err();
+            assert_eq!(e.variable, "CLERK_API_URL", "{bad}: {e}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use crate::auth::ClerkBackend;
 use crate::error::ApiError;
 use crate::ids::UserId;
 use crate::store::ProfileFields;
@@ -14,7 +15,7 @@ pub const CLERK_API: &str = "https://api.clerk.com";
 #[derive(Debug, Clone)]
 pub enum Identity {
     Userinfo { url: String },
-    ClerkBackend { api: String, secret: String },
+    ClerkBackend(ClerkBackend),
 }
 
 #[derive(Deserialize)]
@@ -107,10 +108,10 @@ impl Identity {
                     image_url: info.picture,
                 })
             }
-            Identity::ClerkBackend { api, secret } => {
+            Identity::ClerkBackend(backend) => {
                 let response = http
-                    .get(format!("{api}/v1/users/{user}"))
-                    .bearer_auth(secret)
+                    .get(format!("{}/v1/users/{user}", backend.api))
+                    .bearer_auth(backend.secret.expose())
                     .send()
                     .await
                     .map_err(unreachable)?;

@@ -339,6 +339,82 @@ describe('oidc stand-in', () => {
   });
 });
 
+describe('opaque access tokens and the Clerk Backend API stand-in', () => {
+  const SECRET = 'sk_test_flow';
+  let opaque;
+
+  before(async () => {
+    opaque = await startProvider({
+      env: { OIDC_ACCESS_TOKEN_FORMAT: 'opaque', OIDC_CLERK_SECRET_KEY: SECRET },
+    });
+  });
+  after(async () => stopProvider(opaque));
+
+  const verify = (accessToken, key = SECRET) => fetch(
+    new URL('/v1/oauth_applications/access_tokens/verify', opaque.issuer),
+    {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ access_token: accessToken }),
+    },
+  );
+
+  test('an opaque token is described as Clerk does, with the secret key only', async () => {
+    const { status, body } = await exchange(await signIn({ login: 'user_demo', at: opaque.issuer }));
+    assert.equal(status, 200);
+    assert.equal(body.access_token.split('.').length, 1, 'not a JWT');
+    const res = await verify(body.access_token);
+    assert.equal(res.status, 200);
+    const described = await res.json();
+    assert.equal(described.object, 'clerk_idp_oauth_access_token');
+    assert.equal(described.client_id, CLIENT_ID);
+    assert.equal(described.subject, 'user_demo');
+    assert.equal(described.revoked, false);
+    assert.equal(described.expired, false);
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(Math.abs(described.expiration - (now + ACCESS_TTL)) <= 5, `expiration ${described.expiration}`);
+    assert.ok(described.scopes.includes('openid'));
+
+    const wrongKey = await verify(body.access_token, 'sk_test_other');
+    assert.equal(wrongKey.status, 401);
+    assert.equal((await wrongKey.json()).errors[0].code, 'authentication_invalid');
+    assert.equal((await verify('oat_unknown')).status, 404);
+
+    const user = await fetch(new URL('/v1/users/user_demo', opaque.issuer), {
+      headers: { authorization: `Bearer ${SECRET}` },
+    });
+    assert.equal(user.status, 200);
+    const u = await user.json();
+    assert.equal(u.id, 'user_demo');
+    assert.equal(u.email_addresses[0].id, u.primary_email_address_id);
+    assert.equal(u.email_addresses[0].email_address, 'ada@example.com');
+  });
+
+  test('a revoked token is described as revoked; failures can be set and counted', async () => {
+    const { body } = await exchange(await signIn({ login: 'user_second', at: opaque.issuer }));
+    const revoke = await postForm(new URL('/oauth/token/revoke', opaque.issuer), {
+      client_id: CLIENT_ID, token: body.access_token, token_type_hint: 'access_token',
+    });
+    assert.equal(revoke.status, 200);
+    const described = await (await verify(body.access_token)).json();
+    assert.equal(described.revoked, true);
+    assert.equal(described.subject, 'user_second');
+
+    const before = (await (await fetch(new URL('/standin/clerk', opaque.issuer))).json()).verifyCalls;
+    const set = (failure) => fetch(new URL('/standin/clerk', opaque.issuer), {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(failure),
+    });
+    assert.equal((await set({ status: 429, retryAfter: 7 })).status, 204);
+    const limited = await verify(body.access_token);
+    assert.equal(limited.status, 429);
+    assert.equal(limited.headers.get('retry-after'), '7');
+    await set({});
+    assert.equal((await verify(body.access_token)).status, 200);
+    const calls = (await (await fetch(new URL('/standin/clerk', opaque.issuer))).json()).verifyCalls;
+    assert.equal(calls - before, 2);
+  });
+});
+
 describe('OIDC_STATE_FILE: state across restarts', () => {
   let dir;
   before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oidc-state-')); });

@@ -48,6 +48,15 @@ const REFRESH_TTL = positiveInt(process.env.OIDC_REFRESH_TTL, 'OIDC_REFRESH_TTL'
 const CODE_TTL = positiveInt(process.env.OIDC_CODE_TTL, 'OIDC_CODE_TTL', 60) || 60;
 const JWKS_FILE = process.env.OIDC_JWKS_FILE || '';
 const STATE_FILE = process.env.OIDC_STATE_FILE || '';
+// `opaque`: access tokens are random strings verified through the Clerk Backend API stand-in
+// below (as Clerk's OAuth applications without JWT access tokens); `jwt` (default): signed JWTs.
+const ACCESS_FORMAT = process.env.OIDC_ACCESS_TOKEN_FORMAT || 'jwt';
+if (!['jwt', 'opaque'].includes(ACCESS_FORMAT)) {
+  console.error(`invalid OIDC_ACCESS_TOKEN_FORMAT: ${ACCESS_FORMAT} (jwt or opaque)`);
+  process.exit(2);
+}
+// The secret key the Backend API stand-in expects (`Authorization: Bearer …`), as Clerk's.
+const SECRET_KEY = process.env.OIDC_CLERK_SECRET_KEY || 'sk_test_confab_stand_in';
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
 // ---------------------------------------------------------------- signing keys
@@ -384,7 +393,7 @@ const provider = new Provider(ISSUER, {
     userinfo: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      // No `resource` parameter: the proxy is the audience, so access tokens are always JWTs.
+      // No `resource` parameter: the proxy is the audience (its tokens' format: OIDC_ACCESS_TOKEN_FORMAT).
       defaultResource: (_ctx, _client, oneOf) => oneOf ?? RESOURCE,
       // Keep the resource (JWT format) at the token endpoint even though `openid` was requested.
       useGrantedResource: () => true,
@@ -395,7 +404,7 @@ const provider = new Provider(ISSUER, {
         return {
           scope: SCOPES.join(' '),
           audience: RESOURCE,
-          accessTokenFormat: 'jwt',
+          accessTokenFormat: ACCESS_FORMAT,
           accessTokenTTL: ACCESS_TTL,
           jwt: { sign: { alg: 'RS256' } },
         };
@@ -457,6 +466,139 @@ for (const event of [
 provider.on('interaction.started', (_ctx, prompt) => {
   console.error(`interaction: ${prompt.name} (${prompt.reasons.join(', ')}) ${JSON.stringify(prompt.details)}`);
 });
+
+// ---------------------------------------------------------------- Clerk Backend API
+
+// The two routes of Clerk's Backend API the proxy calls with CLERK_SECRET_KEY, under `/v1` of
+// this issuer (the proxy's CLERK_API_URL): token verification for opaque access tokens, and users.
+// Shapes as Clerk documents them; the secret key is checked as Clerk does.
+
+const backend = {
+  verifyCalls: 0,
+  // Set through POST /standin/clerk: every verification answers this status (an outage, 429).
+  failWith: undefined,
+  retryAfter: undefined,
+  // Access tokens revoked at /oauth/token/revoke: Clerk still describes them, as revoked.
+  revoked: new Map(),
+};
+
+provider.on('access_token.destroyed', (token) => {
+  backend.revoked.set(token.jti, {
+    jti: token.jti, clientId: token.clientId, accountId: token.accountId,
+    scope: token.scope, iat: token.iat, exp: token.exp,
+  });
+});
+
+function clerkError(ctx, status, code, message) {
+  ctx.status = status;
+  ctx.body = { errors: [{ code, message, long_message: message }], clerk_trace_id: crypto.randomUUID() };
+}
+
+function readJson(req) {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => {
+      body += chunk;
+      if (body.length > 16384) reject(new Error('body too large'));
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(body || '{}'));
+      } catch (err) {
+        reject(err);
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function describeToken(t, revoked) {
+  const now = Math.floor(Date.now() / 1000);
+  return {
+    object: 'clerk_idp_oauth_access_token',
+    id: `oat_${t.jti.slice(0, 24)}`,
+    client_id: t.clientId,
+    subject: t.accountId,
+    scopes: String(t.scope ?? '').split(' ').filter(Boolean),
+    revoked,
+    revocation_reason: revoked ? 'revoked_by_user' : null,
+    expired: typeof t.exp === 'number' && t.exp <= now,
+    expiration: t.exp ?? null,
+    created_at: t.iat ?? now,
+    updated_at: now,
+  };
+}
+
+async function clerkBackend(ctx, next) {
+  const { path, method } = ctx;
+  if (path === '/standin/clerk') {
+    if (method === 'GET') {
+      ctx.body = { verifyCalls: backend.verifyCalls };
+      return undefined;
+    }
+    if (method === 'POST') {
+      const body = await readJson(ctx.req);
+      backend.failWith = Number.isInteger(body.status) ? body.status : undefined;
+      backend.retryAfter = Number.isInteger(body.retryAfter) ? body.retryAfter : undefined;
+      ctx.status = 204;
+      return undefined;
+    }
+  }
+  const users = /^\/v1\/users\/([^/]+)$/.exec(path);
+  if (path !== '/v1/oauth_applications/access_tokens/verify' && !users) return next();
+
+  ctx.set('Cache-Control', 'no-store');
+  if (ctx.get('authorization') !== `Bearer ${SECRET_KEY}`) {
+    console.error(`clerk backend: ${method} ${path}: wrong secret key`);
+    return clerkError(ctx, 401, 'authentication_invalid', 'The provided secret key is invalid.');
+  }
+
+  if (users && method === 'GET') {
+    const profile = DIRECTORY.get(decodeURIComponent(users[1]));
+    if (!profile) return clerkError(ctx, 404, 'resource_not_found', 'User not found.');
+    const emailId = `idn_${crypto.createHash('sha256').update(profile.email).digest('hex').slice(0, 24)}`;
+    ctx.body = {
+      object: 'user',
+      id: profile.sub,
+      first_name: profile.given_name || null,
+      last_name: profile.family_name || null,
+      image_url: profile.picture || null,
+      primary_email_address_id: emailId,
+      email_addresses: [{ object: 'email_address', id: emailId, email_address: profile.email }],
+    };
+    return undefined;
+  }
+
+  if (method !== 'POST') return clerkError(ctx, 405, 'method_not_allowed', 'Use POST.');
+  backend.verifyCalls += 1;
+  if (backend.failWith) {
+    if (backend.retryAfter !== undefined) ctx.set('Retry-After', String(backend.retryAfter));
+    return clerkError(ctx, backend.failWith, 'stand_in_failure', 'Failure set through /standin/clerk.');
+  }
+  let body;
+  try {
+    body = await readJson(ctx.req);
+  } catch {
+    return clerkError(ctx, 400, 'form_param_format_invalid', 'The body is not JSON.');
+  }
+  if (typeof body.access_token !== 'string' || !body.access_token) {
+    return clerkError(ctx, 422, 'form_param_missing', 'access_token must be included.');
+  }
+  const token = await provider.AccessToken.find(body.access_token, { ignoreExpiration: true });
+  if (token) {
+    ctx.body = describeToken(token, false);
+    return undefined;
+  }
+  const revoked = backend.revoked.get(body.access_token);
+  if (revoked) {
+    ctx.body = describeToken(revoked, true);
+    return undefined;
+  }
+  return clerkError(ctx, 404, 'resource_not_found', 'Access token not found.');
+}
+
+provider.use(clerkBackend);
 
 // ---------------------------------------------------------------- interactions and userinfo
 
@@ -610,5 +752,5 @@ server.on('request', provider.callback());
 process.stdout.write(`issuer=${ISSUER}\n`);
 console.error(
   `oidc stand-in: client ${CLIENT_ID}, redirects ${REDIRECT_URIS.join(' ')}, resource ${RESOURCE}, `
-  + `access ttl ${ACCESS_TTL}s, state ${STATE_FILE || 'in memory'}`,
+  + `access tokens ${ACCESS_FORMAT}, ttl ${ACCESS_TTL}s, state ${STATE_FILE || 'in memory'}`,
 );

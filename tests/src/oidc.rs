@@ -16,6 +16,8 @@ use crate::process::Service;
 
 pub const CLIENT_ID: &str = "confab-desktop";
 pub const REDIRECT_URI: &str = "app.confab.desktop://oauth/callback";
+/// The secret key the provider's Clerk Backend API stand-in accepts.
+pub const SECRET_KEY: &str = "sk_test_confab_stand_in";
 
 pub struct Provider {
     pub issuer: String,
@@ -107,6 +109,54 @@ impl Provider {
         ];
         all.extend_from_slice(env);
         Self::start_on(artifacts, port, &all)
+    }
+
+    /// Starts a provider that issues opaque access tokens, verified through
+    /// its Clerk Backend API stand-in (as a Clerk OAuth application without
+    /// JWT access tokens).
+    pub fn opaque(artifacts: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut all = vec![
+            ("OIDC_ACCESS_TOKEN_FORMAT", "opaque"),
+            ("OIDC_CLERK_SECRET_KEY", SECRET_KEY),
+        ];
+        all.extend_from_slice(env);
+        Self::start(artifacts, &all)
+    }
+
+    /// The proxy's environment for this provider's Clerk Backend API.
+    pub fn clerk_backend_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CLERK_SECRET_KEY", SECRET_KEY.to_owned()),
+            ("CLERK_API_URL", self.issuer.clone()),
+        ]
+    }
+
+    /// Calls made to the Backend API stand-in's token verification so far.
+    pub async fn verify_calls(&self) -> anyhow::Result<u64> {
+        let counts: serde_json::Value = reqwest::get(format!("{}/standin/clerk", self.issuer))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        counts["verifyCalls"]
+            .as_u64()
+            .context("no verifyCalls in the stand-in's answer")
+    }
+
+    /// Makes every verification answer `status` (with `Retry-After`), or
+    /// answer normally again with `None`.
+    pub async fn fail_verification(
+        &self,
+        status: Option<u16>,
+        retry_after: Option<u64>,
+    ) -> anyhow::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/standin/clerk", self.issuer))
+            .json(&serde_json::json!({"status": status, "retryAfter": retry_after}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
     }
 
     /// The port in the issuer, to start the provider again on it.

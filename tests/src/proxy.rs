@@ -39,9 +39,12 @@ impl Proxy {
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(paths::binary("confab-proxy")?);
         cmd.args(["serve", "--listen", listen])
-            .args(["--clerk-issuer", issuer])
-            .args(["--clerk-oauth-client-ids", CLIENT_ID])
-            .arg(store)
+            .args(["--clerk-issuer", issuer]);
+        // The test client's tokens, unless the test names other clients.
+        if !env.iter().any(|(k, _)| *k == "CLERK_OAUTH_CLIENT_IDS") {
+            cmd.args(["--clerk-oauth-client-ids", CLIENT_ID]);
+        }
+        cmd.arg(store)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,confab_proxy=debug");
         let mut service = Service::spawn(cmd, "proxy", artifacts)?;

@@ -346,3 +346,233 @@ async fn conversation_caps_are_configurable_and_named_body() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// Issue 16: a Clerk OAuth application without JWT access tokens. Its opaque
+/// tokens are verified through Clerk's Backend API (the provider's stand-in),
+/// on every route, with one call for many concurrent requests, revocation
+/// within the cache window, and 503 (never 401) while Clerk cannot answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_verified_through_clerks_backend_api() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        opaque_tokens_are_verified_through_clerks_backend_api_body(),
+    )
+    .await
+}
+
+async fn opaque_tokens_are_verified_through_clerks_backend_api_body() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("proxy_opaque")?;
+    let provider = Provider::opaque(&artifacts, &[])?;
+    let store = format!("--store=sqlite:{}", artifacts.join("opaque.db").display());
+    let _ = std::fs::remove_file(artifacts.join("opaque.db"));
+    let mut env = provider.clerk_backend_env();
+    // 60 s by default; short here so that the revocation below shows in seconds.
+    env.push(("CLERK_TOKEN_CACHE_SECS", "2".into()));
+    let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &env)?;
+    let ada = provider.sign_in("user_demo").await?.access_token;
+    assert_eq!(ada.split('.').count(), 1, "not an opaque token: {ada}");
+
+    // Every route that takes a token takes this one.
+    let api = |path: &str| proxy.url(path);
+    let (status, profile) = call(reqwest::Method::POST, api("/api/user"), &ada, None).await?;
+    assert!(status == 200 || status == 201, "{status} {profile}");
+    // From the Backend API's user record (the secret key's other use).
+    assert_eq!(profile["email"], "ada@example.com");
+    assert_eq!(profile["id"], "user_demo");
+    let (status, _) = call(reqwest::Method::GET, api("/api/user"), &ada, None).await?;
+    assert_eq!(status, 200);
+    let (status, created) = call(
+        reqwest::Method::POST,
+        api("/api/conversations"),
+        &ada,
+        Some(json!({"title": "Opaque", "messages": [{"role": "user", "content": "hello"}]})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let conversation = format!("/api/conversations/{id}");
+    for (method, path, body, expected) in [
+        (
+            reqwest::Method::GET,
+            "/api/conversations".to_owned(),
+            None,
+            200,
+        ),
+        (reqwest::Method::GET, conversation.clone(), None, 200),
+        (
+            reqwest::Method::POST,
+            format!("{conversation}/messages"),
+            Some(json!({"role": "user", "content": "again"})),
+            201,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{conversation}/messages"),
+            None,
+            200,
+        ),
+        (reqwest::Method::GET, "/api/changes".to_owned(), None, 200),
+        (reqwest::Method::GET, "/api/assistant".to_owned(), None, 200),
+        (reqwest::Method::DELETE, conversation.clone(), None, 204),
+        (
+            reqwest::Method::POST,
+            format!("{conversation}/restore"),
+            None,
+            200,
+        ),
+    ] {
+        let (status, answer) = call(method.clone(), api(&path), &ada, body).await?;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+    }
+    let mut events = reqwest::Client::new()
+        .get(api("/api/events"))
+        .bearer_auth(&ada)
+        .send()
+        .await?;
+    assert_eq!(events.status(), 200);
+    let first = events.chunk().await?.unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("event: ready"));
+    drop(events);
+
+    // 100 concurrent requests with one new token: one call to Clerk.
+    let grace = provider.sign_in("user_second").await?.access_token;
+    let before = provider.verify_calls().await?;
+    let http = reqwest::Client::new();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let request = http.get(api("/api/conversations")).bearer_auth(&grace);
+        requests.spawn(async move { request.send().await.map(|r| r.status()) });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status??, 200);
+    }
+    assert_eq!(provider.verify_calls().await? - before, 1);
+
+    // Revoked at the provider: accepted from the cache, refused once it lapses.
+    provider.revoke(&grace).await?;
+    let revoked_at = std::time::Instant::now();
+    let (status, _) = call(reqwest::Method::GET, api("/api/user"), &grace, None).await?;
+    assert_ne!(status, 401, "refused before the cache lapsed: no cache?");
+    loop {
+        let (status, _) = call(reqwest::Method::GET, api("/api/user"), &grace, None).await?;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "a revoked token still accepted after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Clerk failing: 503 with Retry-After, never 401; then the same token works.
+    let carol = provider.sign_in("user_carol").await?.access_token;
+    provider.fail_verification(Some(503), None).await?;
+    let response = http
+        .get(api("/api/conversations"))
+        .bearer_auth(&carol)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    // Past the pause after a failure, a 429 passes Clerk's hint on.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    provider.fail_verification(Some(429), Some(3)).await?;
+    let response = http
+        .get(api("/api/conversations"))
+        .bearer_auth(&carol)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+    provider.fail_verification(None, None).await?;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (status, answer) = call(
+        reqwest::Method::GET,
+        api("/api/conversations"),
+        &carol,
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{answer}");
+
+    // The secret key never reaches the log.
+    let log = std::fs::read_to_string(proxy.service.log_path())?;
+    assert!(!log.contains(confab_tests::oidc::SECRET_KEY));
+    assert!(!log.contains(&ada), "a token in the log");
+    Ok(())
+}
+
+/// Opaque tokens refused: none expired, of another client, or without the
+/// secret key (a 401 naming the setting); an unreachable Backend API is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_refused_and_unverifiable() -> anyhow::Result<()> {
+    confab_tests::bounded(
+        confab_tests::TEST_DEADLINE,
+        opaque_tokens_refused_and_unverifiable_body(),
+    )
+    .await
+}
+
+async fn opaque_tokens_refused_and_unverifiable_body() -> anyhow::Result<()> {
+    let artifacts = paths::artifacts_dir("proxy_opaque_refused")?;
+    let provider = Provider::opaque(&artifacts, &[("OIDC_ACCESS_TTL", "3")])?;
+    let start = |name: &str, env: Vec<(&'static str, String)>| -> anyhow::Result<Proxy> {
+        let dir = paths::artifacts_dir(&format!("proxy_opaque_refused_{name}"))?;
+        let store = format!("--store=sqlite:{}", dir.join("proxy.db").display());
+        Proxy::start(&provider.issuer, &dir, &store, &env)
+    };
+    let ada = provider.sign_in("user_demo").await?.access_token;
+    let list = |proxy: &Proxy| {
+        call(
+            reqwest::Method::GET,
+            proxy.url("/api/conversations"),
+            &ada,
+            None,
+        )
+    };
+
+    let no_key = start("no_key", Vec::new())?;
+    let (status, answer) = list(&no_key).await?;
+    assert_eq!(status, 401);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("CLERK_SECRET_KEY"), "{message}");
+
+    let mut env = provider.clerk_backend_env();
+    env.push(("CLERK_OAUTH_CLIENT_IDS", "someone-else".into()));
+    let other_client = start("other_client", env)?;
+    assert_eq!(list(&other_client).await?.0, 401);
+
+    let unreachable = start(
+        "unreachable",
+        vec![
+            ("CLERK_SECRET_KEY", confab_tests::oidc::SECRET_KEY.into()),
+            ("CLERK_API_URL", "http://127.0.0.1:9".into()),
+        ],
+    )?;
+    let response = reqwest::Client::new()
+        .get(unreachable.url("/api/conversations"))
+        .bearer_auth(&ada)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+
+    // Accepted while it lives (3 s), refused once expired.
+    let proxy = start("expiry", provider.clerk_backend_env())?;
+    let fresh = provider.sign_in("user_demo").await?.access_token;
+    let url = proxy.url("/api/conversations");
+    let (status, _) = call(reqwest::Method::GET, url.clone(), &fresh, None).await?;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _) = call(reqwest::Method::GET, url, &fresh, None).await?;
+    assert_eq!(status, 401);
+    Ok(())
+}
