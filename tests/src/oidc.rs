@@ -18,6 +18,12 @@ pub const CLIENT_ID: &str = "confab-desktop";
 pub const REDIRECT_URI: &str = "app.confab.desktop://oauth/callback";
 /// The secret key the provider's Clerk Backend API stand-in accepts.
 pub const SECRET_KEY: &str = "sk_test_confab_stand_in";
+/// The provider's environment for opaque access tokens, verified through its
+/// Clerk Backend API stand-in.
+pub const OPAQUE: [(&str, &str); 2] = [
+    ("OIDC_ACCESS_TOKEN_FORMAT", "opaque"),
+    ("OIDC_CLERK_SECRET_KEY", SECRET_KEY),
+];
 
 pub struct Provider {
     pub issuer: String,
@@ -115,10 +121,7 @@ impl Provider {
     /// its Clerk Backend API stand-in (as a Clerk OAuth application without
     /// JWT access tokens).
     pub fn opaque(artifacts: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut all = vec![
-            ("OIDC_ACCESS_TOKEN_FORMAT", "opaque"),
-            ("OIDC_CLERK_SECRET_KEY", SECRET_KEY),
-        ];
+        let mut all = OPAQUE.to_vec();
         all.extend_from_slice(env);
         Self::start(artifacts, &all)
     }

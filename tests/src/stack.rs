@@ -10,7 +10,7 @@ use crate::desktop::{App, AppHome, AppOptions, Desktop};
 use crate::keyring::Keyring;
 use crate::model::Model;
 use crate::moto::Moto;
-use crate::oidc::{CLIENT_ID, Provider};
+use crate::oidc::{CLIENT_ID, OPAQUE, Provider};
 use crate::paths;
 use crate::proxy::Proxy;
 
@@ -35,6 +35,8 @@ pub struct Stack {
     pub model: Option<Model>,
     /// The provider's grants and keys, kept across its restarts.
     provider_state: tempfile::TempDir,
+    /// The provider's environment, to restart it alike.
+    provider_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Stack {
@@ -44,6 +46,15 @@ impl Stack {
         let artifacts = paths::artifacts_dir(name)?;
         let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
         Self::with_store(artifacts, store, Vec::new(), None)
+    }
+
+    /// As [`Stack::start`], with a provider that issues opaque access tokens
+    /// (a Clerk OAuth application without JWT access tokens) and a proxy that
+    /// verifies them through its Clerk Backend API stand-in.
+    pub fn with_opaque_tokens(name: &str) -> anyhow::Result<Self> {
+        let artifacts = paths::artifacts_dir(name)?;
+        let store = format!("--store=sqlite:{}", artifacts.join("proxy.db").display());
+        Self::build(artifacts, store, Vec::new(), None, OPAQUE.to_vec())
     }
 
     /// With the proxy on its embedded store and assistant replies from the
@@ -71,12 +82,25 @@ impl Stack {
         store_env: Vec<(&'static str, String)>,
         moto: Option<Moto>,
     ) -> anyhow::Result<Self> {
+        Self::build(artifacts, store, store_env, moto, Vec::new())
+    }
+
+    fn build(
+        artifacts: PathBuf,
+        store: String,
+        mut store_env: Vec<(&'static str, String)>,
+        moto: Option<Moto>,
+        provider_env: Vec<(&'static str, &'static str)>,
+    ) -> anyhow::Result<Self> {
         let desktop = Desktop::start(&artifacts)?;
         let home = AppHome::new()?;
         let keyring = Keyring::start(&desktop, &home)?;
         let browser = Browser::install(&home)?;
         let provider_state = tempfile::tempdir()?;
-        let provider = Provider::persistent(&artifacts, provider_state.path(), 0, &[])?;
+        let provider = Provider::persistent(&artifacts, provider_state.path(), 0, &provider_env)?;
+        if provider_env.contains(&OPAQUE[0]) {
+            store_env.extend(provider.clerk_backend_env());
+        }
         let proxy = Proxy::start(&provider.issuer, &artifacts, &store, &store_env)?;
         Ok(Self {
             provider,
@@ -91,6 +115,7 @@ impl Stack {
             moto,
             model: None,
             provider_state,
+            provider_env,
         })
     }
 
@@ -147,7 +172,12 @@ impl Stack {
         self.stop_provider();
         let artifacts = self.artifacts.join("provider-again");
         std::fs::create_dir_all(&artifacts)?;
-        self.provider = Provider::persistent(&artifacts, self.provider_state.path(), port, &[])?;
+        self.provider = Provider::persistent(
+            &artifacts,
+            self.provider_state.path(),
+            port,
+            &self.provider_env,
+        )?;
         Ok(())
     }
 

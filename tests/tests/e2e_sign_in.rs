@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use confab_tests::session::Device;
 use confab_tests::stack::{Stack, UI};
 use confab_tests::{App, paths};
 
@@ -252,6 +253,48 @@ async fn no_browser() -> anyhow::Result<()> {
         stack.browser.opened().is_empty(),
         "no browser was ever opened"
     );
+    app.quit().await?;
+    Ok(())
+}
+
+/// Issue 16: a Clerk instance that issues opaque access tokens (`oat_…`, not
+/// JWTs). The app treats tokens as opaque already: sign-in, a conversation
+/// written in the window, and its sync to another device work unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_access_tokens_sign_in_and_sync() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, opaque_tokens()).await
+}
+
+async fn opaque_tokens() -> anyhow::Result<()> {
+    let stack = Stack::with_opaque_tokens("e2e_sign_in/opaque")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    app.wait_text("#sync-label", UI, |t| t == "Online").await?;
+    app.click("#new-conversation").await?;
+    app.wait_text("#conversation-title", UI, |t| t == "New conversation")
+        .await?;
+    app.send("sent with an opaque token").await?;
+    app.wait_text("#sync-status", UI, |t| !t.contains("pending"))
+        .await?;
+    assert!(
+        stack.provider.verify_calls().await? > 0,
+        "the proxy never asked the Backend API: were the tokens opaque?"
+    );
+
+    // Another device of Ada's, with its own opaque token, gets it.
+    let phone = Device::start(&stack.provider, &stack.proxy.base, "user_demo").await?;
+    phone
+        .eventually(UI, "the app's message on the phone", |c| {
+            let items = c
+                .list(confab_wire::library::ListFilter::Active, 0, 10)
+                .ok()?;
+            let view = c.get(&items.first()?.conversation.id).ok()??;
+            view.messages
+                .iter()
+                .any(|m| m.message.content == "sent with an opaque token")
+                .then_some(())
+        })
+        .await?;
     app.quit().await?;
     Ok(())
 }
