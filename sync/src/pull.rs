@@ -42,6 +42,7 @@ impl Budget {
 pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
     let mut budget = Budget(0);
     let mut cursor_refused = false;
+    let mut relisted = false;
     loop {
         if !budget.take() {
             log::info!("the change feed has more; continuing next round");
@@ -61,7 +62,17 @@ pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
             .await?;
         match response.status() {
             StatusCode::OK => {}
+            // Once per round: a server that expires the cursor it just gave
+            // would otherwise have us list everything in a loop. The round
+            // fails instead, and the engine backs off before the next.
+            StatusCode::GONE if relisted => {
+                return Err(SyncError::Retry {
+                    message: "the server expired the change cursor it had just given".into(),
+                    after: None,
+                });
+            }
             StatusCode::GONE => {
+                relisted = true;
                 let gone: HttpErrorWith<ResumeAt> =
                     read_json(engine, response, "the expired cursor's answer").await?;
                 full_listing(engine, &gone.current.cursor, &mut budget).await?;
@@ -81,7 +92,8 @@ pub(crate) async fn pull(engine: &Engine) -> Result<(), SyncError> {
             }
             status => return Err(failure(status, response).await),
         }
-        let changes: Changes = read_json(engine, response, "the change feed").await?;
+        let mut changes: Changes = read_json(engine, response, "the change feed").await?;
+        changes.items.retain(|c| well_formed(c.id()));
         let applied = engine.cache.apply_changes(&changes.items)?;
         engine.announce(applied.touched.clone());
         let hints: HashMap<&str, (Option<&MessageChanges>, bool)> = changes
@@ -160,6 +172,7 @@ async fn full_listing(
         let changes: Vec<Change> = page
             .items
             .into_iter()
+            .filter(|c| well_formed(&c.id))
             .map(|c| Change::Updated(ConversationChange::whole(c)))
             .collect();
         let applied = engine.cache.apply_changes(&changes)?;
@@ -215,6 +228,9 @@ async fn fetch_after(
     mut after: Option<String>,
     budget: &mut Budget,
 ) -> Result<bool, SyncError> {
+    if !well_formed(id) {
+        return Ok(false);
+    }
     let config = engine.session.config().ok_or(SyncError::SignedOut)?.clone();
     let mut changed = false;
     let complete = loop {
@@ -275,6 +291,19 @@ async fn fetch_after(
         engine.announce(vec![id.to_owned()]);
     }
     Ok(complete)
+}
+
+/// Whether a conversation id from the server is one (a ULID) before it goes
+/// into the cache or a URL; anything else is skipped, logged once here.
+fn well_formed(id: &str) -> bool {
+    let ok = confab_wire::limits::is_ulid(id);
+    if !ok {
+        log::warn!(
+            "the server sent a conversation id that is not one ({} bytes); skipped",
+            id.len()
+        );
+    }
+    ok
 }
 
 async fn failure(status: StatusCode, response: reqwest::Response) -> SyncError {

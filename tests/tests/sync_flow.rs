@@ -538,3 +538,96 @@ async fn replies_stream_to_every_device_and_outlive_the_asker() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Sync does not trust the server (issue 14, item 11): a "proxy" that
+/// expires every cursor it gives, and lists a conversation whose id is a
+/// path, gets a bounded number of requests (the engine backs off instead of
+/// relisting in a loop), and the hostile id never reaches a URL or the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_server_gets_backoff_and_no_path_from_its_ids() -> anyhow::Result<()> {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Request, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use serde_json::json;
+
+    #[derive(Default)]
+    struct Seen {
+        changes: usize,
+        paths: Vec<String>,
+    }
+
+    async fn answer(State(seen): State<Arc<Mutex<Seen>>>, request: Request) -> impl IntoResponse {
+        let path = request.uri().path().to_owned();
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.paths.push(path.clone());
+        let now = chrono::Utc::now();
+        let conversation = |id: &str| {
+            json!({"id": id, "title": "From the server", "createdAt": now, "updatedAt": now,
+                   "version": 1, "messageCount": 0, "lastMessagePreview": null,
+                   "pinned": false, "archived": false})
+        };
+        match path.as_str() {
+            "/api/changes" => {
+                seen.changes += 1;
+                let body = json!({"error": {"code": "cursor_expired", "message": "expired"},
+                                  "current": {"cursor": "c1"}});
+                (StatusCode::GONE, axum::Json(body)).into_response()
+            }
+            "/api/conversations" => axum::Json(json!({
+                "items": [conversation(&ulid()), conversation("../../admin")],
+                "nextCursor": null,
+            }))
+            .into_response(),
+            "/api/user" => axum::Json(json!({
+                "id": "user_demo", "email": "ada@example.com", "firstName": "Ada",
+                "lastName": "Lovelace", "imageUrl": null,
+                "createdAt": now, "updatedAt": now,
+            }))
+            .into_response(),
+            _ if path.ends_with("/messages") => {
+                axum::Json(json!({"items": [], "nextCursor": null})).into_response()
+            }
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    let artifacts = paths::artifacts_dir("sync_flow/hostile")?;
+    let provider = Provider::start(&artifacts, &[])?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let device = Device::start(&provider, &base, "user_demo").await?;
+    device
+        .eventually(SETTLE, "the listed conversation", |c| {
+            let items = c.list(ListFilter::Active, 0, 10).ok()?;
+            (!items.is_empty()).then_some(())
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    // Without the backoff: a relisting loop, hundreds of requests a second.
+    assert!(
+        (2..=10).contains(&seen.changes),
+        "{} change-feed requests in about 3 s",
+        seen.changes
+    );
+    assert!(
+        !seen
+            .paths
+            .iter()
+            .any(|p| p.contains("admin") || p.contains("..")),
+        "a hostile id reached a URL: {:?}",
+        seen.paths
+    );
+    let items = device.cache().list(ListFilter::Active, 0, 10)?;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(confab_wire::limits::is_ulid(&items[0].conversation.id));
+    Ok(())
+}
