@@ -13,8 +13,15 @@ use confab_wire::conversations::{
 };
 use confab_wire::library::ListFilter;
 
+/// Monotonic, as the app makes them: two ids made within one millisecond
+/// keep their order (messages are ordered by id).
 fn id() -> String {
-    ulid::Ulid::new().to_string()
+    static IDS: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    ids.get_or_insert_with(ulid::Generator::new)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 fn at(minutes: i64) -> DateTime<Utc> {
