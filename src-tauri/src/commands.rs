@@ -10,7 +10,7 @@ pub mod updates;
 
 use std::sync::Arc;
 
-use confab_auth::Session;
+use confab_session::Session;
 use confab_wire::auth::{AuthState, SignOutArgs, SignOutOutcome};
 use confab_wire::{ErrorBody, ErrorCode, app::AppInfo};
 use tauri::State;
@@ -95,7 +95,7 @@ pub async fn sign_out(
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use confab_auth::{AuthConfig, MemoryStore, Vault};
+    use confab_session::{AuthConfig, MemoryStore, Vault};
     use confab_wire::auth::SignOutOutcome;
     use confab_wire::ipc::{
         AppendMessage, CancelSignIn, Command, CreateConversation, ExportConversation, GetAppInfo,

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use confab_auth::Session;
 use confab_cache::Cache;
+use confab_session::Session;
 use confab_sync::Engine;
 use confab_wire::auth::AuthState;
 use confab_wire::ipc::{Event, LibraryChangedEvent, ReplyLiveEvent, SyncStatusChanged};

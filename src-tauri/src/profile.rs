@@ -8,7 +8,7 @@
 //! folders), its own keyring service and its own redirect URI. Without one,
 //! nothing changes.
 
-use confab_auth::oidc::REDIRECT_URI;
+use confab_session::oidc::REDIRECT_URI;
 use tauri::Url;
 
 /// The variable that names the profile.

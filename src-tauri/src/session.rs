@@ -3,7 +3,7 @@
 //! previous session, so a cold start's callback finds its attempt), and
 //! mirrored to the UI as `auth-changed` events.
 
-use confab_auth::{AuthConfig, Session, Vault};
+use confab_session::{AuthConfig, Session, Vault};
 use confab_wire::ipc::AuthChanged;
 use tauri::{AppHandle, Manager, Runtime, Url};
 use tokio::sync::mpsc;
@@ -63,7 +63,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>, profile: &crate::profile::Profile
     let paths = app.path();
     let config = match paths.app_config_dir() {
         Ok(dir) => AuthConfig::from_environment(&dir),
-        Err(err) => Err(confab_auth::ConfigError::File {
+        Err(err) => Err(confab_session::ConfigError::File {
             file: "the app's config folder".into(),
             reason: err.to_string(),
         }),
@@ -80,7 +80,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>, profile: &crate::profile::Profile
     let data_dir = paths
         .app_data_dir()
         .unwrap_or_else(|_| std::env::temp_dir().join("app.confab.desktop"));
-    let vault = Vault::system_named(&profile.identifier(confab_auth::vault::SERVICE));
+    let vault = Vault::system_named(&profile.identifier(confab_session::vault::SERVICE));
     let session = Session::new(config, vault, &data_dir);
     app.manage(session.clone());
     let library = std::sync::Arc::new(crate::library::Library::new(data_dir.join("cache")));

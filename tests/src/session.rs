@@ -1,5 +1,5 @@
 //! The desktop's session and sync engine without a window: a user signed in
-//! at the real provider through `confab_auth::Session` (secrets in memory),
+//! at the real provider through `confab_session::Session` (secrets in memory),
 //! a cache on disk, and an engine talking to the real proxy. Several of these
 //! for one user are several devices.
 
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use confab_auth::{AuthConfig, MemoryStore, Session, Vault};
 use confab_cache::Cache;
+use confab_session::{AuthConfig, MemoryStore, Session, Vault};
 use confab_sync::Engine;
 use confab_wire::auth::AuthState;
 use tempfile::TempDir;

@@ -13,7 +13,7 @@ fn read(path: &str) -> anyhow::Result<String> {
 
 #[test]
 fn the_systemd_unit_verifies() -> anyhow::Result<()> {
-    let unit = read("deploy/confab-proxy.service")?;
+    let unit = read("server/deploy/confab-proxy.service")?;
     // Verified against the binary built here, as installed it would be.
     let binary = paths::binary("confab-proxy")?;
     let unit = unit.replace("/usr/local/bin/confab-proxy", &binary.display().to_string());
@@ -67,7 +67,7 @@ fn instructions(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_dockerfile_builds_the_proxy_and_runs_it_unprivileged() -> anyhow::Result<()> {
-    let text = read("deploy/Dockerfile")?;
+    let text = read("server/deploy/Dockerfile")?;
     let steps = instructions(&text);
     const KNOWN: &[&str] = &[
         "FROM",
@@ -152,7 +152,7 @@ fn the_dockerfile_builds_the_proxy_and_runs_it_unprivileged() -> anyhow::Result<
 
 #[test]
 fn the_iam_policy_grants_only_what_the_proxy_calls() -> anyhow::Result<()> {
-    let policy: serde_json::Value = serde_json::from_str(&read("deploy/iam-policy.json")?)?;
+    let policy: serde_json::Value = serde_json::from_str(&read("server/deploy/iam-policy.json")?)?;
     assert_eq!(policy["Version"], "2012-10-17");
     let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
     assert_eq!(statements.len(), 1);
@@ -165,9 +165,9 @@ fn the_iam_policy_grants_only_what_the_proxy_calls() -> anyhow::Result<()> {
         .collect();
     // The calls the DynamoDB store makes at run time (and the item operations
     // inside its transactions); `setup`'s table creation is not here.
-    let mut source = read("proxy/src/store/dynamodb.rs")?;
+    let mut source = read("server/proxy/src/store/dynamodb.rs")?;
     for part in ["item", "retry", "commit"] {
-        source += &read(&format!("proxy/src/store/dynamodb/{part}.rs"))?;
+        source += &read(&format!("server/proxy/src/store/dynamodb/{part}.rs"))?;
     }
     let mut used = BTreeSet::new();
     for (call, action) in [
@@ -231,9 +231,10 @@ fn every_variable_the_env_templates_name_is_read_by_the_code() -> anyhow::Result
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL_DYNAMODB",
     ];
-    let code =
-        rust_sources("proxy/src")? + &rust_sources("auth/src")? + &rust_sources("src-tauri/src")?;
-    for template in [".env.example", "deploy/proxy.env.example"] {
+    let code = rust_sources("server/proxy/src")?
+        + &rust_sources("desktop/session/src")?
+        + &rust_sources("src-tauri/src")?;
+    for template in [".env.example", "server/deploy/proxy.env.example"] {
         let text = read(template)?;
         let names: Vec<&str> = text
             .lines()

@@ -1,4 +1,4 @@
-//! The desktop's session ([`confab_auth::Session`]) against the real OpenID
+//! The desktop's session ([`confab_session::Session`]) against the real OpenID
 //! provider the suite starts (and the real proxy where the profile matters),
 //! without a window: every path of design section 4 and issue 4's negative
 //! cases. The secrets live in an in-memory store here; the window tests
@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use confab_auth::session::{ATTEMPT_KEY, REFRESH_KEY};
-use confab_auth::{AuthConfig, MemoryStore, Session, UnavailableStore, Vault};
+use confab_session::session::{ATTEMPT_KEY, REFRESH_KEY};
+use confab_session::{AuthConfig, MemoryStore, Session, UnavailableStore, Vault};
 use confab_tests::oidc::Provider;
 use confab_tests::paths;
 use confab_tests::proxy::Proxy;
@@ -258,7 +258,7 @@ async fn a_restart_signs_in_silently_and_a_revoked_session_signs_out_cleanly() -
     assert!(!fx.dir.path().join("user.json").exists());
     assert!(matches!(
         third.access_token().await,
-        Err(confab_auth::AuthError::SignedOut)
+        Err(confab_session::AuthError::SignedOut)
     ));
     Ok(())
 }
@@ -435,16 +435,19 @@ async fn sign_out_revokes_at_the_provider_and_forgets_everything() -> anyhow::Re
     assert!(!fx.dir.path().join("user.json").exists());
     assert!(matches!(
         session.access_token().await,
-        Err(confab_auth::AuthError::SignedOut)
+        Err(confab_session::AuthError::SignedOut)
     ));
 
     // The provider no longer honours the refresh token.
     let provider =
-        confab_auth::oidc::Provider::discover(&fx.config(), confab_auth::oidc::http_client())
+        confab_session::oidc::Provider::discover(&fx.config(), confab_session::oidc::http_client())
             .await?;
     let refused = provider.refresh(&refresh).await.map(|_| ());
     assert!(
-        matches!(refused, Err(confab_auth::oidc::OidcError::InvalidGrant(_))),
+        matches!(
+            refused,
+            Err(confab_session::oidc::OidcError::InvalidGrant(_))
+        ),
         "{refused:?}"
     );
     Ok(())
@@ -487,7 +490,7 @@ async fn an_unreachable_provider_is_a_message_not_a_browser() -> anyhow::Result<
     session.start().await;
     let err = session.begin_sign_in().await.expect_err("no provider");
     assert!(
-        matches!(err, confab_auth::AuthError::Unreachable(_)),
+        matches!(err, confab_session::AuthError::Unreachable(_)),
         "{err:?}"
     );
     let (level, message) = notice_of(&session.state()).expect("a notice");
@@ -586,7 +589,7 @@ async fn an_offline_start_keeps_the_session() -> anyhow::Result<()> {
     );
     assert!(matches!(
         session.access_token().await,
-        Err(confab_auth::AuthError::Unreachable(_))
+        Err(confab_session::AuthError::Unreachable(_))
     ));
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Sync between devices through the real proxy on DynamoDB (moto), without a
-//! window: each "device" is a signed-in `confab_auth::Session`, a cache file
+//! window: each "device" is a signed-in `confab_session::Session`, a cache file
 //! and a running `confab_sync::Engine`, as in the app.
 
 use std::time::Duration;

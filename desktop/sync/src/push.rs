@@ -228,7 +228,7 @@ async fn classify_ask(
     let error = body.and_then(|b| serde_json::from_slice::<confab_wire::HttpError>(&b).ok());
     let message = error
         .as_ref()
-        .map(|e| confab_auth::attempt::printable(&e.error.message, 300))
+        .map(|e| confab_session::attempt::printable(&e.error.message, 300))
         .unwrap_or_else(|| format!("the server answered {status}"));
     let assistant_off =
         error.is_some_and(|e| e.error.code == confab_wire::ErrorCode::AssistantUnavailable);

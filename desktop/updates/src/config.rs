@@ -131,7 +131,7 @@ fn endpoint(source: &str, value: &str, debug_build: bool) -> Result<Url, ConfigE
     })?;
     // Sign-in's rule (https, or http to this machine), with loopback http
     // for debug builds only.
-    if confab_auth::config::is_secure(&url) && (url.scheme() == "https" || debug_build) {
+    if confab_session::config::is_secure(&url) && (url.scheme() == "https" || debug_build) {
         return Ok(url);
     }
     Err(ConfigError::Insecure {

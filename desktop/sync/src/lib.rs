@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use confab_auth::Session;
 use confab_cache::Cache;
+use confab_session::Session;
 use confab_wire::conversations::{DEVICE_HEADER, DeviceId};
 use confab_wire::library::{Connection, ReplyLive, SyncStatus};
 use tokio::sync::{Notify, broadcast, watch};
@@ -73,9 +73,9 @@ impl From<confab_cache::CacheError> for SyncError {
     }
 }
 
-impl From<confab_auth::AuthError> for SyncError {
-    fn from(err: confab_auth::AuthError) -> Self {
-        use confab_auth::AuthError as A;
+impl From<confab_session::AuthError> for SyncError {
+    fn from(err: confab_session::AuthError) -> Self {
+        use confab_session::AuthError as A;
         match err {
             A::SignedOut | A::SessionEnded | A::NotConfigured(_) | A::AlreadySignedIn => {
                 SyncError::SignedOut
@@ -467,6 +467,6 @@ pub(crate) async fn error_message(response: reqwest::Response) -> String {
     // Bounded like every answer: an error page is no excuse to read forever.
     let body = read_capped(response, 64 * 1024).await.ok();
     body.and_then(|b| serde_json::from_slice::<confab_wire::HttpError>(&b).ok())
-        .map(|e| confab_auth::attempt::printable(&e.error.message, 300))
+        .map(|e| confab_session::attempt::printable(&e.error.message, 300))
         .unwrap_or_else(|| format!("the server answered {status}"))
 }
