@@ -1,4 +1,6 @@
-//! Tauri commands: argument mapping only, no logic (see ARCHITECTURE.md).
+//! Tauri commands: thin adapters from IPC to the session, the library and the
+//! updater. What they add is input capping, link filtering and file export;
+//! the behaviour lives in the crates under `desktop/` (see ARCHITECTURE.md).
 //!
 //! Each function's name is the `NAME` of its [`confab_wire::ipc::Command`], and
 //! its signature matches that command's `Args` and `Output`. Errors cross IPC as
@@ -44,7 +46,13 @@ pub async fn sign_in(
             .map_err(|e| ErrorBody::from(&e))?
             .to_string(),
     };
-    if let Err(err) = (browser.0)(&url) {
+    // Launchers can take seconds to say they failed: off the async workers.
+    let open = browser.0.clone();
+    let target = url.clone();
+    let opened = tauri::async_runtime::spawn_blocking(move || open(&target))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    if let Err(err) = opened {
         // The attempt stays: the link works from any browser the user
         // pastes it into. The launcher's words are for the log only.
         log::warn!("the browser could not be opened: {err}");
@@ -140,7 +148,7 @@ mod tests {
             "0.1.0",
             confab_updates::Memory::load(&dir.path().join("updates.json")),
         )));
-        app.manage(Browser(Box::new(move |url| {
+        app.manage(Browser(Arc::new(move |url| {
             recorder.lock().expect("lock").push(url.to_owned());
             Ok(())
         })));

@@ -16,7 +16,6 @@ pub mod session;
 pub mod updates;
 
 use tauri::{Manager, Runtime};
-use tauri_plugin_opener::OpenerExt;
 
 /// Registers every command of the IPC contract ([`confab_wire::ipc::COMMANDS`]).
 /// Shared by the real app and the mock-runtime tests, so both see the same handler.
@@ -109,11 +108,12 @@ pub fn run(profile: profile::Profile) -> Result<(), tauri::Error> {
                 private::tighten(&dir);
             }
             // The system browser, never a webview (RFC 8252).
-            let opener = app.handle().clone();
-            app.manage(session::Browser(Box::new(move |url| {
-                opener
-                    .opener()
-                    .open_url(url, None::<&str>)
+            // `open`'s default waits 250 ms for a launcher to fail; a busy
+            // machine's xdg-open takes longer to find no browser, and would
+            // pass for one that opened. A launcher still running after
+            // LAUNCHER_WINDOW has handed the link on.
+            app.manage(session::Browser(std::sync::Arc::new(|url| {
+                open::that_detached_with_timeout(url, session::LAUNCHER_WINDOW)
                     .map_err(|e| e.to_string())
             })));
             app.manage(session::SaveDialog::system(app.handle()));

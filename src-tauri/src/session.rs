@@ -22,7 +22,11 @@ impl Links {
 
 /// Opens the system browser (the opener plugin in the app; a recorder in
 /// tests).
-pub struct Browser(pub Box<OpenUrl>);
+pub struct Browser(pub std::sync::Arc<OpenUrl>);
+
+/// How long a browser launcher may take to fail before it counts as having
+/// opened the link.
+pub const LAUNCHER_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Opens one URL, or says why it could not.
 pub type OpenUrl = dyn Fn(&str) -> Result<(), String> + Send + Sync;

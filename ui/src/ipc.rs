@@ -23,8 +23,8 @@ extern "C" {
 
 /// Invokes command `C` with `args` and decodes its answer.
 pub async fn invoke<C: Command>(args: &C::Args) -> Result<C::Output, ErrorBody> {
-    // Every command takes one parameter, `args`, typed by `C::Args` on both
-    // sides (unknown fields refused there).
+    // Sent as one parameter, `args`, typed by `C::Args` on both sides
+    // (unknown fields refused there); commands without arguments ignore it.
     let args = to_js(&Wrapped { args }).map_err(|e| {
         ErrorBody::new(
             ErrorCode::Internal,

@@ -127,6 +127,15 @@ pub enum AuthError {
     VerifierUnavailable(String, u64),
 }
 
+/// Why the verifier could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("CLERK_JWT_KEY is not an RSA public key in PEM: {0}")]
+    StaticKey(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+}
+
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
@@ -174,13 +183,13 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    pub fn new(config: AuthConfig) -> Result<Self, String> {
+    pub fn new(config: AuthConfig) -> Result<Self, SetupError> {
         let static_key = config
             .static_key_pem
             .as_deref()
             .map(|pem| {
                 DecodingKey::from_rsa_pem(pem.as_bytes())
-                    .map_err(|e| format!("CLERK_JWT_KEY is not an RSA public key in PEM: {e}"))
+                    .map_err(|e| SetupError::StaticKey(e.to_string()))
             })
             .transpose()?;
         let mut validation = Validation::new(Algorithm::RS256);
@@ -194,7 +203,7 @@ impl Verifier {
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| SetupError::HttpClient(e.to_string()))?;
         Ok(Self {
             opaque: opaque::OpaqueVerifier::new(
                 config.clerk_backend.clone(),

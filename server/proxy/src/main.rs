@@ -90,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let verifier = Verifier::new(config.auth.clone()).map_err(anyhow::Error::msg)?;
+    let verifier = Verifier::new(config.auth.clone())?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -100,8 +100,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .webhook_secret
         .as_deref()
         .map(WebhookVerifier::new)
-        .transpose()
-        .map_err(anyhow::Error::msg)?
+        .transpose()?
         .map(Arc::new);
     state.limiter = UserLimiter::new(config.rate_limit).map(Arc::new);
     state.assistant = Arc::new(match config.assistant {

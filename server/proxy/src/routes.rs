@@ -1,4 +1,4 @@
-//! The HTTP surface. Each route's contract is in ../shared/design.md section 3.
+//! The HTTP surface. Each route's contract is in docs/api.md.
 
 pub(crate) mod changes;
 pub(crate) mod conversations;

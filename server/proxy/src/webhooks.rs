@@ -43,6 +43,15 @@ pub struct WebhookVerifier {
     key: Vec<u8>,
 }
 
+/// Why a webhook signing secret was refused (never shows the secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("CLERK_WEBHOOK_SIGNING_SECRET: not a whsec_… secret")]
+    NotBase64,
+    #[error("CLERK_WEBHOOK_SIGNING_SECRET: empty secret")]
+    Empty,
+}
+
 impl std::fmt::Debug for WebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WebhookVerifier")
@@ -51,16 +60,16 @@ impl std::fmt::Debug for WebhookVerifier {
 
 impl WebhookVerifier {
     /// `secret` is the endpoint's signing secret, `whsec_<base64>`.
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         let encoded = secret
             .trim()
             .strip_prefix("whsec_")
             .unwrap_or(secret.trim());
         let key = STANDARD
             .decode(encoded)
-            .map_err(|_| "CLERK_WEBHOOK_SIGNING_SECRET: not a whsec_… secret".to_owned())?;
+            .map_err(|_| SecretError::NotBase64)?;
         if key.is_empty() {
-            return Err("CLERK_WEBHOOK_SIGNING_SECRET: empty secret".into());
+            return Err(SecretError::Empty);
         }
         Ok(Self { key })
     }
@@ -148,7 +157,7 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..2048),
             now in any::<i64>(),
         ) {
-            let verifier = WebhookVerifier::new(SECRET).map_err(TestCaseError::fail)?;
+            let verifier = WebhookVerifier::new(SECRET).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let answer = verifier.verify(
                 id.as_deref(),
                 timestamp.as_deref(),
@@ -162,7 +171,7 @@ mod tests {
         /// What the secret signs is accepted, whatever the body's bytes.
         #[test]
         fn signed_bodies_of_any_bytes_pass(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
-            let verifier = WebhookVerifier::new(SECRET).map_err(TestCaseError::fail)?;
+            let verifier = WebhookVerifier::new(SECRET).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let now = 1_800_000_000;
             let signature = verifier.sign("msg_1", now, &body);
             prop_assert!(verifier

@@ -159,15 +159,15 @@ pub struct DeviceId(String);
 impl DeviceId {
     pub const MAX_LEN: usize = 64;
 
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, DeviceIdError> {
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
-            return Err(format!("must be 1 to {} characters", Self::MAX_LEN));
+            return Err(DeviceIdError::Length);
         }
         if !raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err("may contain only letters, digits, '_' and '-'".into());
+            return Err(DeviceIdError::Characters);
         }
         Ok(Self(raw.to_owned()))
     }
@@ -182,9 +182,18 @@ impl DeviceId {
     }
 }
 
+/// Why a device id was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceIdError {
+    #[error("must be 1 to {} characters", DeviceId::MAX_LEN)]
+    Length,
+    #[error("may contain only letters, digits, '_' and '-'")]
+    Characters,
+}
+
 impl TryFrom<String> for DeviceId {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
+    type Error = DeviceIdError;
+    fn try_from(raw: String) -> Result<Self, DeviceIdError> {
         Self::parse(&raw)
     }
 }

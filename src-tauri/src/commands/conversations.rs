@@ -276,7 +276,7 @@ pub fn discard_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()>
 
 /// Only http(s) and mailto links leave the app, in the system browser.
 #[tauri::command]
-pub fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply<()> {
+pub async fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply<()> {
     let mut url = url::Url::parse(&args.url)
         .map_err(|_| ErrorBody::new(ErrorCode::InvalidInput, "url: not a link"))?;
     if !matches!(url.scheme(), "http" | "https" | "mailto") {
@@ -291,5 +291,10 @@ pub fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply<()> {
         url.set_query(None);
         url.set_fragment(None);
     }
-    (browser.0)(url.as_str()).map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e))
+    // Off the main thread: a launcher may take seconds (`LAUNCHER_WINDOW`).
+    let open = browser.0.clone();
+    tauri::async_runtime::spawn_blocking(move || open(url.as_str()))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e))
 }
