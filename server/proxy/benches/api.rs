@@ -6,7 +6,12 @@
 //! - the proxy's own added latency: the same store call through the router
 //!   (JWT check, routing, JSON) minus the store call alone, p50;
 //! - throughput and latency over real HTTP on loopback: the server on one
-//!   worker thread (one core), clients on another.
+//!   worker thread, clients on another;
+//! - authenticated throughput of 1,000 users with the rate limiter at its
+//!   defaults, the server pinned to one core (workers and blocking pool):
+//!   tokens reused, and a new token per request (budget: 8,000 req/s).
+//!
+//! Exits non-zero when the cold-token budget is missed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up should stop
 
@@ -25,6 +30,8 @@ use serde_json::json;
 use tower::ServiceExt;
 
 const ISSUER: &str = "https://clerk.confab.bench";
+/// Requests per second with a new token on every request, server on one core.
+const BUDGET_COLD_REQS: f64 = 8_000.0;
 const SIGNING_PEM: &str = include_str!("../tests/fixtures/signing.pem");
 const SIGNING_PUB_PEM: &str = include_str!("../tests/fixtures/signing.pub.pem");
 
@@ -53,8 +60,9 @@ fn state(store: Arc<dyn Store>) -> AppState {
     state
 }
 
-async fn seed(store: &dyn Store, user: &UserId) -> Id {
-    let mut last = Id::new();
+/// 50 conversations of one message each; their ids.
+async fn seed(store: &dyn Store, user: &UserId) -> Vec<Id> {
+    let mut ids = Vec::new();
     for i in 0..50 {
         let id = Id::new();
         store
@@ -73,9 +81,9 @@ async fn seed(store: &dyn Store, user: &UserId) -> Id {
             )
             .await
             .unwrap();
-        last = id;
+        ids.push(id);
     }
-    last
+    ids
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -93,7 +101,7 @@ fn micros(d: Duration) -> f64 {
 /// p50 of the router minus p50 of the bare store call, same work.
 async fn added_latency(name: &str, store: Arc<dyn Store>, rounds: usize) {
     let user = UserId::parse("user_bench").unwrap();
-    let conversation = seed(store.as_ref(), &user).await;
+    let conversation = *seed(store.as_ref(), &user).await.last().unwrap();
     let app = router(state(store.clone()));
     let bearer = format!("Bearer {}", token("user_bench"));
 
@@ -197,7 +205,8 @@ fn throughput(
         .build()
         .unwrap();
     let user = UserId::parse("user_load").unwrap();
-    let conversation = server.block_on(seed(store.as_ref(), &user));
+    // Appends spread over the conversations: one would reach its message cap.
+    let conversations = server.block_on(seed(store.as_ref(), &user));
     let app = router(state(store));
     let listener = server
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -210,10 +219,13 @@ fn throughput(
         .enable_all()
         .build()
         .unwrap();
-    let url = match load {
-        Load::List => format!("http://{addr}/api/conversations?limit=50"),
-        Load::Append => format!("http://{addr}/api/conversations/{conversation}/messages"),
-    };
+    let urls: Vec<String> = conversations
+        .iter()
+        .map(|conversation| match load {
+            Load::List => format!("http://{addr}/api/conversations?limit=50"),
+            Load::Append => format!("http://{addr}/api/conversations/{conversation}/messages"),
+        })
+        .collect();
     let bearer = token("user_load");
     let latencies = clients.block_on(async move {
         let http = reqwest::Client::builder()
@@ -222,9 +234,9 @@ fn throughput(
             .unwrap();
         let deadline = Instant::now() + duration;
         let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
+            .map(|task| {
                 let http = http.clone();
-                let url = url.clone();
+                let url = urls[task % urls.len()].clone();
                 let bearer = bearer.clone();
                 tokio::spawn(async move {
                     let mut local = Vec::new();
@@ -238,7 +250,8 @@ fn throughput(
                                 .body(r#"{"role":"user","content":"load"}"#),
                         };
                         let response = request.bearer_auth(&bearer).send().await.unwrap();
-                        assert!(response.status().is_success());
+                        let status = response.status();
+                        assert!(status.is_success(), "{status}");
                         let _ = response.bytes().await.unwrap();
                         local.push(t.elapsed());
                     }
@@ -267,6 +280,109 @@ fn throughput(
     drop(server);
 }
 
+/// Pins the calling thread to `core` (on Linux), so "one core" means one.
+fn pin_to(core: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(core).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+/// Authenticated lists by `USERS` users over loopback HTTP, the rate limiter
+/// at its defaults, the server (workers and blocking pool) pinned to core 0
+/// and the clients to core 1: each user's token reused (verified once, then
+/// from the cache), or a new token on every request (its RS256 signature
+/// verified each time). Returns requests per second.
+fn token_throughput(fresh: bool, duration: Duration) -> f64 {
+    const USERS: usize = 1_000;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .on_thread_start(|| pin_to(0))
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("tokens.db")).unwrap());
+    let mut state = state(store);
+    state.limiter =
+        confab_proxy::limits::UserLimiter::new(confab_proxy::limits::RateLimit::default())
+            .map(Arc::new);
+    let app = router(state);
+    let listener = server
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    server.spawn(async move { axum::serve(listener, app).await });
+
+    // Signed before the clock starts, on both cores: a fresh token per
+    // request needs as many as the run can send.
+    let wanted = if fresh { 40_000 } else { USERS };
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let halves: Vec<_> = (0..2)
+            .map(|half| {
+                scope.spawn(move || {
+                    (half..wanted)
+                        .step_by(2)
+                        .map(|i| token(&format!("user_{}", i % USERS)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let tokens = Arc::new(tokens);
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(|| pin_to(1))
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/api/conversations?limit=50");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let done = clients.block_on(async move {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + duration;
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (http, url, tokens, next) =
+                    (http.clone(), url.clone(), tokens.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut sent = 0usize;
+                    while Instant::now() < deadline {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if fresh && i >= tokens.len() {
+                            break;
+                        }
+                        let response = http
+                            .get(&url)
+                            .bearer_auth(&tokens[i % tokens.len()])
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 200);
+                        let _ = response.bytes().await.unwrap();
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let mut all = 0;
+        for task in tasks {
+            all += task.await.unwrap();
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    drop(server);
+    done as f64 / elapsed.as_secs_f64()
+}
+
 fn main() {
     let with_moto = std::env::args().any(|a| a == "--moto");
     let dir = tempfile::tempdir().unwrap();
@@ -286,6 +402,18 @@ fn main() {
         Duration::from_secs(5),
     );
     throughput("sqlite", sqlite2, Load::Append, 16, Duration::from_secs(5));
+
+    let cached = token_throughput(false, Duration::from_secs(5));
+    let cold = token_throughput(true, Duration::from_secs(5));
+    println!(
+        "tokens   1,000 users, limiter on, server pinned to one core: {cached:>7.0} req/s with each user's token reused, {cold:>7.0} req/s with a new token per request"
+    );
+    if cold < BUDGET_COLD_REQS {
+        eprintln!(
+            "OVER BUDGET: {cold:.0} req/s with a new token per request, under {BUDGET_COLD_REQS}"
+        );
+        std::process::exit(1);
+    }
 
     if with_moto {
         let artifacts = dir.path().join("moto");
