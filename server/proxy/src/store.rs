@@ -7,6 +7,8 @@
 //! another's data. Anything not the caller's is [`StoreError::NotFound`].
 
 pub mod dynamodb;
+mod feed;
+mod replies;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -23,6 +25,8 @@ pub use confab_wire::conversations::DeviceId;
 use crate::ids::{Id, UserId};
 
 pub use dynamodb::DynamoStore;
+pub use feed::{FeedWalk, LogEntry, MessageMark, check_cursor};
+pub use replies::{ReplyPlan, ReplyWrite, count_reply, plan_reply, usage_day};
 pub use sqlite::SqliteStore;
 
 /// How long a processed webhook delivery is remembered: twice the signature's
@@ -168,155 +172,6 @@ pub fn materialise(messages: Vec<NewMessage>, at: DateTime<Utc>) -> Vec<Message>
         .collect()
 }
 
-/// What a write did to a conversation's messages, as its change entry records
-/// it: the feed tells devices which messages to fetch from this.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MessageMark {
-    /// No message changed (a rename, a pin, a delete, a restore).
-    Untouched,
-    /// Messages with this id or later ones were written.
-    From(String),
-    /// Every message was replaced.
-    All,
-}
-
-impl MessageMark {
-    /// How both stores keep a mark: none, `*` for all, or the message id.
-    pub fn to_stored(&self) -> Option<&str> {
-        match self {
-            MessageMark::Untouched => None,
-            MessageMark::All => Some("*"),
-            MessageMark::From(id) => Some(id),
-        }
-    }
-
-    pub fn from_stored(stored: Option<&str>) -> Self {
-        match stored {
-            None => MessageMark::Untouched,
-            Some("*") => MessageMark::All,
-            Some(id) => MessageMark::From(id.to_owned()),
-        }
-    }
-
-    /// The mark of a write that stored `messages` (in id order).
-    pub fn from_first(messages: &[Message]) -> Self {
-        messages
-            .iter()
-            .map(|m| m.id.as_str())
-            .min()
-            .map_or(MessageMark::Untouched, |id| {
-                MessageMark::From(id.to_owned())
-            })
-    }
-}
-
-/// One entry of a user's change log, as both stores keep it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogEntry {
-    pub seq: u64,
-    pub conversation: String,
-    pub device: Option<DeviceId>,
-    pub mark: MessageMark,
-}
-
-/// Walks change-log entries in sequence order and collects at most `limit`
-/// conversations: the entries of the first `limit` distinct conversations,
-/// up to (not including) the first entry of one more. Every entry it consumes
-/// belongs to a conversation it reports, so what an entry says about messages
-/// is never lost across pages.
-#[derive(Debug)]
-pub struct FeedWalk {
-    limit: usize,
-    cursor: u64,
-    order: Vec<String>,
-    seen: HashMap<String, (Option<DeviceId>, Option<MessageChanges>)>,
-    pub has_more: bool,
-}
-
-impl FeedWalk {
-    pub fn new(since: u64, limit: usize) -> Self {
-        Self {
-            limit: limit.max(1),
-            cursor: since,
-            order: Vec::new(),
-            seen: HashMap::new(),
-            has_more: false,
-        }
-    }
-
-    /// The last sequence number consumed.
-    pub fn cursor(&self) -> u64 {
-        self.cursor
-    }
-
-    /// Consumes `entry`. `Ok(false)`: the page is full, stop walking.
-    /// Sequence numbers are contiguous: a hole means pruned history.
-    pub fn push(&mut self, entry: LogEntry) -> Result<bool, u64> {
-        if entry.seq != self.cursor + 1 {
-            return Err(entry.seq);
-        }
-        if !self.seen.contains_key(&entry.conversation) {
-            if self.order.len() == self.limit {
-                self.has_more = true;
-                return Ok(false);
-            }
-            self.order.push(entry.conversation.clone());
-        }
-        let slot = self.seen.entry(entry.conversation).or_default();
-        slot.0 = entry.device;
-        slot.1 = match (slot.1.take(), entry.mark) {
-            (Some(m), _) if m.all => Some(m),
-            (_, MessageMark::All) => Some(MessageChanges {
-                from: None,
-                all: true,
-            }),
-            (known, MessageMark::Untouched) => known,
-            (
-                Some(MessageChanges {
-                    from: Some(old), ..
-                }),
-                MessageMark::From(new),
-            ) => Some(MessageChanges {
-                from: Some(old.min(new)),
-                all: false,
-            }),
-            (_, MessageMark::From(new)) => Some(MessageChanges {
-                from: Some(new),
-                all: false,
-            }),
-        };
-        self.cursor = entry.seq;
-        Ok(true)
-    }
-
-    /// The conversations to report, in the order their first entry came.
-    pub fn conversations(&self) -> &[String] {
-        &self.order
-    }
-
-    /// The feed entry of `id` in its current state.
-    pub fn change(
-        &mut self,
-        conversation: Conversation,
-        deleted_at: Option<DateTime<Utc>>,
-    ) -> Change {
-        let (device, message_changes) = self.seen.remove(&conversation.id).unwrap_or_default();
-        match deleted_at {
-            Some(_) => Change::Deleted(Deletion {
-                id: conversation.id,
-                deleted: true,
-                version: conversation.version,
-                updated_at: conversation.updated_at,
-            }),
-            None => Change::Updated(ConversationChange {
-                conversation,
-                device,
-                message_changes,
-            }),
-        }
-    }
-}
-
 /// Which messages a page holds: after a message (oldest first, from the
 /// start when `None`), or before one (the newest ones before it, the newest
 /// of all when `None`; still answered oldest first).
@@ -397,150 +252,6 @@ impl Caps {
 /// The bytes of content `messages` hold (what [`Caps::bytes`] counts).
 pub fn content_bytes<'a>(messages: impl IntoIterator<Item = &'a Message>) -> u64 {
     messages.into_iter().map(|m| m.content.len() as u64).sum()
-}
-
-/// A write of an assistant reply; [`plan_reply`] decides what it does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyWrite {
-    /// A new reply (empty, `streaming`) to the user message `reply.after`.
-    /// A reply with its id that exists is answered as it is (`created:
-    /// false`), unless `regenerate`: then one that is not live is replaced.
-    Start { message: Message, regenerate: bool },
-    /// The run that started the reply (its `timestamp`) writes its text and
-    /// status. Refused with [`StoreError::ReplyEnded`] when another run
-    /// replaced it or it ended; a reply stopped meanwhile stays `stopped`.
-    Progress { message: Message },
-    /// A streaming reply becomes `stopped`, its text kept; one that ended
-    /// is answered as it is.
-    Stop { id: Id },
-}
-
-impl ReplyWrite {
-    pub fn id(&self) -> String {
-        match self {
-            ReplyWrite::Start { message, .. } | ReplyWrite::Progress { message } => {
-                message.id.clone()
-            }
-            ReplyWrite::Stop { id } => id.to_string(),
-        }
-    }
-
-    /// The user message a start answers.
-    pub fn after(&self) -> Option<&str> {
-        match self {
-            ReplyWrite::Start { message, .. } => message.reply.as_ref().map(|r| r.after.as_str()),
-            _ => None,
-        }
-    }
-}
-
-/// What a [`ReplyWrite`] does, given the stored reply and (for a start) the
-/// message it answers: the same rule in both stores.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyPlan {
-    /// Write nothing; answer this.
-    Keep(Message),
-    /// Store this message (new when nothing was stored).
-    Write(Message),
-}
-
-pub fn plan_reply(
-    write: ReplyWrite,
-    existing: Option<Message>,
-    after: Option<&Message>,
-    at: DateTime<Utc>,
-) -> Result<ReplyPlan> {
-    use confab_wire::assistant::ReplyStatus;
-    let stored_reply = |m: &Message| m.reply.clone().filter(|_| m.role == Role::Assistant);
-    match write {
-        ReplyWrite::Start {
-            message,
-            regenerate,
-        } => {
-            let Some(existing) = existing else {
-                return match after {
-                    Some(a) if a.role == Role::User => Ok(ReplyPlan::Write(message)),
-                    _ => Err(StoreError::NotAUserMessage),
-                };
-            };
-            let same_question = stored_reply(&existing)
-                .zip(message.reply.as_ref())
-                .is_some_and(|(old, new)| old.after == new.after);
-            if !same_question {
-                return Err(StoreError::IdTaken(
-                    "this message id is already used for a different message",
-                ));
-            }
-            match (regenerate, stored_reply(&existing)) {
-                (false, _) => Ok(ReplyPlan::Keep(existing)),
-                (true, Some(old)) if old.is_live(at) => Err(StoreError::ReplyBusy),
-                (true, _) => Ok(ReplyPlan::Write(message)),
-            }
-        }
-        ReplyWrite::Progress { mut message } => {
-            let existing = existing.ok_or(StoreError::NotFound)?;
-            let old = stored_reply(&existing).ok_or(StoreError::NotFound)?;
-            if existing.timestamp != message.timestamp {
-                return Err(StoreError::ReplyEnded);
-            }
-            match old.status {
-                ReplyStatus::Streaming => Ok(ReplyPlan::Write(message)),
-                ReplyStatus::Stopped => {
-                    // The run learns of a stop made elsewhere: its text is
-                    // kept, the status stays.
-                    if let Some(r) = message.reply.as_mut() {
-                        r.status = ReplyStatus::Stopped;
-                        r.error = None;
-                        r.stop_reason = old.stop_reason;
-                    }
-                    if message.content.len() < existing.content.len() {
-                        return Ok(ReplyPlan::Keep(existing));
-                    }
-                    Ok(ReplyPlan::Write(message))
-                }
-                _ => Err(StoreError::ReplyEnded),
-            }
-        }
-        ReplyWrite::Stop { .. } => {
-            let existing = existing.ok_or(StoreError::NotFound)?;
-            let mut old = stored_reply(&existing).ok_or(StoreError::NotFound)?;
-            if old.status != ReplyStatus::Streaming {
-                return Ok(ReplyPlan::Keep(existing));
-            }
-            old.status = ReplyStatus::Stopped;
-            old.stop_reason = Some("stopped".into());
-            old.updated_at = at;
-            Ok(ReplyPlan::Write(Message {
-                reply: Some(old),
-                ..existing
-            }))
-        }
-    }
-}
-
-/// The conversation after a reply write: counters, preview, version.
-/// `old_len` is the stored text's length (`None`: the reply is new);
-/// `newest` whether no message sorts after the reply.
-pub fn count_reply(
-    c: &mut Conversation,
-    message: &Message,
-    old_len: Option<u64>,
-    newest: bool,
-    at: DateTime<Utc>,
-) {
-    if old_len.is_none() {
-        c.message_count += 1;
-    }
-    if newest && !message.content.is_empty() {
-        c.last_message_preview = Some(preview(&message.content));
-    }
-    c.version += 1;
-    c.updated_at = at;
-}
-
-/// The UTC day a usage count belongs to, as both stores key it.
-pub fn usage_day(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d").to_string()
 }
 
 /// Whether a create made something new or found the same id already there.
@@ -692,24 +403,6 @@ pub fn parse_list_cursor(cursor: &str) -> Result<(i64, Id)> {
 
 pub fn list_cursor(c: &Conversation) -> String {
     format!("{}:{}", c.updated_at.timestamp_millis(), c.id)
-}
-
-/// The change-feed rule shared by both stores. `first_after` is the first
-/// retained entry after `since`, `current` the user's latest sequence number.
-/// Sequence numbers are contiguous, so a gap right after `since` means the
-/// history there was pruned. A cursor beyond `current` (the store restored
-/// from an older backup, the account erased and made again) cannot be
-/// resumed either: both answer "list again from `current`", never an error a
-/// device would retry forever.
-pub fn check_cursor(since: u64, first_after: Option<u64>, current: u64) -> Result<()> {
-    if since > current {
-        return Err(StoreError::CursorExpired { current });
-    }
-    match first_after {
-        Some(first) if first != since + 1 => Err(StoreError::CursorExpired { current }),
-        None if since < current => Err(StoreError::CursorExpired { current }),
-        _ => Ok(()),
-    }
 }
 
 /// Timestamps are kept to the millisecond, as JavaScript clients see them.
