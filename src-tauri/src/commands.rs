@@ -46,13 +46,7 @@ pub async fn sign_in(
             .map_err(|e| ErrorBody::from(&e))?
             .to_string(),
     };
-    // Launchers can take seconds to say they failed: off the async workers.
-    let open = browser.0.clone();
-    let target = url.clone();
-    let opened = tauri::async_runtime::spawn_blocking(move || open(&target))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-    if let Err(err) = opened {
+    if let Err(err) = browser.open(url).await {
         // The attempt stays: the link works from any browser the user
         // pastes it into. The launcher's words are for the log only.
         log::warn!("the browser could not be opened: {err}");

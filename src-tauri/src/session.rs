@@ -20,9 +20,20 @@ impl Links {
     }
 }
 
-/// Opens the system browser (the opener plugin in the app; a recorder in
+/// Opens the system browser (the `open` crate in the app; a recorder in
 /// tests).
 pub struct Browser(pub std::sync::Arc<OpenUrl>);
+
+impl Browser {
+    /// Opens `url`, or says why it could not. Off the async workers and the
+    /// main thread: a launcher may take seconds to fail ([`LAUNCHER_WINDOW`]).
+    pub async fn open(&self, url: String) -> Result<(), String> {
+        let open = self.0.clone();
+        tauri::async_runtime::spawn_blocking(move || open(&url))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    }
+}
 
 /// How long a browser launcher may take to fail before it counts as having
 /// opened the link.

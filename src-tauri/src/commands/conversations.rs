@@ -291,10 +291,8 @@ pub async fn open_link(browser: State<'_, Browser>, args: OpenLinkArgs) -> Reply
         url.set_query(None);
         url.set_fragment(None);
     }
-    // Off the main thread: a launcher may take seconds (`LAUNCHER_WINDOW`).
-    let open = browser.0.clone();
-    tauri::async_runtime::spawn_blocking(move || open(url.as_str()))
+    browser
+        .open(url.into())
         .await
-        .unwrap_or_else(|e| Err(e.to_string()))
         .map_err(|e| ErrorBody::new(ErrorCode::Unavailable, e))
 }
