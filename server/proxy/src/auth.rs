@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::ids::UserId;
 
 mod opaque;
-pub use opaque::{CACHE_ENTRIES as OPAQUE_CACHE_ENTRIES, ClerkBackend, NEGATIVE_FOR, POSITIVE_FOR};
+pub use opaque::{ClerkBackend, POSITIVE_FOR};
 
 /// A secret from the configuration: never shown by `Debug`, so it cannot
 /// reach a log line or an error by accident.
