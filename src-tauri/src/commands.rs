@@ -18,8 +18,8 @@ use confab_wire::{ErrorBody, ErrorCode, app::AppInfo};
 use tauri::State;
 
 use crate::build_info;
-use crate::library::Library;
 use crate::session::Browser;
+use confab_library::Library;
 
 #[tauri::command]
 pub fn app_info<R: tauri::Runtime>(app: tauri::AppHandle<R>) -> Result<AppInfo, ErrorBody> {
@@ -40,11 +40,7 @@ pub async fn sign_in(
 ) -> Result<AuthState, ErrorBody> {
     let url = match (session.state(), session.pending_url()) {
         (AuthState::Waiting { .. }, Some(url)) => url,
-        _ => session
-            .begin_sign_in()
-            .await
-            .map_err(|e| ErrorBody::from(&e))?
-            .to_string(),
+        _ => session.begin_sign_in().await?.to_string(),
     };
     if let Err(err) = browser.open(url).await {
         // The attempt stays: the link works from any browser the user
@@ -201,7 +197,8 @@ mod tests {
     }
 
     /// The command list exists once (`wire::ipc::COMMANDS`): every command
-    /// on it is registered and granted by name, and nothing else is granted.
+    /// on it is registered and granted by name, and nothing else is registered
+    /// or granted.
     #[test]
     fn every_command_is_registered_and_granted_and_nothing_else() {
         let mock = mock(None);
@@ -236,6 +233,30 @@ mod tests {
             .map(|c| format!("allow-{}", c.replace('_', "-")))
             .collect();
         assert_eq!(granted, listed);
+
+        // And no handler is registered that the list lacks: the macro's
+        // entries, read from the source, are exactly the list.
+        let source = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"),
+        )
+        .expect("lib.rs");
+        let (_, after) = source
+            .split_once("generate_handler![")
+            .expect("one handler list");
+        let (entries, _) = after.split_once(']').expect("the list ends");
+        let registered: Vec<&str> = entries
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| e.rsplit("::").next().unwrap_or(e))
+            .collect();
+        let mut sorted = registered.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), registered.len(), "a handler twice");
+        let mut commands = confab_wire::ipc::COMMANDS.to_vec();
+        commands.sort_unstable();
+        assert_eq!(sorted, commands);
     }
 
     #[test]

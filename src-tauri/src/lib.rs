@@ -8,7 +8,6 @@ pub mod build_info;
 pub mod commands;
 mod deep_link;
 mod events;
-pub mod library;
 mod logging;
 mod private;
 pub mod profile;

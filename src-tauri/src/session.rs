@@ -4,7 +4,7 @@
 //! mirrored to the UI as `auth-changed` events.
 
 use confab_session::{AuthConfig, Session, Vault};
-use confab_wire::ipc::AuthChanged;
+use confab_wire::ipc::{AuthChanged, LibraryChangedEvent, ReplyLiveEvent, SyncStatusChanged};
 use tauri::{AppHandle, Manager, Runtime, Url};
 use tokio::sync::mpsc;
 
@@ -98,9 +98,12 @@ pub fn install<R: Runtime>(app: &AppHandle<R>, profile: &crate::profile::Profile
     let vault = Vault::system_named(&profile.identifier(confab_session::vault::SERVICE));
     let session = Session::new(config, vault, &data_dir);
     app.manage(session.clone());
-    let library = std::sync::Arc::new(crate::library::Library::new(data_dir.join("cache")));
+    let library = std::sync::Arc::new(confab_library::Library::new(data_dir.join("cache")));
     app.manage(library.clone());
-    crate::library::follow(app, &session, library);
+    crate::events::forward::<R, LibraryChangedEvent>(app, library.subscribe_changes());
+    crate::events::forward::<R, ReplyLiveEvent>(app, library.subscribe_replies());
+    crate::events::mirror::<R, SyncStatusChanged>(app, library.subscribe_status());
+    tauri::async_runtime::spawn(library.follow(session.clone()));
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Url>();
     crate::events::mirror::<R, AuthChanged>(app, session.subscribe());

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -188,6 +188,8 @@ pub struct App {
     pub client: Client,
     display: String,
     artifacts: PathBuf,
+    /// The app's own log file in its home.
+    log: PathBuf,
     // Set by a clean `quit`; any other end (a panic, an early `?`) leaves a screenshot.
     finished: bool,
     // Stops tauri-driver, WebKitWebDriver and the app (one process group).
@@ -296,6 +298,7 @@ impl App {
             client,
             display: desktop.display().to_owned(),
             artifacts: desktop.artifacts().to_path_buf(),
+            log: home.app_data_dir().join("logs").join("confab.log"),
             finished: false,
             driver,
         })
@@ -432,6 +435,25 @@ impl App {
 
     pub fn driver_log(&self) -> &Path {
         self.driver.log_path()
+    }
+
+    /// Waits until the app's log file holds `needle`: for what the window
+    /// does not show.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while !std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the app never logged {needle:?} (see {})",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 }
 

@@ -181,6 +181,17 @@ impl UpdateServer {
     }
 }
 
+impl UpdateServer {
+    /// Stops serving: once this returns, the listener is closed and the
+    /// port refuses connections.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        // A cancelled task's future (and its listener) is dropped before its
+        // handle completes.
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for UpdateServer {
     fn drop(&mut self) {
         self.task.abort();

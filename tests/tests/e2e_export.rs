@@ -38,11 +38,13 @@ async fn dialog(desktop: &Desktop) -> anyhow::Result<String> {
             &["search", "--onlyvisible", "--name", &format!("^{DIALOG}$")],
         ) && let Some(id) = found.lines().next()
         {
+            // Mapped is not yet ready for keys: wait until X says the
+            // dialog holds the keyboard focus.
             let id = id.to_owned();
-            // The chooser takes a moment to build its widgets after mapping.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            xdotool(desktop, &["windowfocus", "--sync", &id])?;
-            return Ok(id);
+            let _ = xdotool(desktop, &["windowfocus", "--sync", &id]);
+            if xdotool(desktop, &["getwindowfocus"]).is_ok_and(|focused| focused == id) {
+                return Ok(id);
+            }
         }
         if Instant::now() > deadline {
             bail!("the save dialog did not open");
@@ -112,7 +114,7 @@ async fn export() -> anyhow::Result<()> {
     dialog(&stack.desktop).await?;
     xdotool(&stack.desktop, &["key", "Escape"])?;
     dialog_closed(&stack.desktop).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_for_log("export cancelled", UI).await?;
     let files: Vec<_> = std::fs::read_dir(target.path())?.flatten().collect();
     assert_eq!(files.len(), 1, "{files:?}");
     // Errors would replace the toast: it still says where the first went.

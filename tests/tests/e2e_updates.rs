@@ -9,10 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use confab_tests::stack::{Stack, UI};
 use confab_tests::updates::{
     Installed, Manifest, SigningKey, UpdateServer, bundle, installed_version, versions,
 };
 use confab_tests::{App, AppHome, AppOptions, Desktop, paths};
+use confab_wire::library::ListFilter;
 
 const OFFER: Duration = Duration::from_secs(30);
 
@@ -20,12 +22,16 @@ const OFFER: Duration = Duration::from_secs(30);
 /// that checks nothing was installed take turns.
 static PACKAGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn options_for(server: &UpdateServer, key: &SigningKey) -> Vec<(String, String)> {
+    vec![
+        ("CONFAB_UPDATE_URL".into(), server.url.clone()),
+        ("CONFAB_UPDATER_PUBKEY".into(), key.public.clone()),
+    ]
+}
+
 fn options(server: &UpdateServer, key: &SigningKey) -> AppOptions {
     AppOptions {
-        env: vec![
-            ("CONFAB_UPDATE_URL".into(), server.url.clone()),
-            ("CONFAB_UPDATER_PUBKEY".into(), key.public.clone()),
-        ],
+        env: options_for(server, key),
         ..AppOptions::default()
     }
 }
@@ -49,14 +55,26 @@ fn log_of(home: &AppHome) -> String {
     std::fs::read_to_string(home.app_data_dir().join("logs").join("confab.log")).unwrap_or_default()
 }
 
-/// A signed-in user's cache as the app leaves it, to check an update keeps it.
-fn seed_cache(home: &AppHome) -> anyhow::Result<std::path::PathBuf> {
-    let path = home.app_data_dir().join("cache").join("user_update.db");
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-    let cache = confab_cache::Cache::open(&path)?;
-    let id = ulid::Ulid::new().to_string();
-    cache.create(&id, Some("Kept across the update"), chrono::Utc::now())?;
-    Ok(path)
+/// What the user wrote, as the cache at `path` holds it: each conversation's
+/// id and title with its messages' ids and text (sync bookkeeping aside).
+type Words = Vec<(String, String, Vec<(String, String)>)>;
+
+fn words_in(path: &Path) -> anyhow::Result<Words> {
+    let cache = confab_cache::Cache::open(path)?;
+    let mut words = Vec::new();
+    for item in cache.list(ListFilter::Active, 0, 100)? {
+        let id = item.conversation.id;
+        let Some(view) = cache.get(&id)? else {
+            bail!("{id} is listed but cannot be read");
+        };
+        let messages = view
+            .messages
+            .into_iter()
+            .map(|m| (m.message.id, m.message.content))
+            .collect();
+        words.push((id, view.conversation.title, messages));
+    }
+    Ok(words)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,17 +100,32 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
 
     let installed = Installed::deb(&bundle(&current)?)?;
     assert_eq!(installed_version()?.as_deref(), Some(current.as_str()));
-    let home = AppHome::new()?;
-    let cache = seed_cache(&home)?;
-    let cache_before = std::fs::read(&cache)?;
 
-    let artifacts = paths::artifacts_dir("e2e_updates_install")?;
-    let desktop = Desktop::start(&artifacts)?;
-    let launch = || AppOptions {
-        binary: Some(installed.binary.clone()),
-        ..options(&server, &key)
+    // A signed-in user with a conversation: the installed app opens their
+    // cache, which the update must leave as it was.
+    let stack = Stack::start("e2e_updates_install")?;
+    let (desktop, home) = (&stack.desktop, &stack.home);
+    let launch = || {
+        let mut options = stack.options(Vec::new());
+        options.env.extend(options_for(&server, &key));
+        options.binary = Some(installed.binary.clone());
+        options
     };
-    let app = App::launch(&desktop, &home, launch()).await?;
+    let app = App::launch(desktop, home, launch()).await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    app.click("#new-conversation").await?;
+    app.wait_text("#conversation-title", UI, |t| t == "New conversation")
+        .await?;
+    app.send("Kept across the update").await?;
+    let cache = home.app_data_dir().join("cache").join("user_demo.db");
+    let words = words_in(&cache)?;
+    assert!(
+        words.iter().any(|(_, _, messages)| messages
+            .iter()
+            .any(|(_, text)| text == "Kept across the update")),
+        "the app wrote to {}: {words:?}",
+        cache.display()
+    );
 
     // The start-up check offers N+1 with its notes; nothing is downloaded yet.
     app.wait_text("#update-version", OFFER, |t| t == format!("Confab {next}"))
@@ -117,7 +150,7 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     // The app restarted itself into the new version (its log, written by the
     // new process, says which version started and that it was an update).
     eventually(Duration::from_secs(30), "the restart into N+1", || {
-        let log = log_of(&home);
+        let log = log_of(home);
         log.contains(&format!("Confab {next} ("))
             && log.contains(&format!("updated from {current} to {next}"))
     })
@@ -126,14 +159,26 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     // Killing the session's process group ends the restarted app too.
     app.kill()?;
     assert_eq!(
-        std::fs::read(&cache)?,
-        cache_before,
-        "the update must leave the user's cache untouched"
+        words_in(&cache)?,
+        words,
+        "the update must leave the user's words as they were"
     );
 
-    // Launched again, it is N+1, and N+1 is the newest.
-    let app = App::launch(&desktop, &home, launch()).await?;
-    app.wait_text("#app-version", OFFER, |t| t == format!("Confab {next}"))
+    // Launched again, it is N+1, still signed in, with the conversation, and
+    // N+1 is the newest.
+    let started = format!("Confab {next} (");
+    let starts_before = log_of(home).matches(&started).count();
+    let app = App::launch(desktop, home, launch()).await?;
+    app.wait_text("#user-name", UI, |t| t == "Ada Lovelace")
+        .await?;
+    eventually(UI, "N+1 starting again", || {
+        log_of(home).matches(&started).count() > starts_before
+    })
+    .await?;
+    let kept = &words[0].0;
+    app.click(&format!("#conversation-list .row[data-id='{kept}']"))
+        .await?;
+    app.wait_text("#messages", UI, |t| t.contains("Kept across the update"))
         .await?;
     app.wait_text("#update-status", OFFER, |t| t.contains("up to date"))
         .await?;
@@ -362,8 +407,7 @@ async fn reports_once() -> anyhow::Result<()> {
 
     // The server goes away: one clear error, the app carries on.
     let url = server.url.clone();
-    drop(server);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop().await;
     app.click("#check-updates").await?;
     let status = app
         .wait_text("#update-status", OFFER, |t| t.contains("cannot be reached"))

@@ -73,7 +73,7 @@ fn proxy_refuses_to_start_without_an_issuer_naming_the_variable() -> anyhow::Res
 /// once; a second run changes nothing; a bad user id is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_gives_a_new_user_samples_once() -> anyhow::Result<()> {
-    let artifacts = confab_tests::paths::artifacts_dir("proxy_process/seed")?;
+    let artifacts = confab_tests::paths::artifacts_dir("proxy_process_seed")?;
     let db = artifacts.join("seed.db");
     let store = format!("sqlite:{}", db.display());
     let run = |user: &str| -> anyhow::Result<std::process::Output> {

@@ -68,6 +68,13 @@ impl From<&CacheError> for confab_wire::ErrorBody {
     }
 }
 
+/// Owned, so that callers answering with an `ErrorBody` can use `?`.
+impl From<CacheError> for confab_wire::ErrorBody {
+    fn from(err: CacheError) -> Self {
+        Self::from(&err)
+    }
+}
+
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
 
 /// A write waiting in the outbox. The conversation it concerns is its own

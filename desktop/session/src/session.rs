@@ -67,6 +67,13 @@ impl From<&AuthError> for ErrorBody {
     }
 }
 
+/// Owned, so that callers answering with an `ErrorBody` can use `?`.
+impl From<AuthError> for ErrorBody {
+    fn from(err: AuthError) -> Self {
+        Self::from(&err)
+    }
+}
+
 /// The app's session. Cheap to clone; every clone is the same session.
 #[derive(Clone)]
 pub struct Session {

@@ -92,6 +92,19 @@ impl From<confab_session::AuthError> for SyncError {
     }
 }
 
+/// What the windows are told: signed out asks for sign-in, the rest says
+/// what failed.
+impl From<SyncError> for confab_wire::ErrorBody {
+    fn from(err: SyncError) -> Self {
+        use confab_wire::{ErrorBody, ErrorCode};
+        match err {
+            SyncError::SignedOut => ErrorBody::new(ErrorCode::Unauthenticated, "Sign in again."),
+            SyncError::Retry { message, .. } => ErrorBody::new(ErrorCode::Unavailable, message),
+            SyncError::Cache(message) => ErrorBody::new(ErrorCode::Internal, message),
+        }
+    }
+}
+
 /// What an engine exchanged with the proxy since it was made: requests sent
 /// (event streams included) and bytes received (status lines, headers and
 /// bodies). For diagnostics and the sync benchmark.

@@ -9,7 +9,7 @@ use confab_wire::ipc::{AskArgs, StopArgs};
 use confab_wire::{ErrorBody, ErrorCode};
 use tauri::State;
 
-use crate::library::Library;
+use confab_library::Library;
 
 type Reply<T> = Result<T, ErrorBody>;
 
@@ -17,27 +17,16 @@ type Reply<T> = Result<T, ErrorBody>;
 /// offline starts.
 const LAST_INFO: &str = "assistant_info";
 
-fn sync_error(err: SyncError) -> ErrorBody {
-    match err {
-        SyncError::SignedOut => ErrorBody::new(ErrorCode::Unauthenticated, "Sign in again."),
-        SyncError::Retry { message, .. } => ErrorBody::new(ErrorCode::Unavailable, message),
-        SyncError::Cache(message) => ErrorBody::new(ErrorCode::Internal, message),
-    }
-}
-
 #[tauri::command]
 pub fn ask_reply(library: State<'_, Arc<Library>>, args: AskArgs) -> Reply<()> {
     let engine = library.engine()?;
-    engine
-        .cache()
-        .ask(
-            &args.conversation_id,
-            &args.after,
-            args.model.as_deref(),
-            args.regenerate,
-            confab_cache::now(),
-        )
-        .map_err(|e| ErrorBody::from(&e))?;
+    engine.cache().ask(
+        &args.conversation_id,
+        &args.after,
+        args.model.as_deref(),
+        args.regenerate,
+        confab_cache::now(),
+    )?;
     engine.local_change(&args.conversation_id);
     Ok(())
 }
@@ -53,7 +42,7 @@ pub async fn stop_reply(library: State<'_, Arc<Library>>, args: StopArgs) -> Rep
                 ErrorCode::Unavailable,
                 format!("The reply could not be stopped: {message}"),
             ),
-            other => sync_error(other),
+            other => other.into(),
         })
 }
 
@@ -74,6 +63,6 @@ pub async fn assistant_info(library: State<'_, Arc<Library>>) -> Reply<Assistant
             .flatten()
             .and_then(|json| serde_json::from_str(&json).ok())
             .ok_or_else(|| ErrorBody::new(ErrorCode::Unavailable, message)),
-        Err(other) => Err(sync_error(other)),
+        Err(other) => Err(other.into()),
     }
 }

@@ -18,14 +18,10 @@ use confab_wire::library::{
 use confab_wire::{ErrorBody, ErrorCode};
 use tauri::State;
 
-use crate::library::Library;
 use crate::session::{Browser, SaveDialog};
+use confab_library::Library;
 
 type Reply<T> = Result<T, ErrorBody>;
-
-fn cache_error(err: confab_cache::CacheError) -> ErrorBody {
-    ErrorBody::from(&err)
-}
 
 /// Most rows one list call answers (the UI pages).
 const MAX_PAGE: u32 = 500;
@@ -35,10 +31,8 @@ pub fn list_conversations(library: State<'_, Arc<Library>>, args: ListArgs) -> R
     let engine = library.engine()?;
     let cache = engine.cache();
     Ok(ListPage {
-        items: cache
-            .list(args.filter, args.offset, args.limit.min(MAX_PAGE))
-            .map_err(cache_error)?,
-        total: cache.count(args.filter).map_err(cache_error)?,
+        items: cache.list(args.filter, args.offset, args.limit.min(MAX_PAGE))?,
+        total: cache.count(args.filter)?,
     })
 }
 
@@ -56,10 +50,8 @@ pub fn get_list_items(library: State<'_, Arc<Library>>, args: ListItemsArgs) -> 
     let engine = library.engine()?;
     let cache = engine.cache();
     Ok(ListPage {
-        items: cache
-            .list_items(args.filter, &args.ids)
-            .map_err(cache_error)?,
-        total: cache.count(args.filter).map_err(cache_error)?,
+        items: cache.list_items(args.filter, &args.ids)?,
+        total: cache.count(args.filter)?,
     })
 }
 
@@ -69,11 +61,7 @@ pub fn get_conversation(
     args: OpenArgs,
 ) -> Reply<Option<ConversationView>> {
     let limit = args.limit.map(|n| n as usize);
-    library
-        .engine()?
-        .cache()
-        .get_window(&args.id, limit)
-        .map_err(cache_error)
+    Ok(library.engine()?.cache().get_window(&args.id, limit)?)
 }
 
 /// Most messages one `get_messages` call answers.
@@ -88,29 +76,22 @@ pub fn get_messages(library: State<'_, Arc<Library>>, args: MessagesArgs) -> Rep
         ));
     }
     let limit = args.limit.unwrap_or(MAX_MESSAGES).clamp(1, MAX_MESSAGES) as usize;
-    library
-        .engine()?
-        .cache()
-        .messages_window(
-            &args.id,
-            args.after.as_deref(),
-            args.before.as_deref(),
-            limit,
-        )
-        .map_err(cache_error)
+    Ok(library.engine()?.cache().messages_window(
+        &args.id,
+        args.after.as_deref(),
+        args.before.as_deref(),
+        limit,
+    )?)
 }
 
 #[tauri::command]
 pub fn create_conversation(library: State<'_, Arc<Library>>, args: CreateArgs) -> Reply<ListItem> {
     let engine = library.engine()?;
-    let item = engine
-        .cache()
-        .create(
-            &library.new_id(),
-            args.title.as_deref(),
-            confab_cache::now(),
-        )
-        .map_err(cache_error)?;
+    let item = engine.cache().create(
+        &library.new_id(),
+        args.title.as_deref(),
+        confab_cache::now(),
+    )?;
     engine.local_change(&item.conversation.id);
     Ok(item)
 }
@@ -126,8 +107,7 @@ pub fn update_conversation(library: State<'_, Arc<Library>>, args: UpdateArgs) -
     };
     let item = engine
         .cache()
-        .update(&args.id, patch, confab_cache::now())
-        .map_err(cache_error)?;
+        .update(&args.id, patch, confab_cache::now())?;
     engine.local_change(&args.id);
     Ok(item)
 }
@@ -135,10 +115,7 @@ pub fn update_conversation(library: State<'_, Arc<Library>>, args: UpdateArgs) -
 #[tauri::command]
 pub fn delete_conversation(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
     let engine = library.engine()?;
-    engine
-        .cache()
-        .delete(&args.id, confab_cache::now())
-        .map_err(cache_error)?;
+    engine.cache().delete(&args.id, confab_cache::now())?;
     engine.local_change(&args.id);
     Ok(())
 }
@@ -146,10 +123,7 @@ pub fn delete_conversation(library: State<'_, Arc<Library>>, args: ById) -> Repl
 #[tauri::command]
 pub fn restore_conversation(library: State<'_, Arc<Library>>, args: ById) -> Reply<ListItem> {
     let engine = library.engine()?;
-    let item = engine
-        .cache()
-        .restore(&args.id, confab_cache::now())
-        .map_err(cache_error)?;
+    let item = engine.cache().restore(&args.id, confab_cache::now())?;
     engine.local_change(&args.id);
     Ok(item)
 }
@@ -157,27 +131,21 @@ pub fn restore_conversation(library: State<'_, Arc<Library>>, args: ById) -> Rep
 #[tauri::command]
 pub fn append_message(library: State<'_, Arc<Library>>, args: AppendArgs) -> Reply<MessageView> {
     let engine = library.engine()?;
-    let message = engine
-        .cache()
-        .append(
-            &args.conversation_id,
-            &library.new_id(),
-            Role::User,
-            &args.content,
-            confab_cache::now(),
-        )
-        .map_err(cache_error)?;
+    let message = engine.cache().append(
+        &args.conversation_id,
+        &library.new_id(),
+        Role::User,
+        &args.content,
+        confab_cache::now(),
+    )?;
     if args.ask {
-        engine
-            .cache()
-            .ask(
-                &args.conversation_id,
-                &message.message.id,
-                args.model.as_deref(),
-                false,
-                confab_cache::now(),
-            )
-            .map_err(cache_error)?;
+        engine.cache().ask(
+            &args.conversation_id,
+            &message.message.id,
+            args.model.as_deref(),
+            false,
+            confab_cache::now(),
+        )?;
     }
     engine.local_change(&args.conversation_id);
     Ok(message)
@@ -194,11 +162,10 @@ pub fn search_conversations(
             "query: at most 1,024 characters",
         ));
     }
-    library
+    Ok(library
         .engine()?
         .cache()
-        .search(&args.query, args.limit.unwrap_or(50).min(200))
-        .map_err(cache_error)
+        .search(&args.query, args.limit.unwrap_or(50).min(200))?)
 }
 
 /// Asks where to save with the system's dialog, then writes the file here in
@@ -212,8 +179,7 @@ pub async fn export_conversation(
     let view = library
         .engine()?
         .cache()
-        .get(&args.id)
-        .map_err(cache_error)?
+        .get(&args.id)?
         .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "no such conversation"))?;
     let (contents, extension) = match args.format {
         ExportFormat::Markdown => (confab_cache::export::markdown(&view), "md"),
@@ -225,6 +191,7 @@ pub async fn export_conversation(
     };
     let name = confab_cache::export::file_name(&view, extension);
     let Some(path) = (dialog.0)(name).await else {
+        log::info!("export cancelled");
         return Ok(None);
     };
     std::fs::write(&path, contents).map_err(|e| {
@@ -245,7 +212,7 @@ pub fn sync_status(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
 pub fn sync_now(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
     let engine = library.engine()?;
     // "Retry" in the status bar: refused writes go again too.
-    engine.cache().retry_all().map_err(cache_error)?;
+    engine.cache().retry_all()?;
     engine.local_change_all();
     Ok(engine.status())
 }
@@ -253,9 +220,9 @@ pub fn sync_now(library: State<'_, Arc<Library>>) -> Reply<SyncStatus> {
 #[tauri::command]
 pub fn retry_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
     let engine = library.engine()?;
-    for entry in engine.cache().outbox().map_err(cache_error)? {
+    for entry in engine.cache().outbox()? {
         if entry.conversation_id == args.id && entry.failed.is_some() {
-            engine.cache().retry(entry.seq).map_err(cache_error)?;
+            engine.cache().retry(entry.seq)?;
         }
     }
     engine.local_change(&args.id);
@@ -265,9 +232,9 @@ pub fn retry_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
 #[tauri::command]
 pub fn discard_failed(library: State<'_, Arc<Library>>, args: ById) -> Reply<()> {
     let engine = library.engine()?;
-    for entry in engine.cache().outbox().map_err(cache_error)? {
+    for entry in engine.cache().outbox()? {
         if entry.conversation_id == args.id && entry.failed.is_some() {
-            engine.cache().discard(entry.seq).map_err(cache_error)?;
+            engine.cache().discard(entry.seq)?;
         }
     }
     engine.local_change(&args.id);

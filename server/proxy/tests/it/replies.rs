@@ -115,6 +115,23 @@ async fn stored(api: &Api, token: &str, conversation: &str, id: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The reply once a checkpoint has stored some of its text, polled: the
+/// stored message as it then is.
+async fn checkpointed(api: &Api, token: &str, conversation: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = stored(api, token, conversation, id).await;
+        if message["content"].as_str().is_some_and(|t| !t.is_empty()) {
+            return message;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint within 10 s: {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Model requests (title requests have a system prompt).
 fn replies_asked(standin: &ModelStandIn) -> Vec<Value> {
     standin
@@ -364,7 +381,7 @@ async fn a_stop_on_another_instance_ends_the_run() {
     let started = ask(&a, &token, &conversation, json!({"after": after})).await;
     let id = started.json["message"]["id"].as_str().unwrap().to_owned();
     // Past the first checkpoint.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    checkpointed(&a, &token, &conversation, &id).await;
     let stopped = b
         .call(
             "POST",
@@ -674,8 +691,7 @@ async fn the_text_so_far_is_checkpointed() {
     let mut sub = subscribe(&api, "user_ada");
     let started = ask(&api, &token, &conversation, json!({"after": after})).await;
     let id = started.json["message"]["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let partial = stored(&api, &token, &conversation, &id).await;
+    let partial = checkpointed(&api, &token, &conversation, &id).await;
     assert_eq!(partial["status"], "streaming");
     let text = partial["content"].as_str().unwrap();
     assert!(!text.is_empty() && text.len() < 600, "{}", text.len());
