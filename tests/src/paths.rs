@@ -39,6 +39,20 @@ pub fn app_binary() -> anyhow::Result<PathBuf> {
     binary_in(&profile, "confab")
 }
 
+/// The blank Tauri window (`src-tauri/examples/blank.rs`) of the same
+/// profile as [`app_binary`].
+pub fn blank_window_binary() -> anyhow::Result<PathBuf> {
+    let profile = std::env::var("CONFAB_APP_PROFILE").unwrap_or_else(|_| "debug".into());
+    let release = if profile == "release" {
+        " --release"
+    } else {
+        ""
+    };
+    binary_in(&profile, "examples/blank").with_context(|| {
+        format!("build it with `cargo build{release} -p confab-desktop --example blank`")
+    })
+}
+
 fn binary_in(profile: &str, name: &str) -> anyhow::Result<PathBuf> {
     let path = target_dir().join(profile).join(name);
     if !path.is_file() {

@@ -8,9 +8,11 @@
 //! search the 100,000 messages (50 ms), and a local append (one transaction
 //! with its outbox entry).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use confab_bench_report::Report;
 use confab_cache::Cache;
 use confab_wire::conversations::{Conversation, ConversationDetail, Message, Role};
 use confab_wire::library::ListFilter;
@@ -33,37 +35,49 @@ fn text(seed: usize, words: usize) -> String {
         .join(" ")
 }
 
-fn measure(name: &str, budget_ms: Option<u64>, runs: usize, mut f: impl FnMut() -> usize) {
+/// Runs `f` `runs` times and reports the median against `budget_ms`. An
+/// error, or an answer without rows, fails the run: a broken query must not
+/// look fast.
+fn measure(
+    report: &mut Report,
+    name: &str,
+    budget_ms: Option<u64>,
+    runs: usize,
+    mut f: impl FnMut() -> confab_cache::Result<usize>,
+) {
     let mut times = Vec::with_capacity(runs);
     let mut size = 0;
     for _ in 0..runs {
         let start = Instant::now();
-        size = f();
+        size = match f() {
+            Ok(0) => return report.failed(name, "answered no rows"),
+            Ok(rows) => rows,
+            Err(err) => return report.failed(name, err),
+        };
         times.push(start.elapsed());
     }
     times.sort();
     let median = times[runs / 2];
     let worst = times[runs - 1];
-    let budget = budget_ms
-        .map(|b| {
-            format!(
-                " (budget {b} ms: {})",
-                if median <= Duration::from_millis(b) {
-                    "ok"
-                } else {
-                    "OVER"
-                }
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "{name:<48} median {:>8.2} ms, worst {:>8.2} ms, {size} rows{budget}",
+    let figure = format!(
+        "median {:.2} ms, worst {:.2} ms, {size} rows",
         median.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3
     );
+    println!("{name:<48} {figure}");
+    match budget_ms {
+        Some(b) => report.budget(
+            name,
+            figure,
+            format!("median {b} ms"),
+            median <= Duration::from_millis(b),
+        ),
+        None => report.figure(name, figure),
+    }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut report = Report::new("cache");
     let dir = tempfile::tempdir()?;
     let cache = Cache::open(&dir.path().join("bench.db"))?;
     let base = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
@@ -122,36 +136,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fill.elapsed().as_secs_f64()
     );
 
-    measure("list every active conversation", Some(50), 15, || {
+    let r = &mut report;
+    measure(r, "list every active conversation", Some(50), 15, || {
         cache
             .list(ListFilter::Active, 0, CONVERSATIONS as u32)
             .map(|l| l.len())
-            .unwrap_or(0)
     });
-    measure("list the first screen (100)", None, 50, || {
-        cache
-            .list(ListFilter::Active, 0, 100)
-            .map(|l| l.len())
-            .unwrap_or(0)
+    measure(r, "list the first screen (100)", None, 50, || {
+        cache.list(ListFilter::Active, 0, 100).map(|l| l.len())
     });
-    measure("open the 5,000-message conversation", Some(150), 15, || {
-        cache
-            .get(&big_id)
-            .ok()
-            .flatten()
-            .map(|v| v.messages.len())
-            .unwrap_or(0)
-    });
+    measure(
+        r,
+        "open the 5,000-message conversation",
+        Some(150),
+        15,
+        || {
+            cache
+                .get(&big_id)
+                .map(|v| v.map(|v| v.messages.len()).unwrap_or(0))
+        },
+    );
     for query in ["museum", "flight hotel", "mount"] {
         measure(
+            r,
             &format!("search {query:?} (50 results)"),
             Some(50),
             15,
-            || cache.search(query, 50).map(|h| h.len()).unwrap_or(0),
+            || cache.search(query, 50).map(|h| h.len()),
         );
     }
     let target = big_id.clone();
     measure(
+        r,
         "append a message (one transaction + outbox)",
         None,
         50,
@@ -166,13 +182,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     confab_cache::now(),
                 )
                 .map(|_| 1)
-                .unwrap_or(0)
         },
     );
     let size = std::fs::metadata(dir.path().join("bench.db"))?.len()
         + std::fs::metadata(dir.path().join("bench.db-wal"))
             .map(|m| m.len())
             .unwrap_or(0);
-    println!("cache file: {:.1} MB", size as f64 / 1e6);
-    Ok(())
+    report.figure(
+        "cache file, 10,000 conversations / 100,000 messages",
+        format!("{:.1} MB", size as f64 / 1e6),
+    );
+    Ok(report.finish())
 }

@@ -16,10 +16,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up should stop
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use confab_bench_report::Report;
 use confab_tests::oidc::Provider;
 use confab_tests::proxy::Proxy;
 use eventsource_stream::Eventsource;
@@ -59,7 +61,7 @@ struct Counts {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let secs: u64 = std::env::var("SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -277,27 +279,36 @@ async fn main() {
         conversations * STREAMS_PER_USER,
     );
 
-    let mut failed = false;
-    let mut fail = |why: &str| {
-        eprintln!("FAILED: {why}");
-        failed = true;
-    };
-    if lost > 0 {
-        fail("notices were lost");
-    }
-    if counts.other_errors.load(Ordering::Relaxed) > 0 {
-        fail("errors other than 503");
-    }
-    if unavailable == 0 {
-        fail("the store outage was not answered with 503");
-    }
-    if counts.after_outage.load(Ordering::Relaxed) == 0 {
-        fail("writes did not recover after the outage");
-    }
-    if end > warm + warm / 2 {
-        fail("the proxy's memory grew by more than half after warm-up");
-    }
-    if failed {
-        std::process::exit(1);
-    }
+    let mut report = Report::new("soak");
+    let other = counts.other_errors.load(Ordering::Relaxed);
+    let after = counts.after_outage.load(Ordering::Relaxed);
+    report.budget(
+        format!(
+            "{secs} s, 200 event streams, 50 writers, a {OUTAGE:?} store outage: notices missed"
+        ),
+        format!(
+            "{lost} of {} final versions ({} writes, {resynced} streams resynced)",
+            conversations * STREAMS_PER_USER,
+            counts.ok.load(Ordering::Relaxed)
+        ),
+        "none",
+        lost == 0,
+    );
+    report.budget(
+        "answers during and after the outage",
+        format!("{unavailable} × 503 during it, {after} ok after it, {other} other errors"),
+        "503 during it, ok after, nothing else",
+        unavailable > 0 && after > 0 && other == 0,
+    );
+    report.budget(
+        "proxy RSS after warm-up / at the end",
+        format!(
+            "{:.1} / {:.1} MB",
+            warm as f64 / 1024.0,
+            end as f64 / 1024.0
+        ),
+        "at most +50 %",
+        end <= warm + warm / 2,
+    );
+    report.finish()
 }

@@ -18,9 +18,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot set up should stop
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use confab_bench_report::Report;
 use confab_proxy::ids::{Id, UserId};
 use confab_proxy::store::{DynamoStore, NewConversation, NewMessage, SqliteStore, Store};
 use confab_tests::oidc::Provider;
@@ -169,7 +171,7 @@ fn percentile<T: Copy + Ord>(values: &[T], p: f64) -> T {
     sorted[index]
 }
 
-fn main() {
+fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -199,7 +201,7 @@ fn main() {
         results.push(measure("dynamodb (moto)", &provider, &proxy, conversation).await);
         results
     });
-    report(&results, &artifacts);
+    report(&results, &artifacts)
 }
 
 /// The benchmark measures the protocol, not the per-user rate limit.
@@ -207,8 +209,8 @@ fn no_limit() -> Vec<(&'static str, String)> {
     vec![("CONFAB_RATE_LIMIT", "0".into())]
 }
 
-fn report(results: &[Figures], artifacts: &Path) {
-    let mut failed = Vec::new();
+fn report(results: &[Figures], artifacts: &Path) -> ExitCode {
+    let mut report = Report::new("sync");
     println!(
         "\none new message in a {MESSAGES}-message conversation, {APPENDS} appends per store\n"
     );
@@ -220,41 +222,39 @@ fn report(results: &[Figures], artifacts: &Path) {
         let bytes_max = *f.receiver_bytes.iter().max().unwrap_or(&0);
         let b_requests = *f.receiver_requests.iter().max().unwrap_or(&0);
         let a_requests = *f.writer_requests.iter().max().unwrap_or(&0);
+        let (p50, p95) = (
+            percentile(&f.latency, 0.5).as_secs_f64() * 1000.0,
+            percentile(&f.latency, 0.95).as_secs_f64() * 1000.0,
+        );
         println!(
-            "| {} | {} B | {} B / {} B | {} | {} | {:.1} ms | {:.1} ms |",
+            "| {} | {} B | {} B / {} B | {} | {} | {p50:.1} ms | {p95:.1} ms |",
             f.store,
             f.whole_bytes,
             percentile(&f.receiver_bytes, 0.5),
             bytes_max,
             b_requests,
             a_requests,
-            percentile(&f.latency, 0.5).as_secs_f64() * 1000.0,
-            percentile(&f.latency, 0.95).as_secs_f64() * 1000.0,
         );
-        if bytes_max > BUDGET_BYTES {
-            failed.push(format!(
-                "{}: B received {bytes_max} B (budget {BUDGET_BYTES})",
+        report.budget(
+            format!(
+                "{}: what another device receives for one new message in a {MESSAGES}-message conversation (most of {APPENDS})",
                 f.store
-            ));
-        }
-        if b_requests > BUDGET_REQUESTS_RECEIVER {
-            failed.push(format!(
-                "{}: B made {b_requests} requests (budget {BUDGET_REQUESTS_RECEIVER})",
-                f.store
-            ));
-        }
-        if a_requests > BUDGET_REQUESTS_WRITER {
-            failed.push(format!(
-                "{}: A made {a_requests} requests (budget {BUDGET_REQUESTS_WRITER})",
-                f.store
-            ));
-        }
+            ),
+            format!("{bytes_max} B in at most {b_requests} requests"),
+            format!("{BUDGET_BYTES} B, {BUDGET_REQUESTS_RECEIVER} requests"),
+            bytes_max <= BUDGET_BYTES && b_requests <= BUDGET_REQUESTS_RECEIVER,
+        );
+        report.budget(
+            format!("{}: requests the writer makes per append", f.store),
+            a_requests,
+            BUDGET_REQUESTS_WRITER,
+            a_requests <= BUDGET_REQUESTS_WRITER,
+        );
+        report.figure(
+            format!("{}: A → B latency, p50 / p95 (debug proxy)", f.store),
+            format!("{p50:.0} / {p95:.0} ms"),
+        );
     }
     println!("\nlogs: {}", artifacts.display());
-    if !failed.is_empty() {
-        for f in &failed {
-            eprintln!("over budget: {f}");
-        }
-        std::process::exit(1);
-    }
+    report.finish()
 }
