@@ -377,29 +377,29 @@ impl App {
     /// Types `text` in the open conversation's composer and presses Enter,
     /// then waits for the message to show. One WebDriver call types and
     /// presses Enter; the composer can be re-rendered between finding it and
-    /// typing (an event from the shell): then it is found again, unless the
-    /// text already went out.
+    /// typing, or while the keys arrive (an event from the shell): then the
+    /// text is typed again, unless it went out.
     pub async fn send(&self, text: &str) -> anyhow::Result<()> {
+        // A local write shows at once; this long means the keys were lost.
+        const SHOWN: Duration = Duration::from_secs(10);
         for _ in 0..3 {
             let composer = self.client.find(Locator::Css("#composer")).await?;
-            match composer.send_keys(&format!("{text}\u{E007}")).await {
-                Ok(()) => break,
-                Err(_) => {
-                    let sent = self
-                        .wait_text("#messages", Duration::from_millis(300), |t| {
-                            t.contains(text)
-                        })
-                        .await
-                        .is_ok();
-                    if sent {
-                        break;
-                    }
-                }
+            // An error here may still have sent the text: the wait decides.
+            let _ = composer.send_keys(&format!("{text}\u{E007}")).await;
+            if self
+                .wait_text("#messages", SHOWN, |t| t.contains(text))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            // The composer was re-rendered under the keys: type it again
+            // into an empty one.
+            if let Ok(composer) = self.client.find(Locator::Css("#composer")).await {
+                let _ = composer.clear().await;
             }
         }
-        self.wait_text("#messages", STARTUP, |t| t.contains(text))
-            .await?;
-        Ok(())
+        bail!("{text:?} never showed in the conversation after three tries")
     }
 
     /// Saves the screen as `<artifacts>/<name>.png`. Taken by the X server, not

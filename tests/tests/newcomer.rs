@@ -95,6 +95,9 @@ async fn newcomer() -> anyhow::Result<()> {
             ("OIDC_PORT".into(), oidc_port.to_string()),
             ("PROXY_PORT".into(), proxy_port.to_string()),
             ("MODEL_PORT".into(), model_port.to_string()),
+            // The suite's machine is set up (scripts/test ran scripts/setup
+            // first); everything else scripts/run does, it does here.
+            ("CONFAB_SKIP_SETUP".into(), "1".into()),
         ],
         ..AppOptions::default()
     };

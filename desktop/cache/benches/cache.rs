@@ -156,7 +156,11 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .map(|v| v.map(|v| v.messages.len()).unwrap_or(0))
         },
     );
-    for query in ["museum", "flight hotel", "mount"] {
+    // One word; two words that occur together (the opening of a message's
+    // text: generated words at positions of the same parity, so not any
+    // two); a prefix.
+    let pair = text(7, 2);
+    for query in ["museum", pair.as_str(), "mount"] {
         measure(
             r,
             &format!("search {query:?} (50 results)"),

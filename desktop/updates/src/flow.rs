@@ -356,7 +356,7 @@ impl<S: Source> Updates<S> {
 #[cfg(test)]
 mod tests {
     //! The policy with a scripted source; the real plugin, signatures and
-    //! `dpkg` are exercised end to end in `tests/tests/e2e_updates.rs`.
+    //! `dpkg` are exercised end to end in `tests/tests/it/e2e_updates.rs`.
     use super::*;
     use std::sync::Arc;
 

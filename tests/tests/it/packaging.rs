@@ -264,3 +264,31 @@ fn the_release_workflow_builds_signs_and_publishes_every_platform() -> anyhow::R
     );
     Ok(())
 }
+
+/// The wasm-bindgen CLI scripts/setup installs (a locked wrapper) is the
+/// wasm-bindgen library's exact version: the two must agree byte for byte
+/// on the bindings they generate.
+#[test]
+fn the_wasm_bindgen_tool_matches_the_library() -> anyhow::Result<()> {
+    let root = paths::workspace_root();
+    let version_of = |lock: &str, name: &str| -> Option<String> {
+        let mut lines = lock.lines();
+        while let Some(line) = lines.next() {
+            if line == format!("name = \"{name}\"") {
+                return lines
+                    .next()
+                    .and_then(|v| v.strip_prefix("version = \""))
+                    .map(|v| v.trim_end_matches('"').to_owned());
+            }
+        }
+        None
+    };
+    let workspace = std::fs::read_to_string(root.join("Cargo.lock"))?;
+    let tool = std::fs::read_to_string(root.join("scripts/tools/wasm-bindgen/Cargo.lock"))?;
+    let library = version_of(&workspace, "wasm-bindgen")
+        .ok_or_else(|| anyhow::anyhow!("no wasm-bindgen in Cargo.lock"))?;
+    assert_eq!(version_of(&tool, "wasm-bindgen-cli"), Some(library.clone()));
+    assert_eq!(version_of(&tool, "wasm-bindgen"), Some(library.clone()));
+    assert_eq!(version_of(&tool, "confab-wasm-bindgen"), Some(library));
+    Ok(())
+}
