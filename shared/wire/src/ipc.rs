@@ -115,6 +115,10 @@ pub struct MessagesArgs {
     pub limit: Option<u32>,
 }
 
+/// Most rows one `list_conversations` call answers: longer lists are read
+/// in pages (`offset`).
+pub const MAX_LIST_PAGE: u32 = 500;
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListArgs {

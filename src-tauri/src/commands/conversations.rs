@@ -8,8 +8,8 @@ use std::sync::Arc;
 use confab_cache::local::Patch;
 use confab_wire::conversations::Role;
 use confab_wire::ipc::{
-    AppendArgs, ById, CreateArgs, ExportArgs, ListArgs, ListItemsArgs, MessagesArgs, OpenArgs,
-    OpenLinkArgs, SearchArgs, UpdateArgs,
+    AppendArgs, ById, CreateArgs, ExportArgs, ListArgs, ListItemsArgs, MAX_LIST_PAGE, MessagesArgs,
+    OpenArgs, OpenLinkArgs, SearchArgs, UpdateArgs,
 };
 use confab_wire::library::{
     ConversationView, ExportFormat, ListItem, ListPage, MessageView, MessagesWindow, SearchHit,
@@ -23,15 +23,12 @@ use confab_library::Library;
 
 type Reply<T> = Result<T, ErrorBody>;
 
-/// Most rows one list call answers (the UI pages).
-const MAX_PAGE: u32 = 500;
-
 #[tauri::command]
 pub fn list_conversations(library: State<'_, Arc<Library>>, args: ListArgs) -> Reply<ListPage> {
     let engine = library.engine()?;
     let cache = engine.cache();
     Ok(ListPage {
-        items: cache.list(args.filter, args.offset, args.limit.min(MAX_PAGE))?,
+        items: cache.list(args.filter, args.offset, args.limit.min(MAX_LIST_PAGE))?,
         total: cache.count(args.filter)?,
     })
 }

@@ -1,12 +1,13 @@
 //! Conversations in the real window, with another device of the same user
 //! (a headless client on the same proxy) writing at the same time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use confab_cache::local::Patch;
 use confab_tests::session::Device;
 use confab_tests::stack::{Stack, UI};
-use confab_wire::conversations::Role;
+use confab_wire::conversations::{Conversation, ConversationDetail, Role};
 use fantoccini::Locator;
 
 /// How long another device's change may take to show here: the suite's
@@ -361,4 +362,87 @@ async fn windowed() -> anyhow::Result<()> {
     );
     app.quit().await?;
     Ok(())
+}
+
+/// More conversations than one list call answers (`MAX_LIST_PAGE`, 500):
+/// scrolling down the list reaches the oldest one, which opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_list_scrolls_to_its_oldest_conversation() -> anyhow::Result<()> {
+    confab_tests::bounded(confab_tests::TEST_DEADLINE, long_list()).await
+}
+
+async fn long_list() -> anyhow::Result<()> {
+    const COUNT: usize = 1_200;
+    let stack = Stack::start("e2e_conversations/long_list")?;
+    let app = stack.launch().await?;
+    stack.sign_in(&app, "user_demo", "Ada Lovelace").await?;
+    app.quit().await?;
+    // Held by the cache as if synced: faster than 1,200 requests.
+    let cache =
+        confab_cache::Cache::open(&stack.home.app_data_dir().join("cache").join("user_demo.db"))?;
+    let base = chrono::DateTime::from_timestamp(1_800_000_000, 0).context("a time")?;
+    let mut oldest = String::new();
+    for c in 0..COUNT {
+        let id = ulid::Ulid::from_parts(1_700_000_000_000 + c as u64, c as u128).to_string();
+        if c == 0 {
+            oldest = id.clone();
+        }
+        cache.apply_detail(&ConversationDetail {
+            conversation: Conversation {
+                id,
+                title: format!("Listed {c}"),
+                created_at: base,
+                updated_at: base + chrono::Duration::seconds(c as i64),
+                version: 1,
+                message_count: 0,
+                last_message_preview: None,
+                pinned: false,
+                archived: false,
+                assistant: Default::default(),
+            },
+            messages: Vec::new(),
+            next_cursor: None,
+        })?;
+    }
+    drop(cache);
+
+    let app = stack.launch().await?;
+    app.wait_text("#conversation-list", UI, |t| {
+        t.contains(&format!("Listed {}", COUNT - 1))
+    })
+    .await?;
+    // The list renders the rows in view: scroll to its end until the
+    // oldest is among them (each scroll near the end reads another page),
+    // then click it.
+    let row = format!("#conversation-list .row[data-id='{oldest}']");
+    let deadline = Instant::now() + UI;
+    loop {
+        let seen = app
+            .client
+            .execute(
+                &format!(
+                    "const l = document.querySelector('.sidebar .list'); const r = document.querySelector(\"{row}\"); if (r) {{ const a = r.getBoundingClientRect(), b = l.getBoundingClientRect(); r.click(); return {{shown: true, inView: a.top >= b.top && a.bottom <= b.bottom + 1}}; }} l.scrollTop = l.scrollHeight; l.dispatchEvent(new Event('scroll')); return {{shown: false, top: l.scrollTop, height: l.scrollHeight, rows: document.querySelectorAll('#conversation-list .row').length}};"
+                ),
+                vec![],
+            )
+            .await?;
+        if seen["shown"].as_bool() == Some(true) {
+            // Rendered where the list is scrolled to, not off in a gap.
+            anyhow::ensure!(
+                seen["inView"].as_bool() == Some(true),
+                "the oldest row is rendered outside the list's view: {seen}"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the oldest of {COUNT} conversations never showed: the list stops at a page ({seen})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Clicked where it is (in the script above), as a pointer would.
+    app.wait_text("#conversation-title", UI, |t| t == "Listed 0")
+        .await?;
+    app.screenshot("oldest-open")?;
+    app.quit().await
 }

@@ -149,10 +149,14 @@ async fn updates_and_restarts() -> anyhow::Result<()> {
     .await?;
     // The app restarted itself into the new version (its log, written by the
     // new process, says which version started and that it was an update).
+    // It also restored the session, keeping the rotated refresh token in the
+    // keyring: a kill before that would leave a spent token behind, which
+    // the provider refuses (the user signs in again, losing nothing).
     eventually(Duration::from_secs(30), "the restart into N+1", || {
         let log = log_of(home);
         log.contains(&format!("Confab {next} ("))
             && log.contains(&format!("updated from {current} to {next}"))
+            && log.contains("session restored from the keyring")
     })
     .await?;
     assert_eq!(server.hits().1, 1, "one download");

@@ -4,7 +4,8 @@
 use std::rc::Rc;
 
 use confab_wire::ipc::{
-    GetListItems, ListArgs, ListConversations, ListItemsArgs, SearchArgs, SearchConversations,
+    GetListItems, ListArgs, ListConversations, ListItemsArgs, MAX_LIST_PAGE, SearchArgs,
+    SearchConversations,
 };
 use confab_wire::library::{ListFilter, ListItem, ListPage, SearchHit};
 use confab_wire::{ErrorBody, ErrorCode};
@@ -54,13 +55,32 @@ fn patched(
     Some((rows, fresh.total))
 }
 
+/// The first `limit` rows of the list, read in pages of at most
+/// `MAX_LIST_PAGE` (the shell answers no more in one call). A row that moved
+/// between two pages is kept once; the next change reads the list again.
 async fn read_list(filter: ListFilter, limit: u32) -> Result<ListPage, ErrorBody> {
-    ipc::invoke::<ListConversations>(&ListArgs {
-        filter,
-        offset: 0,
-        limit,
-    })
-    .await
+    let mut items: Vec<ListItem> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    while (items.len() as u32) < limit {
+        let page = ipc::invoke::<ListConversations>(&ListArgs {
+            filter,
+            offset: items.len() as u32,
+            limit: (limit - items.len() as u32).min(MAX_LIST_PAGE),
+        })
+        .await?;
+        total = page.total;
+        let got = page.items.len();
+        for item in page.items {
+            if seen.insert(item.conversation.id.clone()) {
+                items.push(item);
+            }
+        }
+        if got == 0 || items.len() as u64 >= total {
+            break;
+        }
+    }
+    Ok(ListPage { items, total })
 }
 
 #[derive(Properties, PartialEq)]
@@ -86,6 +106,26 @@ pub fn sidebar(props: &Props) -> Html {
     let scroll = use_state(|| (0.0f64, 600.0f64));
     let list_ref = use_node_ref();
     let order = use_mut_ref(Vec::<String>::new);
+    // The spacers that stand for the rows out of view. Their heights are
+    // set through the CSSOM after each render: the CSP (`style-src 'self'`)
+    // ignores inline `style` attributes, and without the spacers the list
+    // could not scroll past the rows it renders. Every child of the list is
+    // keyed, so a spacer's node (and its height) never becomes a row's.
+    let spacer_before = use_node_ref();
+    let spacer_after = use_node_ref();
+    let spacer_heights = use_mut_ref(|| (0.0f64, 0.0f64));
+    {
+        let (before, after) = (spacer_before.clone(), spacer_after.clone());
+        let heights = spacer_heights.clone();
+        use_effect(move || {
+            let (above, below) = *heights.borrow();
+            for (node, px) in [(before, above), (after, below)] {
+                if let Some(el) = node.cast::<web_sys::HtmlElement>() {
+                    let _ = el.style().set_property("height", &format!("{px}px"));
+                }
+            }
+        });
+    }
 
     // The list: read whole when opened or filtered; on a change, only the
     // rows that changed are read and patched in. One read at a time: a change
@@ -327,11 +367,10 @@ pub fn sidebar(props: &Props) -> Html {
         let (top, height) = *scroll;
         let first = ((top / ROW) as usize).saturating_sub(10);
         let last = (((top + height) / ROW) as usize + 10).min(rows.len());
-        let before = first as f64 * ROW;
-        let after = (rows.len() - last) as f64 * ROW;
+        *spacer_heights.borrow_mut() = (first as f64 * ROW, (rows.len() - last) as f64 * ROW);
         let visible = rows[first.min(last)..last].iter().map(|row| match row {
             Row::Header(name) => html! {
-                <li class="row section" role="presentation">{ *name }</li>
+                <li key={format!("section-{name}")} class="row section" role="presentation">{ *name }</li>
             },
             Row::Item(item) => {
                 let c = &item.conversation;
@@ -340,7 +379,7 @@ pub fn sidebar(props: &Props) -> Html {
                 let onclick = Callback::from(move |_: MouseEvent| select.emit(Some(id.clone())));
                 let current = ctx.selected.as_deref() == Some(c.id.as_str());
                 html! {
-                    <li>
+                    <li key={c.id.clone()}>
                         <button
                             class={classes!("row", current.then_some("current"))}
                             type="button"
@@ -367,9 +406,13 @@ pub fn sidebar(props: &Props) -> Html {
         });
         html! {
             <ul id="conversation-list" class="rows" aria-label="Conversations">
-                <li style={format!("height:{before}px")} aria-hidden="true"></li>
-                { for visible }
-                <li style={format!("height:{after}px")} aria-hidden="true"></li>
+                { for std::iter::once(html! {
+                    <li key="spacer-before" class="spacer" ref={spacer_before.clone()} aria-hidden="true"></li>
+                })
+                .chain(visible)
+                .chain(std::iter::once(html! {
+                    <li key="spacer-after" class="spacer" ref={spacer_after.clone()} aria-hidden="true"></li>
+                })) }
             </ul>
         }
     };
