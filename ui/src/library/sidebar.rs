@@ -16,7 +16,7 @@ use crate::ipc;
 
 /// Every row is this tall (CSS `.row`), so the window is computed, not measured.
 const ROW: f64 = 56.0;
-const PAGE: u32 = 500;
+const PAGE: u32 = 200;
 /// More changed rows than this at once: reading the list again is simpler.
 const PATCH_MAX: usize = 100;
 
