@@ -20,12 +20,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::DateTime;
 use confab_bench_report::Report;
 use confab_cache::Cache;
 use confab_tests::App;
+use confab_tests::data::{conversation_id, synced_conversation};
 use confab_tests::stack::{Stack, UI};
-use confab_wire::conversations::{Conversation, ConversationDetail, Message, Role};
+use confab_wire::conversations::ConversationDetail;
 
 const CONVERSATIONS: usize = 10_000;
 const MESSAGES: usize = 100_000;
@@ -144,42 +144,11 @@ async fn blank_window_pss(stack: &Stack) -> anyhow::Result<(u64, String)> {
     measured
 }
 
-/// Conversation `c` with `count` messages, changed `c` seconds after `base`.
+/// Conversation `c` of the seeded cache: every thousandth is pinned.
 fn conversation(c: usize, count: usize, title: String) -> anyhow::Result<ConversationDetail> {
-    let base = DateTime::from_timestamp(1_800_000_000, 0).context("time")?;
-    let id = ulid::Ulid::from_parts(1_700_000_000_000 + c as u64, c as u128).to_string();
-    let messages: Vec<Message> = (0..count)
-        .map(|m| Message {
-            id: ulid::Ulid::from_parts(1_700_000_000_000 + m as u64, (c * count + m) as u128)
-                .to_string(),
-            role: if m % 2 == 0 {
-                Role::User
-            } else {
-                Role::Assistant
-            },
-            content: format!(
-                "Message {m} of conversation {c}: notes about the plan and the next steps."
-            ),
-            timestamp: base + chrono::Duration::seconds(m as i64),
-            reply: None,
-        })
-        .collect();
-    Ok(ConversationDetail {
-        conversation: Conversation {
-            id,
-            title,
-            created_at: base,
-            updated_at: base + chrono::Duration::seconds(c as i64),
-            version: 1,
-            message_count: count as u64,
-            last_message_preview: messages.last().map(|m| m.content.clone()),
-            pinned: c.is_multiple_of(1000),
-            archived: false,
-            assistant: Default::default(),
-        },
-        messages,
-        next_cursor: None,
-    })
+    let mut detail = synced_conversation(c, count, title)?;
+    detail.conversation.pinned = c.is_multiple_of(1000);
+    Ok(detail)
 }
 
 fn seed(cache: &Cache) -> anyhow::Result<()> {
@@ -287,10 +256,7 @@ async fn bench(report: &mut Report) -> anyhow::Result<()> {
         // Open the 5,000-message conversation: time to its newest message.
         let newest = format!("Message {} of conversation {}", LONG - 1, CONVERSATIONS + 1);
         let started = Instant::now();
-        let long = ulid::Ulid::from_parts(
-            1_700_000_000_000 + (CONVERSATIONS + 1) as u64,
-            (CONVERSATIONS + 1) as u128,
-        );
+        let long = conversation_id(CONVERSATIONS + 1);
         app.click(&format!("#conversation-list .row[data-id='{long}']"))
             .await?;
         app.wait_text("#messages", UI, |t| t.contains(&newest))

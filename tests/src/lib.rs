@@ -6,6 +6,7 @@
 //! that panics leaves a screenshot and logs under `tests/artifacts/<test>/`.
 
 pub mod browser;
+pub mod data;
 pub mod desktop;
 pub mod keyring;
 pub mod model;

@@ -35,14 +35,18 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 /// The desktop app: the debug build, or the profile `CONFAB_APP_PROFILE`
 /// names (`release` for benchmarks).
 pub fn app_binary() -> anyhow::Result<PathBuf> {
-    let profile = std::env::var("CONFAB_APP_PROFILE").unwrap_or_else(|_| "debug".into());
-    binary_in(&profile, "confab")
+    binary_in(&app_profile(), "confab")
+}
+
+/// The app's profile directory: `CONFAB_APP_PROFILE`, or `debug`.
+fn app_profile() -> String {
+    std::env::var("CONFAB_APP_PROFILE").unwrap_or_else(|_| "debug".into())
 }
 
 /// The blank Tauri window (`src-tauri/examples/blank.rs`) of the same
 /// profile as [`app_binary`].
 pub fn blank_window_binary() -> anyhow::Result<PathBuf> {
-    let profile = std::env::var("CONFAB_APP_PROFILE").unwrap_or_else(|_| "debug".into());
+    let profile = app_profile();
     let release = if profile == "release" {
         " --release"
     } else {

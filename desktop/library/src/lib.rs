@@ -12,7 +12,7 @@
 //! library's own channels; they outlive every user's engine, so a window
 //! never has to resubscribe when the user changes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -256,11 +256,6 @@ impl Library {
             user_id.bytes().map(|b| format!("{b:02x}")).collect()
         };
         self.dir.join(format!("{safe}.db"))
-    }
-
-    /// The library's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Carries one engine's events into the library's own channels, until

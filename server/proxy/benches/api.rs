@@ -198,6 +198,18 @@ struct Throughput {
     p99: Duration,
 }
 
+impl Throughput {
+    /// From every request's latency over a run of `elapsed`.
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        Self {
+            per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+        }
+    }
+}
+
 impl std::fmt::Display for Throughput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -294,17 +306,11 @@ fn throughput(
         }
         all
     });
-    let mut latencies = latencies;
-    latencies.sort();
     let what = match load {
         Load::List => "list  ",
         Load::Append => "append",
     };
-    let measured = Throughput {
-        per_second: latencies.len() as f64 / duration.as_secs_f64(),
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    };
+    let measured = Throughput::of(latencies, duration);
     println!(
         "{name:<8} {what} over HTTP, server pinned to 1 core, {concurrency} connections: {measured}"
     );
@@ -395,7 +401,7 @@ fn token_throughput(fresh: bool, conversations_each: usize, duration: Duration) 
     let url = format!("http://{addr}/api/conversations?limit=50");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
-    let mut latencies = clients.block_on(async move {
+    let latencies = clients.block_on(async move {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(CONNECTIONS)
             .build()
@@ -435,12 +441,7 @@ fn token_throughput(fresh: bool, conversations_each: usize, duration: Duration) 
     });
     let elapsed = started.elapsed();
     drop(server);
-    latencies.sort();
-    Throughput {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(&latencies, 0.5),
-        p99: percentile(&latencies, 0.99),
-    }
+    Throughput::of(latencies, elapsed)
 }
 
 /// Design section 7: what the proxy may add to a store call, and what one

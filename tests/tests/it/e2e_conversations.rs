@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use confab_cache::local::Patch;
+use confab_tests::data::{conversation_id, synced_conversation};
 use confab_tests::session::Device;
 use confab_tests::stack::{Stack, UI};
-use confab_wire::conversations::{Conversation, ConversationDetail, Role};
+use confab_wire::conversations::Role;
 use fantoccini::Locator;
 
 /// How long another device's change may take to show here: the suite's
@@ -380,30 +380,10 @@ async fn long_list() -> anyhow::Result<()> {
     // Held by the cache as if synced: faster than 1,200 requests.
     let cache =
         confab_cache::Cache::open(&stack.home.app_data_dir().join("cache").join("user_demo.db"))?;
-    let base = chrono::DateTime::from_timestamp(1_800_000_000, 0).context("a time")?;
-    let mut oldest = String::new();
     for c in 0..COUNT {
-        let id = ulid::Ulid::from_parts(1_700_000_000_000 + c as u64, c as u128).to_string();
-        if c == 0 {
-            oldest = id.clone();
-        }
-        cache.apply_detail(&ConversationDetail {
-            conversation: Conversation {
-                id,
-                title: format!("Listed {c}"),
-                created_at: base,
-                updated_at: base + chrono::Duration::seconds(c as i64),
-                version: 1,
-                message_count: 0,
-                last_message_preview: None,
-                pinned: false,
-                archived: false,
-                assistant: Default::default(),
-            },
-            messages: Vec::new(),
-            next_cursor: None,
-        })?;
+        cache.apply_detail(&synced_conversation(c, 0, format!("Listed {c}"))?)?;
     }
+    let oldest = conversation_id(0);
     drop(cache);
 
     let app = stack.launch().await?;
